@@ -1,0 +1,1 @@
+"""Data: the sample format, dataset converters, images and the coordinate frame."""

@@ -1,0 +1,92 @@
+"""Safe file output shared by every command: atomic writes and append-only JSONL that survives a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+    """Write to a temporary file beside ``path`` and rename it into place only when the block succeeds.
+
+    A crash or an exception leaves the previous file (or nothing) — never half a file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+
+
+def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def atomic_write_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
+    n = 0
+    with atomic_open(path, "w") as fh:
+        for row in rows:
+            fh.write((row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)) + "\n")
+            n += 1
+    return n
+
+
+def append_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
+    """Append complete lines and fsync, so a kill loses at most the rows not yet passed in."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [(r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows]
+    if not lines:
+        return 0
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("".join(lines))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return len(lines)
+
+
+def read_jsonl(path: str | Path, tolerate_torn_tail: bool = False) -> list[dict[str, Any]]:
+    """Read a JSONL file; a malformed line raises ValueError naming file and line.
+
+    ``tolerate_torn_tail`` drops a last line cut short by a kill (for resumable outputs).
+    """
+    path = Path(path)
+    rows: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as fh:
+        lines = fh.readlines()
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if tolerate_torn_tail and i == len(lines) and not line.endswith("\n"):
+                break
+            raise ValueError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
+    return rows

@@ -1,0 +1,168 @@
+"""The grounded output protocol: prompts that ask for it, and the parser that reads it back.
+
+    <think> step 1 ... [x_min, y_min, x_max, y_max] ...; step 2 ... </think> The answer is: \\boxed{answer}
+
+One prompt construction serves training, inference and the cold-start teacher, so what a model is trained on is
+exactly what it is asked at inference. The parser is shared by the reward, inference, evaluation and review.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# --- prompts ---------------------------------------------------------------------------------------------------
+
+TASK_PROMPTS: dict[str, str] = {
+    "report_findings": "Write the FINDINGS section of the radiology report for this chest X-ray.",
+    "report_impression": "Write the IMPRESSION section of the radiology report for this chest X-ray.",
+}
+
+# In substance the authors' xray_format.jinja: think first, cite regions as boxes, answer in \boxed{}.
+REASONING_SUFFIX = (
+    "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "
+    "The reasoning process MUST BE enclosed within <think> </think> tags. While reasoning, analyse the relevant "
+    "local regions of the image and cite each one as a bounding box [x_min, y_min, x_max, y_max] in image pixels. "
+    "The final answer MUST BE put in \\boxed{}. For example: <think> Step 1: the right lower lung zone "
+    "[40, 220, 160, 330] shows ... Step 2: ... </think> The answer is: \\boxed{...}"
+)
+
+
+def task_prompt(task: str, question: str | None = None) -> str:
+    """The instruction text for a task: a report section, or the question itself for VQA and grounding."""
+    if task in TASK_PROMPTS and not question:
+        return TASK_PROMPTS[task]
+    if not question or not question.strip():
+        raise ValueError(f"task {task!r} needs a question")
+    return question.strip()
+
+
+def build_user_text(prompt: str, reasoning: bool = True) -> str:
+    """The user turn's text: the instruction, then the protocol suffix when the model is to reason."""
+    return f"{prompt}\n\n{REASONING_SUFFIX}" if reasoning else prompt
+
+
+def build_messages(prompt: str, reasoning: bool = True, n_images: int = 1) -> list[dict[str, Any]]:
+    """Chat messages in the transformers/TRL multimodal format: image placeholders first, then the text."""
+    content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
+    content.append({"type": "text", "text": build_user_text(prompt, reasoning)})
+    return [{"role": "user", "content": content}]
+
+
+def format_completion(steps: list[str], answer: str) -> str:
+    """Write a completion in the protocol (used by the cold-start teacher template and tests)."""
+    body = "\n".join(s.strip() for s in steps if s.strip())
+    return f"<think>\n{body}\n</think>\nThe answer is: \\boxed{{{answer}}}"
+
+
+# --- parsing ---------------------------------------------------------------------------------------------------
+
+_OPEN_TAG = re.compile(r"<\s*think\s*>", re.IGNORECASE)
+_CLOSE_TAG = re.compile(r"<\s*/\s*think\s*>", re.IGNORECASE)
+_BLOCK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+_NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
+BOX_PATTERN = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]")
+_FORMAT = re.compile(r"\s*<think>.*</think>.*\\boxed\{.*\}.*", re.DOTALL)
+_STEP_MARK = re.compile(r"(?=\bstep\s*\d+\s*[:.)])", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.;!?])\s+(?=[A-Z])")
+
+
+def normalize_tags(text: str) -> str:
+    """``< think >`` and ``</ think >`` → ``<think>`` and ``</think>`` (Qwen2.5-VL-32B writes the former)."""
+    return _CLOSE_TAG.sub("</think>", _OPEN_TAG.sub("<think>", text))
+
+
+def extract_boxed(text: str) -> str:
+    """Content of the last ``\\boxed{...}`` whose braces balance (nested braces kept); ``""`` when none."""
+    starts = [m.end() for m in re.finditer(r"\\boxed\{", text)]
+    for start in reversed(starts):
+        depth = 1
+        for i in range(start, len(text)):
+            c = text[i]
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start:i].strip()
+    return ""
+
+
+def find_boxes(text: str) -> list[tuple[float, float, float, float]]:
+    """Every ``[a, b, c, d]`` of four numbers in ``text``, in order."""
+    return [tuple(float(g) for g in m.groups()) for m in BOX_PATTERN.finditer(text)]  # type: ignore[misc]
+
+
+def split_steps(block: str) -> list[str]:
+    """A reasoning block → steps: its lines; a one-line block by "Step N:" markers, else by sentences."""
+    lines = [ln.strip() for ln in block.splitlines() if ln.strip()]
+    if len(lines) > 1:
+        return lines
+    if not lines:
+        return []
+    line = lines[0]
+    parts = [p.strip() for p in _STEP_MARK.split(line) if p.strip()]
+    if len(parts) > 1:
+        return parts
+    return [p.strip() for p in _SENTENCE_END.split(line) if p.strip()]
+
+
+@dataclass
+class Step:
+    text: str
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+
+
+@dataclass
+class ParsedCompletion:
+    """A completion read against the protocol. Boxes are in the model's frame, as written."""
+
+    text: str
+    reasoning_blocks: list[str]
+    steps: list[Step]
+    answer: str
+    format_valid: bool
+
+    @property
+    def boxes(self) -> list[tuple[float, float, float, float]]:
+        return [b for s in self.steps for b in s.boxes]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "format_valid": self.format_valid,
+            "steps": [{"text": s.text, "boxes": [list(b) for b in s.boxes]} for s in self.steps],
+        }
+
+
+def parse_completion(text: str) -> ParsedCompletion:
+    """Read a completion. Never raises: malformed text gives format_valid=False and whatever could be read."""
+    text = text if isinstance(text, str) else str(text)
+    norm = normalize_tags(text)
+    blocks = [m.group(1) for m in _BLOCK.finditer(norm)]
+    steps = [Step(s, find_boxes(s)) for b in blocks for s in split_steps(b)]
+    return ParsedCompletion(
+        text=text,
+        reasoning_blocks=blocks,
+        steps=steps,
+        answer=extract_boxed(norm),
+        format_valid=_FORMAT.fullmatch(norm) is not None,
+    )
+
+
+def final_answer(text: str) -> str:
+    """The answer of a completion: the last ``\\boxed{}``, or — for a model that does not use the protocol —
+    the text itself with any reasoning block removed."""
+    norm = normalize_tags(text)
+    boxed = extract_boxed(norm)
+    if boxed or "\\boxed{" in norm:
+        return boxed
+    return _BLOCK.sub("", norm).strip()
+
+
+__all__ = [
+    "BOX_PATTERN", "ParsedCompletion", "REASONING_SUFFIX", "Step", "TASK_PROMPTS", "asdict", "build_messages",
+    "build_user_text", "extract_boxed", "final_answer", "find_boxes", "format_completion", "normalize_tags",
+    "parse_completion", "split_steps", "task_prompt",
+]
