@@ -1,0 +1,21 @@
+"""Stage 2 data: a teacher writes grounded reasoning that ends in the ground truth; a filter keeps the valid ones.
+
+``synthesize`` runs any teacher (an OpenAI-compatible endpoint, or the offline ``TemplateTeacher``) over a samples
+file, caches every teacher reply by content, filters, and writes stage-2 training samples whose ``answer`` is the
+full protocol completion.
+"""
+
+from deepmedix.training.coldstart.filter import FilterResult, check_completion
+from deepmedix.training.coldstart.synthesize import SynthesisSummary, synthesize, synthesize_offline
+from deepmedix.training.coldstart.teachers import EndpointTeacher, EndpointVerifier, TemplateTeacher
+
+__all__ = [
+    "EndpointTeacher",
+    "EndpointVerifier",
+    "FilterResult",
+    "SynthesisSummary",
+    "TemplateTeacher",
+    "check_completion",
+    "synthesize",
+    "synthesize_offline",
+]
