@@ -59,14 +59,13 @@ class ModelFrame:
     def to_model(self, box: Sequence[float], width: int, height: int) -> BoxXYXY:
         """A box in original pixels → the model's frame."""
         mw, mh = self.input_size(width, height)
-        sx, sy = mw / width, mh / height
-        return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+        # multiply before dividing: the image's own edge (x = width) lands exactly on the frame's edge
+        return (box[0] * mw / width, box[1] * mh / height, box[2] * mw / width, box[3] * mh / height)
 
     def to_original(self, box: Sequence[float], width: int, height: int) -> BoxXYXY:
         """A box in the model's frame → original pixels (what a viewer draws)."""
         mw, mh = self.input_size(width, height)
-        sx, sy = width / mw, height / mh
-        return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+        return (box[0] * width / mw, box[1] * height / mh, box[2] * width / mw, box[3] * height / mh)
 
 
 QWEN25_VL_FRAME = ModelFrame("resized_pixels", factor=28)
