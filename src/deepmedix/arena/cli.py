@@ -1,0 +1,190 @@
+"""``deepmedix arena run`` (judge report pairs, fit, report) and ``deepmedix arena fit`` (fit given judgments)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deepmedix.arena.bt import ArenaFit
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    arena = subparsers.add_parser(
+        "arena",
+        help="Report Arena: pairwise judging of generated reports, Bradley–Terry ranking",
+        description="Rank models by pairwise judgments of their reports (an LLM judge or the offline rules-labeler).",
+    )
+    sub = arena.add_subparsers(dest="arena_command", metavar="SUBCOMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="judge report pairs drawn actively (or uniformly), then fit and report",
+        description=(
+            "Draw pairs of models (active rule or uniform), a report sample both answered, ask the judge in both "
+            "orders, store every judgment in DIR/judgments.sqlite (rerun the same command to resume at no cost), "
+            "then write DIR/judgments.jsonl, DIR/scores.json, DIR/arena.json, DIR/arena.md and figures."
+        ),
+    )
+    run.add_argument(
+        "--predictions", nargs="+", required=True, metavar="FILE", help="prediction JSONL files, one per model"
+    )
+    run.add_argument(
+        "--names", nargs="+", metavar="NAME", help="model names, in the order of --predictions (default: file names)"
+    )
+    run.add_argument(
+        "--judge",
+        required=True,
+        metavar="URL|offline",
+        help="base URL of an OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1), or 'offline' for rules-labeler",
+    )
+    run.add_argument("--judge-model", default=None, help="model name at the endpoint (required with a URL)")
+    run.add_argument("--judge-vision", action="store_true", help="also show the judge the image (vision judges)")
+    run.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    run.add_argument("--max-concurrency", type=int, default=4, help="judge requests in flight at once (default 4)")
+    run.add_argument("--requests-per-minute", type=float, default=None, help="rate limit for the judge endpoint")
+    run.add_argument("--budget", type=int, required=True, help="number of comparisons (each is asked in both orders)")
+    run.add_argument("--out", required=True, type=Path, metavar="DIR")
+    run.add_argument("--sampling", choices=("active", "uniform"), default="active")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--batch-size", type=int, default=None, help="comparisons drawn before judging (default: 2 × concurrency)"
+    )
+    _fit_options(run)
+    run.set_defaults(func=_run)
+
+    fit = sub.add_parser(
+        "fit",
+        help="fit Bradley–Terry scores from a judgments JSONL",
+        description=(
+            'Each line: {"model_a", "model_b", "winner": "a"|"b"|"tie", "prob"?} (prob: the probability with which '
+            "the pair was drawn; 1 when absent). Writes DIR/scores.json, DIR/arena.json, DIR/arena.md and figures."
+        ),
+    )
+    fit.add_argument("judgments", type=Path, metavar="JUDGMENTS.jsonl")
+    fit.add_argument("--out", required=True, type=Path, metavar="DIR")
+    fit.add_argument("--seed", type=int, default=0)
+    _fit_options(fit)
+    fit.add_argument("--no-weights", action="store_true", help="ignore 'prob' (plain, unweighted Bradley–Terry)")
+    fit.set_defaults(func=_fit)
+    arena.set_defaults(func=lambda args: _help(arena))
+
+
+def _fit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals (default 200)")
+    p.add_argument(
+        "--scale",
+        choices=("minmax", "maxabs"),
+        default="minmax",
+        help="score scaling to [0, 1]: minmax (best 1, worst 0) or maxabs (0.5 + 0.5·x/max|x| after centring)",
+    )
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from deepmedix.cli import UserError
+
+    if args.judge == "offline":
+        from deepmedix.arena.judges import RulesLabelerJudge
+
+        judge = RulesLabelerJudge()
+        batch_size = args.batch_size or 64
+        if args.judge_vision:
+            raise UserError("--judge-vision needs an LLM judge endpoint, not 'offline'")
+    else:
+        if not args.judge.startswith(("http://", "https://")):
+            raise UserError(
+                f"--judge must be an http(s) URL of an OpenAI-compatible endpoint or 'offline', got {args.judge!r}"
+            )
+        if not args.judge_model:
+            raise UserError("--judge-model is required with a judge URL (the model name the endpoint serves)")
+        from deepmedix.arena.judges import LLMJudge
+        from deepmedix.endpoints import ChatEndpoint, EndpointConfig
+
+        config = EndpointConfig(
+            base_url=args.judge,
+            model=args.judge_model,
+            api_key_env=args.api_key_env,
+            max_concurrency=args.max_concurrency,
+            requests_per_minute=args.requests_per_minute,
+            max_tokens=512,
+        )
+        judge = LLMJudge(ChatEndpoint(config), vision=args.judge_vision)
+        batch_size = args.batch_size or max(2, 2 * args.max_concurrency)
+    from deepmedix.arena.run import run_arena
+
+    result = run_arena(
+        args.predictions,
+        judge,
+        args.out,
+        budget=args.budget,
+        sampling=args.sampling,
+        seed=args.seed,
+        names=args.names,
+        batch_size=batch_size,
+        bootstrap_rounds=args.bootstrap,
+        scale=args.scale,
+        vision=args.judge_vision,
+    )
+    u = result.usage
+    print(
+        f"{len(result.draws)} comparisons; judge calls this run {u['calls']} "
+        f"({u['prompt_tokens']} prompt + {u['completion_tokens']} completion tokens), reused {u['cached']}"
+    )
+    bias = result.bias
+    if bias.get("verdicts"):
+        print(
+            f"position bias: report shown first won {bias['position_a_wins']:.1%} of {bias['verdicts']} verdicts; "
+            f"orders disagreed on {bias['order_inconsistent'] or 0:.1%} of comparisons (counted as ties)"
+        )
+    if result.fit is None:
+        print("no comparison could be fitted (all unparseable or failed)")
+        return 1
+    _print_scores(result.fit)
+    print(f"wrote {args.out}/scores.json, arena.md, arena.json, judgments.jsonl, judgments.sqlite and figures")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from deepmedix.arena.bt import battles_from_rows, fit_arena
+    from deepmedix.arena.report import write_outputs
+    from deepmedix.io import read_jsonl
+
+    if not args.judgments.is_file():
+        raise FileNotFoundError(f"{args.judgments}: judgments file not found")
+    rows = read_jsonl(args.judgments)
+    battles = battles_from_rows(rows, source=str(args.judgments))
+    fit = fit_arena(
+        battles, bootstrap_rounds=args.bootstrap, scale=args.scale, seed=args.seed, weighted=not args.no_weights
+    )
+    write_outputs(
+        args.out,
+        fit,
+        {"judgments": str(args.judgments), "rows": len(rows), "skipped_unresolved": len(rows) - len(battles)},
+    )
+    _print_scores(fit)
+    print(f"wrote {args.out}/scores.json, arena.md, arena.json and figures")
+    return 0
+
+
+def _print_scores(fit: ArenaFit) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Report Arena")
+    for col in ("rank", "model", "score", "interval", "battles"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for i, m in enumerate(fit.models):
+        table.add_row(
+            str(fit.rank[i]),
+            m,
+            f"{fit.score[i]:.3f}",
+            f"[{fit.ci_low[i]:.3f}, {fit.ci_high[i]:.3f}]",
+            str(int(fit.battles[i].sum())),
+        )
+    Console().print(table)

@@ -1,0 +1,326 @@
+"""An arena run: draw pairs (active or uniform), draw a sample both models answered, ask the judge in both orders,
+combine, store, fit, report.
+
+Both orders: each comparison is asked with model_a as Report A and again with model_b as Report A. The two verdicts,
+mapped back to models, combine into one outcome: when they agree, that outcome; when they disagree (including one
+win and one tie), a tie — a verdict that flips with the order says the judge cannot tell them apart. When either
+order stays unparseable the comparison is recorded as such and left out of the fit (and counted in the report).
+
+Resuming: draws are made with a seeded generator and depend only on earlier outcomes, which are cached, so rerunning
+the same command replays the same draws from the store at no cost and carries on where a killed run stopped; a
+larger ``--budget`` extends the same sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepmedix.arena.bt import Battle, fit_arena
+from deepmedix.arena.judges import PROMPT_VERSION, Judge, JudgeOutcome, JudgeTask, image_for
+from deepmedix.arena.sampling import PairStats, Sampling, pair_probabilities
+from deepmedix.arena.store import JudgmentKey, JudgmentStore
+from deepmedix.endpoints import content_key
+from deepmedix.io import atomic_write_jsonl, read_jsonl
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Entry:
+    sample_id: str
+    task: str
+    prediction: str
+    reference: str
+    image: str | None
+
+
+def model_names(paths: Sequence[Path], names: Sequence[str] | None = None) -> list[str]:
+    if names:
+        if len(names) != len(paths):
+            raise ValueError(f"--names gives {len(names)} names for {len(paths)} prediction files")
+        chosen = list(names)
+    else:
+        chosen = [Path(p).name.removesuffix(".jsonl").removesuffix(".predictions") for p in paths]
+    dupes = sorted({n for n in chosen if chosen.count(n) > 1})
+    if dupes:
+        raise ValueError(f"model names must differ, {dupes} repeats: name the models with --names")
+    return chosen
+
+
+def load_predictions(path: Path) -> dict[str, Entry]:
+    """Report predictions of one model by sample id; lines of other tasks are skipped. An empty prediction is kept:
+    a model that wrote nothing competes (and loses), it is not excused from the comparison."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: prediction file not found")
+    entries: dict[str, Entry] = {}
+    for i, row in enumerate(read_jsonl(path, tolerate_torn_tail=True), start=1):
+        where = f"{path}, record {i}"
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected a JSON object")
+        task = row.get("task")
+        if not isinstance(task, str):
+            raise ValueError(f"{where}: field 'task' must be a string")
+        if not task.startswith("report"):
+            continue
+        sid = row.get("id")
+        if not isinstance(sid, str | int) or isinstance(sid, bool) or str(sid) == "":
+            raise ValueError(f"{where}: field 'id' must be a non-empty string")
+        sid = str(sid)
+        for key in ("prediction", "reference"):
+            if row.get(key) is not None and not isinstance(row[key], str):
+                raise ValueError(f"{where} (id {sid}): field '{key}' must be a string")
+        if not isinstance(row.get("reference"), str) or not row["reference"].strip():
+            raise ValueError(f"{where} (id {sid}): field 'reference' is missing or empty")
+        if sid in entries:
+            raise ValueError(f"{where}: id {sid!r} appears twice")
+        if "prediction" not in row:
+            raise ValueError(f"{where} (id {sid}): field 'prediction' is missing")
+        prediction = (row.get("prediction") or "").strip()
+        entries[sid] = Entry(sid, task, prediction, row["reference"], image_for(row.get("image"), path))
+    if not entries:
+        raise ValueError(f"{path}: no report predictions (lines with a 'task' starting with 'report')")
+    return entries
+
+
+@dataclass
+class Draw:
+    step: int
+    pair: int
+    sample_id: str
+    prob: float
+    outcomes: dict[str, JudgeOutcome] = field(default_factory=dict)  # by shown order 'ab' / 'ba'
+    winner: str = "error"  # 'a' | 'b' | 'tie' | 'unparseable' | 'error'
+
+
+def _order_winner(verdict: str, order: str) -> str | None:
+    """A position verdict as the canonical pair's winner ('a', 'b', 'tie'), or None when unparseable."""
+    if verdict == "tie":
+        return "tie"
+    if verdict not in ("A", "B"):
+        return None
+    shown_first_wins = verdict == "A"
+    if order == "ab":
+        return "a" if shown_first_wins else "b"
+    return "b" if shown_first_wins else "a"
+
+
+def combine(outcomes: dict[str, JudgeOutcome]) -> str:
+    verdicts = [outcomes[o].verdict if o in outcomes else "error" for o in ("ab", "ba")]
+    if "error" in verdicts:
+        return "error"
+    if "unparseable" in verdicts:
+        return "unparseable"
+    wa, wb = _order_winner(verdicts[0], "ab"), _order_winner(verdicts[1], "ba")
+    return wa if wa == wb else "tie"  # type: ignore[return-value]
+
+
+def position_bias(draws: Sequence[Draw]) -> dict[str, Any]:
+    """How often the report shown first wins, and how often the two orders disagree."""
+    counts = {"A": 0, "B": 0, "tie": 0, "unparseable": 0}
+    both, inconsistent = 0, 0
+    for d in draws:
+        for o in d.outcomes.values():
+            if o.verdict in counts:
+                counts[o.verdict] += 1
+        if d.winner in ("a", "b", "tie"):
+            both += 1
+            wa = _order_winner(d.outcomes["ab"].verdict, "ab")
+            wb = _order_winner(d.outcomes["ba"].verdict, "ba")
+            inconsistent += wa != wb
+    parsed = counts["A"] + counts["B"] + counts["tie"]
+    decisive = counts["A"] + counts["B"]
+    return {
+        "verdicts": parsed,
+        "position_a_wins": counts["A"] / parsed if parsed else None,
+        "position_b_wins": counts["B"] / parsed if parsed else None,
+        "ties": counts["tie"] / parsed if parsed else None,
+        "position_a_share_of_decisive": counts["A"] / decisive if decisive else None,
+        "unparseable_verdicts": counts["unparseable"],
+        "comparisons_both_orders": both,
+        "order_inconsistent": inconsistent / both if both else None,
+    }
+
+
+@dataclass
+class ArenaRun:
+    models: list[str]
+    draws: list[Draw]
+    judge: str
+    usage: dict[str, int]
+    bias: dict[str, Any]
+    out_dir: Path
+    fit: Any = None
+    outcome_counts: dict[str, int] = field(default_factory=dict)
+
+
+def run_arena(
+    prediction_files: Sequence[str | Path],
+    judge: Judge,
+    out_dir: str | Path,
+    budget: int,
+    sampling: Sampling = "active",
+    seed: int = 0,
+    names: Sequence[str] | None = None,
+    batch_size: int = 8,
+    bootstrap_rounds: int = 200,
+    scale: str = "minmax",
+    vision: bool = False,
+    progress: bool = True,
+) -> ArenaRun:
+    """Run (or resume) an arena over ``budget`` comparisons and write everything under ``out_dir``."""
+    from tqdm.auto import tqdm
+
+    from deepmedix.arena.report import write_outputs
+
+    if budget < 1:
+        raise ValueError(f"--budget must be at least 1, got {budget}")
+    paths = [Path(p) for p in prediction_files]
+    if len(paths) < 2:
+        raise ValueError("the arena needs prediction files of at least two models")
+    models = model_names(paths, names)
+    tables = {m: load_predictions(p) for m, p in zip(models, paths, strict=True)}
+    models = sorted(models)  # canonical order: a pair is (model_a, model_b) with model_a < model_b
+    pairs = list(combinations(range(len(models)), 2))
+    pools = [sorted(set(tables[models[i]]) & set(tables[models[j]])) for i, j in pairs]
+    for (i, j), pool in zip(pairs, pools, strict=True):
+        if not pool:
+            log.warning("%s and %s share no answered report sample: that pair is never compared", models[i], models[j])
+    if not any(pools):
+        raise ValueError("no report sample was answered by two of the models: nothing to compare")
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    store = JudgmentStore(out / "judgments.sqlite")
+    run_key = content_key(models, judge.name, PROMPT_VERSION, sampling, seed, batch_size)[:16]
+    rng = np.random.default_rng(seed)
+    stats = [PairStats() for _ in pairs]
+    draws: list[Draw] = []
+    usage = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached": 0, "asked": 0}
+    bar = tqdm(total=budget, desc=f"arena ({judge.name})", unit="cmp", disable=not progress)
+    try:
+        while len(draws) < budget:
+            batch: list[Draw] = []
+            while len(batch) < batch_size and len(draws) + len(batch) < budget:
+                available = np.array([len(p) > 0 for p in pools])
+                if not available.any():
+                    break
+                probs = pair_probabilities(stats, sampling, available)
+                k = int(rng.choice(len(pairs), p=probs))
+                sample_id = pools[k].pop(int(rng.integers(len(pools[k]))))
+                batch.append(Draw(len(draws) + len(batch), k, sample_id, float(probs[k])))
+            if not batch:
+                log.warning(
+                    "every pair has been compared on every shared sample: stopping at %d comparisons", len(draws)
+                )
+                break
+            _judge_batch(batch, pairs, models, tables, judge, store, vision, usage)
+            for d in batch:
+                d.winner = combine(d.outcomes)
+                if d.winner in ("a", "b", "tie"):
+                    stats[d.pair].add({"a": 1.0, "b": 0.0, "tie": 0.5}[d.winner])
+                i, j = pairs[d.pair]
+                store.record_draw(run_key, d.step, models[i], models[j], d.sample_id, d.prob, d.winner)
+            draws.extend(batch)
+            bar.update(len(batch))
+            bar.set_postfix(calls=usage["calls"], cached=usage["cached"])
+            atomic_write_jsonl(out / "judgments.jsonl", _judgment_rows(draws, pairs, models))
+    finally:
+        bar.close()
+        store.close()
+
+    counts = {w: sum(d.winner == w for d in draws) for w in ("a", "b", "tie", "unparseable", "error")}
+    result = ArenaRun(models, draws, judge.name, usage, position_bias(draws), out, outcome_counts=counts)
+    battles = [
+        Battle(models[pairs[d.pair][0]], models[pairs[d.pair][1]], d.winner, d.prob)
+        for d in draws
+        if d.winner in ("a", "b", "tie")
+    ]
+    if counts["error"]:
+        log.warning("%d comparisons failed at the endpoint: rerun the same command to ask them again", counts["error"])
+    if counts["unparseable"]:
+        log.warning("%d comparisons had an unparseable verdict and are left out of the fit", counts["unparseable"])
+    if battles:
+        result.fit = fit_arena(battles, models, bootstrap_rounds=bootstrap_rounds, scale=scale, seed=seed)  # type: ignore[arg-type]
+        write_outputs(
+            out,
+            result.fit,
+            {
+                "judge": judge.name,
+                "prompt_version": PROMPT_VERSION,
+                "sampling": sampling,
+                "seed": seed,
+                "budget": budget,
+                "comparisons": len(draws),
+                "outcomes": counts,
+                "position_bias": result.bias,
+                "usage": usage,
+            },
+        )
+    return result
+
+
+def _judge_batch(
+    batch: list[Draw],
+    pairs: list[tuple[int, int]],
+    models: list[str],
+    tables: dict[str, dict[str, Entry]],
+    judge: Judge,
+    store: JudgmentStore,
+    vision: bool,
+    usage: dict[str, int],
+) -> None:
+    asks: list[tuple[Draw, str, JudgmentKey, JudgeTask]] = []
+    for d in batch:
+        i, j = pairs[d.pair]
+        ea, eb = tables[models[i]][d.sample_id], tables[models[j]][d.sample_id]
+        image = ea.image if vision else None
+        digest = content_key(ea.reference, ea.prediction, eb.prediction, image)
+        for order in ("ab", "ba"):
+            key = JudgmentKey(judge.name, PROMPT_VERSION, d.sample_id, models[i], models[j], order, digest)
+            cached = store.get(key)
+            if cached is not None:
+                d.outcomes[order] = cached
+                usage["cached"] += 1
+                continue
+            first, second = (ea, eb) if order == "ab" else (eb, ea)
+            task = JudgeTask(d.sample_id, ea.reference, first.prediction, second.prediction, ea.task, ea.image)
+            asks.append((d, order, key, task))
+    if not asks:
+        return
+    for k, outcome in judge.judge_many([a[3] for a in asks]):
+        d, order, key, _ = asks[k]
+        d.outcomes[order] = outcome
+        usage["asked"] += 1
+        usage["calls"] += outcome.calls
+        usage["prompt_tokens"] += outcome.prompt_tokens
+        usage["completion_tokens"] += outcome.completion_tokens
+        if outcome.verdict != "error":
+            winner = _order_winner(outcome.verdict, order)
+            name = {"a": key.model_a, "b": key.model_b, "tie": "tie"}.get(winner or "")
+            store.put(key, outcome, name)  # stored the moment it is known: a kill loses only calls in flight
+
+
+def _judgment_rows(draws: Sequence[Draw], pairs: list[tuple[int, int]], models: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for d in draws:
+        i, j = pairs[d.pair]
+        rows.append(
+            {
+                "model_a": models[i],
+                "model_b": models[j],
+                "winner": d.winner,
+                "prob": d.prob,
+                "sample_id": d.sample_id,
+                "step": d.step,
+                "verdicts": {o: d.outcomes[o].verdict for o in ("ab", "ba") if o in d.outcomes},
+            }
+        )
+    return rows
