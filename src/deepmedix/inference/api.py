@@ -1,0 +1,208 @@
+"""The Python API: load a backend, ask a grounded question, get the answer with boxes in original pixels.
+
+    from deepmedix.inference.api import load_backend, GroundedAnswerer
+    answerer = GroundedAnswerer(load_backend("tiny"))
+    result = answerer.answer("cxr.png", question="Is there a pleural effusion?")
+    result.answer, result.steps[0].boxes          # boxes in the ORIGINAL image's pixels
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from deepmedix.data.frame import ModelFrame
+from deepmedix.inference.backends import (
+    BACKENDS,
+    Backend,
+    GenerationConfig,
+    GenerationRequest,
+    OpenAIBackend,
+    OpenAIOptions,
+    TransformersBackend,
+    VLLMBackend,
+)
+from deepmedix.inference.images import CXRImage, load_image
+from deepmedix.protocol import final_answer, find_boxes, parse_completion, task_prompt
+
+# CLI task names → sample tasks.
+TASK_ALIASES = {
+    "findings": "report_findings",
+    "impression": "report_impression",
+    "report_findings": "report_findings",
+    "report_impression": "report_impression",
+    "vqa": "vqa",
+    "grounding": "grounding",
+}
+
+
+def load_backend(
+    model: str,
+    backend: str = "transformers",
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    top_k: int | None = None,
+    seed: int | None = None,
+    input_max_pixels: int | None = None,
+    device: str | None = None,
+    dtype: str = "auto",
+    base_url: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    max_concurrency: int = 4,
+    requests_per_minute: float | None = None,
+    cache_path: str | Path | None = None,
+    frame_model: str | None = None,
+    **engine_kwargs: Any,
+) -> Backend:
+    """Build a backend by name. ``model`` is "tiny", a local checkpoint or a hub id (or, for "openai", the
+    served model name)."""
+    generation = GenerationConfig(max_new_tokens, temperature, top_p, top_k, seed)
+    if backend == "transformers":
+        return TransformersBackend(model, generation, device=device, dtype=dtype, input_max_pixels=input_max_pixels)
+    if backend == "vllm":
+        return VLLMBackend(model, generation, input_max_pixels=input_max_pixels, **engine_kwargs)
+    if backend == "openai":
+        options = OpenAIOptions(
+            base_url=base_url or "",
+            api_key_env=api_key_env,
+            max_concurrency=max_concurrency,
+            requests_per_minute=requests_per_minute,
+            cache_path=cache_path,
+            frame_model=frame_model,
+        )
+        return OpenAIBackend(model, options, generation, input_max_pixels=input_max_pixels)
+    raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def resolve_prompt(task: str | None = None, question: str | None = None) -> tuple[str, str]:
+    """(task, instruction text) from a task name and/or a question; a question without a task is VQA."""
+    if question is not None and not question.strip():
+        raise ValueError("question is empty")
+    if task is None:
+        if question is None:
+            raise ValueError("give a question or a task (findings or impression)")
+        task = "vqa"
+    if task not in TASK_ALIASES:
+        raise ValueError(f"unknown task {task!r}; choose one of findings, impression, vqa, grounding")
+    full = TASK_ALIASES[task]
+    return full, task_prompt(full, question)
+
+
+def _r(v: float) -> float:
+    return round(float(v), 1)
+
+
+@dataclass
+class GroundedStep:
+    text: str
+    boxes: list[list[float]] = field(default_factory=list)  # original-image pixels
+    boxes_model: list[list[float]] = field(default_factory=list)  # as the model wrote them
+
+
+@dataclass
+class GroundedAnswer:
+    answer: str
+    format_valid: bool
+    steps: list[GroundedStep]
+    completion: str
+    prompt: str
+    task: str
+    model: str
+    image_size: list[int]
+    model_input_size: list[int]
+    timing: dict[str, float] = field(default_factory=dict)
+    # Boxes written in the final answer itself (a grounding answer such as \boxed{[x0, y0, x1, y1]}).
+    answer_boxes: list[list[float]] = field(default_factory=list)  # original pixels
+    answer_boxes_model: list[list[float]] = field(default_factory=list)
+
+    @property
+    def boxes(self) -> list[list[float]]:
+        return [b for s in self.steps for b in s.boxes]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ground_completion(completion: str, frame: ModelFrame, width: int, height: int) -> tuple[str, bool, list[GroundedStep]]:
+    """Parse a completion and bring each step's boxes from the model frame to original pixels."""
+    parsed = parse_completion(completion)
+    steps = [
+        GroundedStep(
+            text=s.text,
+            boxes=[[_r(v) for v in frame.to_original(b, width, height)] for b in s.boxes],
+            boxes_model=[[float(v) for v in b] for b in s.boxes],
+        )
+        for s in parsed.steps
+    ]
+    return final_answer(completion), parsed.format_valid, steps
+
+
+class GroundedAnswerer:
+    """Asks a backend and returns structured, grounded answers. Boxes refer to the first image."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+
+    @property
+    def model_name(self) -> str:
+        return self.backend.model_name
+
+    def answer_many(
+        self,
+        images: Sequence[Image.Image | CXRImage | str | Path | Sequence[Any]],
+        prompts: Sequence[str],
+        tasks: Sequence[str],
+        reasoning: bool = True,
+    ) -> list[GroundedAnswer]:
+        views = [[_to_pil(v) for v in (item if isinstance(item, (list, tuple)) else [item])] for item in images]
+        sizes = [v[0].size for v in views]
+        reqs = [GenerationRequest(v, p, reasoning) for v, p in zip(views, prompts, strict=True)]
+        t0 = time.perf_counter()
+        completions = self.backend.generate(reqs)
+        gen_s = time.perf_counter() - t0
+        out = []
+        for (w, h), comp, prompt, task in zip(sizes, completions, prompts, tasks, strict=True):
+            frame = self.backend.frame
+            answer, valid, steps = ground_completion(comp, frame, w, h)
+            in_answer = find_boxes(answer)
+            out.append(
+                GroundedAnswer(
+                    answer=answer,
+                    format_valid=valid,
+                    steps=steps,
+                    completion=comp,
+                    prompt=prompt,
+                    task=task,
+                    model=self.backend.model_name,
+                    image_size=[w, h],
+                    model_input_size=list(frame.input_size(w, h)),
+                    timing={"generate_s": round(gen_s / max(1, len(reqs)), 4)},
+                    answer_boxes=[[_r(v) for v in frame.to_original(b, w, h)] for b in in_answer],
+                    answer_boxes_model=[[float(v) for v in b] for b in in_answer],
+                )
+            )
+        return out
+
+    def answer(
+        self,
+        image: Image.Image | CXRImage | str | Path,
+        question: str | None = None,
+        task: str | None = None,
+        reasoning: bool = True,
+    ) -> GroundedAnswer:
+        full_task, prompt = resolve_prompt(task, question)
+        return self.answer_many([image], [prompt], [full_task], reasoning)[0]
+
+
+def _to_pil(item: Image.Image | CXRImage | str | Path) -> Image.Image:
+    if isinstance(item, Image.Image):
+        return item
+    if isinstance(item, CXRImage):
+        return item.image
+    return load_image(item).image

@@ -1,0 +1,330 @@
+"""Generation backends behind one interface: ``Backend.generate(requests) -> list[str]``.
+
+Every backend builds its prompt the same way training does — ``deepmedix.protocol.build_messages`` rendered by the
+model's chat template (or sent as the same messages to an OpenAI-compatible server) — so the model is asked at
+inference exactly what it was trained on. Each backend also knows its model's coordinate frame, so callers can
+bring the boxes it cites back to original-image pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from deepmedix.data.frame import ModelFrame, frame_for
+from deepmedix.protocol import build_messages
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("transformers", "vllm", "openai")
+
+
+@dataclass
+class GenerationRequest:
+    """One question to the model: its image(s) in original pixels and the instruction text."""
+
+    images: list[Image.Image]
+    prompt: str
+    reasoning: bool = True
+
+    def messages(self) -> list[dict[str, Any]]:
+        return build_messages(self.prompt, reasoning=self.reasoning, n_images=len(self.images))
+
+
+@dataclass
+class GenerationConfig:
+    """Greedy by default (``temperature`` 0); a positive temperature samples."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int | None = None
+    seed: int | None = None
+
+    @property
+    def do_sample(self) -> bool:
+        return self.temperature > 0
+
+
+class BackendError(RuntimeError):
+    """Generation failed for some requests; ``results`` holds the texts that did arrive (None where not)."""
+
+    def __init__(self, message: str, results: list[str | None]):
+        super().__init__(message)
+        self.results = results
+
+
+class Backend(ABC):
+    """Turns requests into raw completions. ``frame`` is the coordinate frame the model's boxes are in."""
+
+    model_name: str
+    frame: ModelFrame
+    generation: GenerationConfig
+
+    @abstractmethod
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free resources (engines, connections)."""
+
+
+def _with_max_pixels(frame: ModelFrame, max_pixels: int | None) -> ModelFrame:
+    return replace(frame, max_pixels=int(max_pixels)) if max_pixels else frame
+
+
+def _as_rgb(img: Image.Image) -> Image.Image:
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+# --- transformers --------------------------------------------------------------------------------------------
+
+
+class TransformersBackend(Backend):
+    """A Hugging Face model on CPU or GPU: batched, left-padded, greedy unless ``temperature`` > 0."""
+
+    def __init__(
+        self,
+        model: str,
+        generation: GenerationConfig | None = None,
+        device: str | None = None,
+        dtype: str = "auto",
+        input_max_pixels: int | None = None,
+    ):
+        from deepmedix.training.models import load_model_and_processor, processor_frame
+
+        self.model_name = str(model)
+        self.generation = generation or GenerationConfig()
+        if device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else None
+        # The loader keeps the vision placeholder tokens suppressed in the generation config.
+        self.model, self.processor = load_model_and_processor(
+            model, dtype=dtype, device=device, max_pixels=input_max_pixels
+        )
+        self.processor.tokenizer.padding_side = "left"  # decoder-only batching: prompts end where generation starts
+        # The frame comes from the processor that resizes the images, so boxes and pixels cannot disagree.
+        self.frame = processor_frame(self.model.config.model_type, self.processor)
+
+    def prompt_text(self, request: GenerationRequest) -> str:
+        return self.processor.apply_chat_template(request.messages(), tokenize=False, add_generation_prompt=True)
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        import torch
+
+        if not requests:
+            return []
+        texts = [self.prompt_text(r) for r in requests]
+        images = [[_as_rgb(im) for im in r.images] for r in requests]
+        inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        inputs = inputs.to(self.model.device)
+        g = self.generation
+        kwargs: dict[str, Any] = {"max_new_tokens": g.max_new_tokens, "do_sample": g.do_sample}
+        if g.do_sample:
+            kwargs.update(temperature=g.temperature, top_p=g.top_p)
+            if g.top_k is not None:
+                kwargs["top_k"] = g.top_k
+            if g.seed is not None:
+                torch.manual_seed(g.seed)
+        else:  # plain greedy: drop any sampling defaults a checkpoint's generation_config carries
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        tok = self.processor.tokenizer
+        kwargs["pad_token_id"] = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **kwargs)
+        new_tokens = out[:, inputs["input_ids"].shape[1] :]
+        return [t.strip() for t in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+def _processor_and_frame(model: str, input_max_pixels: int | None) -> tuple[str, Any, ModelFrame]:
+    """(local path or hub id, processor, frame) the way the transformers backend gets them; vLLM environments
+    pin an older transformers, so fall back to the stock processor there."""
+    try:
+        from transformers import AutoConfig
+
+        from deepmedix.training.models import load_processor, processor_frame, resolve_model_path
+    except ImportError:  # pragma: no cover - depends on the installed transformers
+        from transformers import AutoConfig, AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(model)
+        if input_max_pixels:
+            processor.image_processor.max_pixels = int(input_max_pixels)
+        frame = _with_max_pixels(frame_for(getattr(AutoConfig.from_pretrained(model), "model_type", model)),
+                                 input_max_pixels)
+        return model, processor, frame
+    path = resolve_model_path(model)
+    processor = load_processor(path, max_pixels=input_max_pixels)
+    return path, processor, processor_frame(AutoConfig.from_pretrained(path).model_type, processor)
+
+
+# --- vLLM ----------------------------------------------------------------------------------------------------
+
+
+class VLLMBackend(Backend):
+    """vLLM's offline engine (GPU). The prompt is the processor's chat template over ``build_messages``; images
+    go in ``multi_modal_data`` and vLLM's processor resizes them with the frame's pixel bounds."""
+
+    def __init__(
+        self,
+        model: str,
+        generation: GenerationConfig | None = None,
+        input_max_pixels: int | None = None,
+        max_images_per_prompt: int = 2,
+        **engine_kwargs: Any,
+    ):
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError as e:  # pragma: no cover - GPU environments only
+            raise ValueError("backend 'vllm' needs the vllm package (pip install 'deepmedix[vllm]' on a GPU machine)") from e
+        self.model_name = str(model)
+        self.generation = generation or GenerationConfig()
+        path, self._processor, self.frame = _processor_and_frame(str(model), input_max_pixels)
+        engine_kwargs.setdefault("max_model_len", 8192)
+        engine_kwargs.setdefault("limit_mm_per_prompt", {"image": max_images_per_prompt})
+        # vLLM's own processor resizes with the same bounds as the frame the boxes are converted from.
+        engine_kwargs.setdefault(
+            "mm_processor_kwargs", {"min_pixels": self.frame.min_pixels, "max_pixels": self.frame.max_pixels}
+        )
+        self._llm = LLM(model=path, **engine_kwargs)
+        g = self.generation
+        params: dict[str, Any] = {"max_tokens": g.max_new_tokens, "temperature": g.temperature if g.do_sample else 0.0}
+        if g.do_sample:
+            params["top_p"] = g.top_p
+            if g.top_k is not None:  # omitted otherwise: vLLM versions disagree on the "disabled" value
+                params["top_k"] = g.top_k
+            if g.seed is not None:
+                params["seed"] = g.seed
+        self._sampling = SamplingParams(**params)
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:  # pragma: no cover - needs a GPU
+        prompts = []
+        for r in requests:
+            text = self._processor.apply_chat_template(r.messages(), tokenize=False, add_generation_prompt=True)
+            images = [_as_rgb(im) for im in r.images]
+            prompts.append({"prompt": text, "multi_modal_data": {"image": images[0] if len(images) == 1 else images}})
+        outputs = self._llm.generate(prompts, self._sampling, use_tqdm=False)
+        return [o.outputs[0].text.strip() for o in outputs]
+
+
+# --- OpenAI-compatible endpoint ------------------------------------------------------------------------------
+
+
+@dataclass
+class OpenAIOptions:
+    base_url: str
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: int = 4
+    requests_per_minute: float | None = None
+    timeout_s: float = 120.0
+    cache_path: str | Path | None = None  # replies keyed by content: a rerun never pays twice
+    frame_model: str | None = None  # model family for the frame when the served name does not say it
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def openai_messages(request: GenerationRequest, frame: ModelFrame) -> list[dict[str, Any]]:
+    """``build_messages`` in the OpenAI format: each image slot becomes a PNG data URL, the text is unchanged.
+
+    Images are sent already resized to the model-input size, so the server's processor leaves them as they are
+    and the boxes come back in the frame we convert from, whatever the server's own pixel bounds."""
+    from deepmedix.endpoints import image_data_url
+
+    images = iter(request.images)
+    out = []
+    for msg in request.messages():
+        content = []
+        for part in msg["content"]:
+            if part.get("type") == "image":
+                img = next(images)
+                size = frame.pixel_size(img.width, img.height)
+                resized = img if img.size == size else img.resize(size, Image.Resampling.BICUBIC)
+                content.append({"type": "image_url", "image_url": {"url": image_data_url(resized)}})
+            else:
+                content.append(part)
+        out.append({"role": msg["role"], "content": content})
+    return out
+
+
+class OpenAIBackend(Backend):
+    """Any OpenAI-compatible chat endpoint (vLLM's server, a hosted model). Nothing is sent unless a
+    ``base_url`` is given."""
+
+    def __init__(
+        self,
+        model: str,
+        options: OpenAIOptions,
+        generation: GenerationConfig | None = None,
+        input_max_pixels: int | None = None,
+        client: Any = None,
+    ):
+        from deepmedix.endpoints import ChatEndpoint, EndpointConfig, ResponseCache
+
+        if not options.base_url:
+            raise ValueError("backend 'openai' needs --base-url (the endpoint to send images to)")
+        self.model_name = str(model)
+        self.generation = generation or GenerationConfig()
+        self.frame = _with_max_pixels(frame_for(options.frame_model or str(model)), input_max_pixels)
+        self.options = options
+        g = self.generation
+        self.endpoint = ChatEndpoint(
+            EndpointConfig(
+                base_url=options.base_url,
+                model=str(model),
+                api_key_env=options.api_key_env,
+                max_concurrency=options.max_concurrency,
+                requests_per_minute=options.requests_per_minute,
+                timeout_s=options.timeout_s,
+                temperature=g.temperature,
+                max_tokens=g.max_new_tokens,
+            ),
+            client=client,
+        )
+        self.cache = ResponseCache(options.cache_path) if options.cache_path else None
+
+    def _params(self) -> dict[str, Any]:
+        g = self.generation
+        params: dict[str, Any] = dict(self.options.extra)
+        if g.do_sample:
+            params["top_p"] = g.top_p
+        if g.seed is not None:
+            params["seed"] = g.seed
+        return params
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        from deepmedix.endpoints import content_key
+
+        params = self._params()
+        conversations = [openai_messages(r, self.frame) for r in requests]
+        g = self.generation
+        keys = [
+            content_key(self.model_name, c, g.temperature, g.max_new_tokens, params) for c in conversations
+        ]
+        results: list[str | None] = [None] * len(requests)
+        todo = []
+        for i, key in enumerate(keys):
+            cached = self.cache.get(key) if self.cache is not None else None
+            if cached is not None:
+                results[i] = cached
+            else:
+                todo.append(i)
+        errors: list[str] = []
+        for j, reply in self.endpoint.chat_many([conversations[i] for i in todo], **params):
+            i = todo[j]
+            if isinstance(reply, Exception):
+                errors.append(f"request {i}: {type(reply).__name__}: {reply}")
+                continue
+            results[i] = reply.text.strip()
+            if self.cache is not None:
+                self.cache.put(keys[i], results[i])
+        if errors:
+            raise BackendError(f"{len(errors)} of {len(requests)} requests failed; first: {errors[0]}", results)
+        return [r or "" for r in results]
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()

@@ -1,0 +1,139 @@
+"""``deepmedix infer``, ``deepmedix predict`` and ``deepmedix serve``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+BACKEND_CHOICES = ("transformers", "vllm", "openai")
+
+
+def _add_backend_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help='"tiny", a local checkpoint, a hub id, or the served model name')
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="transformers")
+    p.add_argument("--no-reasoning", action="store_true", help="ask without the grounded-reasoning suffix")
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--input-max-pixels", type=int, default=None,
+                   help="pixels the model sees at most (default: the model's processor setting)")
+    p.add_argument("--device", default=None, help="transformers: cpu, cuda, cuda:1 ... (default: best available)")
+    p.add_argument("--dtype", default="auto", help="transformers: auto, bfloat16, float16, float32")
+    p.add_argument("--base-url", default=None, help="openai: the endpoint, e.g. http://127.0.0.1:8001/v1")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="openai: environment variable with the key")
+    p.add_argument("--max-concurrency", type=int, default=4, help="openai: requests in flight")
+    p.add_argument("--frame-model", default=None,
+                   help="openai: the model family for the box frame when the served name does not say it "
+                        "(e.g. Qwen/Qwen2.5-VL-7B-Instruct)")
+
+
+def _backend_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "seed": args.seed,
+        "input_max_pixels": args.input_max_pixels,
+    }
+    if args.backend == "transformers":
+        kwargs.update(device=args.device, dtype=args.dtype)
+    if args.backend == "openai":
+        kwargs.update(base_url=args.base_url, api_key_env=args.api_key_env, max_concurrency=args.max_concurrency,
+                      frame_model=args.frame_model)
+    return kwargs
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("infer", help="answer one chest X-ray with grounded reasoning (JSON; optional overlay)")
+    p.add_argument("image", help="PNG, JPEG or DICOM file")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--question", help="a question about the image (VQA)")
+    group.add_argument("--task", choices=("findings", "impression"), help="write a report section")
+    p.add_argument("--overlay", type=Path, default=None, help="write the image with every step's boxes drawn (PNG)")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
+    _add_backend_options(p)
+    p.set_defaults(func=_infer)
+
+    p = subparsers.add_parser("predict", help="batch prediction over a samples JSONL (resumable)")
+    p.add_argument("--data", required=True, type=Path, help="samples JSONL")
+    p.add_argument("--out", required=True, type=Path, help="prediction JSONL (appended; rerun to resume)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--limit", type=int, default=None, help="only the first N samples")
+    _add_backend_options(p)
+    p.set_defaults(func=_predict)
+
+    p = subparsers.add_parser("serve", help="HTTP API and viewer for grounded answers")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--samples", type=Path, default=None, help="samples JSONL to pick from in the viewer")
+    p.add_argument("--max-upload-mb", type=float, default=20.0)
+    p.add_argument("--max-pixels", type=int, default=50_000_000, help="largest accepted image (width × height)")
+    p.add_argument("--max-side", type=int, default=16_384, help="largest accepted image side in pixels")
+    _add_backend_options(p)
+    p.set_defaults(func=_serve)
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from deepmedix.inference.api import GroundedAnswerer, load_backend, resolve_prompt
+    from deepmedix.inference.images import load_image
+    from deepmedix.inference.overlay import save_overlay
+    from deepmedix.io import atomic_write_json
+
+    resolve_prompt(args.task, args.question)  # checks the question before a model is loaded
+    image_path = Path(args.image)
+    if not image_path.exists():
+        raise FileNotFoundError(f"{image_path}: no such image")
+    loaded = load_image(image_path)
+    backend = load_backend(args.model, args.backend, **_backend_kwargs(args))
+    try:
+        result = GroundedAnswerer(backend).answer(
+            loaded, question=args.question, task=args.task, reasoning=not args.no_reasoning
+        )
+    finally:
+        backend.close()
+    body = {"image": str(image_path), **result.to_dict()}
+    if args.overlay:
+        save_overlay(loaded.image, result.steps, args.overlay)
+        body["overlay"] = str(args.overlay)
+    if args.out:
+        atomic_write_json(args.out, body)
+    json.dump(body, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from deepmedix.inference.predict import predict_file
+
+    kwargs = _backend_kwargs(args)
+    max_new_tokens = kwargs.pop("max_new_tokens")
+    out = predict_file(
+        args.model, args.data, args.out, backend=args.backend, batch_size=args.batch_size,
+        max_new_tokens=max_new_tokens, limit=args.limit, reasoning=not args.no_reasoning, **kwargs,
+    )
+    print(out)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from deepmedix.inference.api import GroundedAnswerer, load_backend
+    from deepmedix.inference.server import create_app, serve
+
+    if args.samples is not None:
+        from deepmedix.data.schema import load_samples
+
+        if not args.samples.exists():
+            raise FileNotFoundError(f"{args.samples}: no such samples file")
+        load_samples(args.samples)  # a bad file is reported before the model is loaded
+    backend = load_backend(args.model, args.backend, **_backend_kwargs(args))
+    app = create_app(GroundedAnswerer(backend), samples_path=args.samples, max_upload_mb=args.max_upload_mb,
+                     max_pixels=args.max_pixels, max_side=args.max_side)
+    print(f"deepmedix serve: http://{args.host}:{args.port}/  (model {args.model})", file=sys.stderr)
+    serve(app, host=args.host, port=args.port)
+    return 0
