@@ -58,12 +58,17 @@ def format_completion(steps: list[str], answer: str) -> str:
 
 # --- parsing ---------------------------------------------------------------------------------------------------
 
-_OPEN_TAG = re.compile(r"<\s*think\s*>", re.IGNORECASE)
-_CLOSE_TAG = re.compile(r"<\s*/\s*think\s*>", re.IGNORECASE)
+# Tags are matched as written (lower case), with any whitespace inside the angle brackets: ``< think >``,
+# ``</ think >``, ``< / think >``.
+_OPEN_TAG = re.compile(r"<\s*think\s*>")
+_CLOSE_TAG = re.compile(r"<\s*/\s*think\s*>")
 _BLOCK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
-_NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
+# A number: optional sign, ASCII digits, optional decimal part ("12", "-3", "4.5", ".5", "7.").
+_NUM = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 BOX_PATTERN = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]")
-_FORMAT = re.compile(r"\s*<think>.*</think>.*\\boxed\{.*\}.*", re.DOTALL)
+FORMAT_PATTERN = re.compile(r"\s*<think>.*</think>.*\\boxed\{.*\}.*", re.DOTALL)
+_BOXED_START = re.compile(r"\\boxed\{")
+_BRACE = re.compile(r"[{}]")
 _STEP_MARK = re.compile(r"(?=\bstep\s*\d+\s*[:.)])", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.;!?])\s+(?=[A-Z])")
 
@@ -74,29 +79,75 @@ def normalize_tags(text: str) -> str:
 
 
 def extract_boxed(text: str) -> str:
-    """Content of the last ``\\boxed{...}`` whose braces balance (nested braces kept); ``""`` when none."""
-    starts = [m.end() for m in re.finditer(r"\\boxed\{", text)]
+    """Content of the last ``\\boxed{...}`` whose braces balance (nested braces kept); ``""`` when none.
+
+    A trailing ``\\boxed{`` that never closes (a cut-off completion) is skipped for the last one that does.
+    """
+    last = text.rfind("\\boxed{")
+    if last < 0:
+        return ""
+    content = last + 7
+    close = text.find("}", content)
+    if close >= 0 and text.find("{", content, close) < 0:  # the usual case: no braces inside
+        return text[content:close].strip()
+    starts = [m.end() for m in _BOXED_START.finditer(text)]
     for start in reversed(starts):
         depth = 1
-        for i in range(start, len(text)):
-            c = text[i]
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:i].strip()
+        for m in _BRACE.finditer(text, start):
+            depth += 1 if m.group() == "{" else -1
+            if depth == 0:
+                return text[start:m.start()].strip()
     return ""
 
 
 def find_boxes(text: str) -> list[tuple[float, float, float, float]]:
     """Every ``[a, b, c, d]`` of four numbers in ``text``, in order."""
-    return [tuple(float(g) for g in m.groups()) for m in BOX_PATTERN.finditer(text)]  # type: ignore[misc]
+    return [(float(a), float(b), float(c), float(d)) for a, b, c, d in BOX_PATTERN.findall(text)]
+
+
+def reasoning_blocks(normalized: str) -> list[str]:
+    """The contents of every ``<think>…</think>`` block of tag-normalised text, in order (what
+    ``re.finditer(r"<think>(.*?)</think>", text, re.DOTALL)`` yields, found with ``str.find``)."""
+    blocks = []
+    pos = 0
+    while True:
+        start = normalized.find("<think>", pos)
+        if start < 0:
+            return blocks
+        end = normalized.find("</think>", start + 7)
+        if end < 0:
+            return blocks
+        blocks.append(normalized[start + 7:end])
+        pos = end + 8
+
+
+def format_ok(normalized: str) -> bool:
+    """The format rule on tag-normalised text: in full, optional leading whitespace, ``<think>``, anything,
+    ``</think>``, anything, ``\\boxed{``, anything, ``}``, anything.
+
+    Same answer as ``FORMAT_PATTERN.fullmatch`` (the tests check it), by three ``str.find`` calls: the earliest
+    occurrence of each piece after the previous one is the best choice, so finding them in turn decides it.
+    """
+    start = len(normalized) - len(normalized.lstrip())
+    if not normalized.startswith("<think>", start):
+        return False
+    close = normalized.find("</think>", start + 7)
+    if close < 0:
+        return False
+    boxed = normalized.find("\\boxed{", close + 8)
+    return boxed >= 0 and normalized.find("}", boxed + 7) >= 0
+
+
+def _join_box_lines(text: str) -> str:
+    """A box written across a line break stays one box (and in one step): its line breaks become spaces."""
+    if "[" not in text:
+        return text
+    return BOX_PATTERN.sub(lambda m: " ".join(m.group().split()), text)
 
 
 def split_steps(block: str) -> list[str]:
     """A reasoning block → steps: its lines; a one-line block by "Step N:" markers, else by sentences."""
-    lines = [ln.strip() for ln in block.splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in _join_box_lines(block).splitlines() if ln.strip()]
     if len(lines) > 1:
         return lines
     if not lines:
@@ -140,14 +191,38 @@ def parse_completion(text: str) -> ParsedCompletion:
     """Read a completion. Never raises: malformed text gives format_valid=False and whatever could be read."""
     text = text if isinstance(text, str) else str(text)
     norm = normalize_tags(text)
-    blocks = [m.group(1) for m in _BLOCK.finditer(norm)]
+    blocks = reasoning_blocks(norm)
     steps = [Step(s, find_boxes(s)) for b in blocks for s in split_steps(b)]
     return ParsedCompletion(
         text=text,
         reasoning_blocks=blocks,
         steps=steps,
         answer=extract_boxed(norm),
-        format_valid=_FORMAT.fullmatch(norm) is not None,
+        format_valid=format_ok(norm),
+    )
+
+
+@dataclass(frozen=True)
+class CompletionOutline:
+    """What a reward needs of a completion — the same reading as :func:`parse_completion`, without the steps."""
+
+    answer: str
+    format_valid: bool
+    boxes: list[tuple[float, float, float, float]]
+
+
+def outline_completion(text: str) -> CompletionOutline:
+    """Answer, format validity and the reasoning blocks' boxes (in order) — cheap enough for a reward's hot loop.
+
+    Equal to ``parse_completion(text)``'s ``answer``, ``format_valid`` and ``boxes``.
+    """
+    text = text if isinstance(text, str) else str(text)
+    norm = normalize_tags(text)
+    boxes = [b for block in reasoning_blocks(norm) for b in find_boxes(block)] if "[" in norm else []
+    return CompletionOutline(
+        answer=extract_boxed(norm) if "\\boxed{" in norm else "",
+        format_valid=format_ok(norm),
+        boxes=boxes,
     )
 
 
@@ -162,7 +237,8 @@ def final_answer(text: str) -> str:
 
 
 __all__ = [
-    "BOX_PATTERN", "ParsedCompletion", "REASONING_SUFFIX", "Step", "TASK_PROMPTS", "asdict", "build_messages",
-    "build_user_text", "extract_boxed", "final_answer", "find_boxes", "format_completion", "normalize_tags",
-    "parse_completion", "split_steps", "task_prompt",
+    "BOX_PATTERN", "FORMAT_PATTERN", "REASONING_SUFFIX", "TASK_PROMPTS", "CompletionOutline", "ParsedCompletion",
+    "Step", "asdict", "build_messages", "build_user_text", "extract_boxed", "final_answer", "find_boxes",
+    "format_completion", "format_ok", "normalize_tags", "outline_completion", "parse_completion", "reasoning_blocks",
+    "split_steps", "task_prompt",
 ]

@@ -1,0 +1,207 @@
+"""Reward throughput: deepmedix's reward (paper mode) against the authors' released reward, same inputs, one process.
+
+    .venv/bin/python benchmarks/reward_throughput.py [--n 1500] [--repeats 5] [--group 8]
+                                                     [--figure docs/figures/reward_throughput.png]
+
+The set mixes the three answer types as GRPO sees them: open reports (real Open-I findings/impressions from
+/work/shared/data), closed answers (VQA-RAD closed answers) and multi-object answers (sets of CheXpert observation
+names), each completion citing 1-4 boxes, some outside the image, with a right or a wrong answer. The released
+reward is a verbatim copy (tests/rewards/released_reward.py). Three settings: a cold process (no reference seen, no
+stem memoised), distinct references (every reference new; the word → stem memo warm, as in a run past its first
+steps), and GRPO groups (each reference scored against a group of completions, as the trainer calls it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+OBSERVATIONS = ["atelectasis", "cardiomegaly", "consolidation", "edema", "pleural effusion", "pneumonia",
+                "pneumothorax", "lung opacity", "lung lesion", "fracture", "enlarged cardiomediastinum",
+                "pleural other", "support devices"]
+REGIONS = ["right upper lung zone", "left lower lobe", "cardiac silhouette", "right costophrenic angle",
+           "left hilum", "mediastinum"]
+
+
+def load_released() -> Callable:
+    path = ROOT / "tests" / "rewards" / "released_reward.py"
+    spec = importlib.util.spec_from_file_location("released_reward", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.compute_xray_score
+
+
+def _reports() -> list[str]:
+    curated = SHARED / "curated" / "text" / "iu_xray_reports.jsonl"
+    texts: list[str] = []
+    if curated.is_file():
+        for line in curated.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            texts += [t for t in (rec.get("findings"), rec.get("impression")) if t and len(t.split()) > 2]
+    else:  # the Kaggle CSV
+        import csv
+
+        with (SHARED / "open-i" / "indiana_reports.csv").open(encoding="utf-8") as f:
+            for rec in csv.DictReader(f):
+                texts += [t for t in (rec.get("findings"), rec.get("impression")) if t and len(t.split()) > 2]
+    return list(dict.fromkeys(texts))  # distinct: no reference is scored twice in a pass
+
+
+def _closed_answers() -> list[str]:
+    path = SHARED / "curated" / "vqa_pairs.jsonl"
+    answers = [json.loads(line)["answer"] for line in path.read_text(encoding="utf-8").splitlines()
+               if json.loads(line)["answer_type"] == "CLOSED"] if path.is_file() else []
+    return [a for a in answers if len(a.split()) <= 2] or ["yes", "no"]
+
+
+def _box(rng: random.Random, size: int = 504) -> str:
+    if rng.random() < 0.15:  # outside the image
+        return f"[{rng.randint(0, 300)}, {rng.randint(0, 300)}, {rng.randint(520, 700)}, {rng.randint(400, 700)}]"
+    x0, y0 = rng.randint(0, size - 60), rng.randint(0, size - 60)
+    return f"[{x0}, {y0}, {rng.randint(x0 + 20, size)}, {rng.randint(y0 + 20, size)}]"
+
+
+def _completion(rng: random.Random, answer: str) -> str:
+    steps = [f"Step {i + 1}: the {rng.choice(REGIONS)} {_box(rng)} is assessed." for i in range(rng.randint(1, 4))]
+    think = " ".join(steps)
+    return f"<think> {think} </think> The answer is: \\boxed{{{answer}}}"
+
+
+def build_set(n: int, seed: int = 0, group: int = 1) -> list[dict]:
+    """n items: 1/3 open, 1/3 closed, 1/3 multi (answer type given); ``group`` completions per reference."""
+    rng = random.Random(seed)
+    reports = _reports()
+    rng.shuffle(reports)
+    closed = _closed_answers()
+    items = []
+    for i in range(0, n, group):
+        kind = ("open", "closed", "multi")[(i // group) % 3]
+        if kind == "open":
+            reference = reports[(i // group) // 3 % len(reports)]
+        elif kind == "closed":
+            reference = rng.choice(closed)
+        else:
+            reference = " | ".join(rng.sample(OBSERVATIONS, rng.randint(2, 4)))
+        for _ in range(min(group, n - i)):
+            if kind == "open":
+                answer = reference if rng.random() < 0.2 else rng.choice(reports)
+            elif kind == "closed":
+                answer = reference if rng.random() < 0.5 else rng.choice(closed)
+            else:
+                answer = " | ".join(rng.sample(OBSERVATIONS, rng.randint(1, 4)))
+            items.append({"completion": _completion(rng, answer), "reference": reference, "answer_type": kind,
+                          "image_size": [504, 504]})
+    return items
+
+
+def measure(items: list[dict], repeats: int, cold_stems: bool) -> dict[str, float]:
+    """Rewards per CPU-second of this process for each implementation, best of ``repeats`` interleaved rounds.
+
+    CPU time rather than wall time: the numbers should not depend on what else the machine runs. Every round
+    starts with deepmedix's reference caches empty; ``cold_stems`` also empties the word → stem memo (a process
+    that has scored nothing yet), otherwise the memo keeps what the warm-up set taught it (a training run after
+    its first steps: the vocabulary of reports is small and is learnt once).
+    """
+    from deepmedix.rewards.core import score_completion
+    from deepmedix.rewards.metrics import STEMS, clear_caches
+
+    compute_xray_score = load_released()
+    predicts = [it["completion"] for it in items]
+    labels = [it["reference"] for it in items]
+
+    def released() -> None:
+        compute_xray_score(predicts, labels)
+
+    def ours(mode: str) -> None:
+        for it in items:
+            score_completion(it["completion"], it["reference"], it["answer_type"], it["image_size"], mode=mode)
+
+    runs = {"released": released, "paper": lambda: ours("paper"), "release": lambda: ours("release")}
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(repeats):
+        for name, run in runs.items():
+            memo = dict(STEMS.memo)
+            clear_caches()
+            if not cold_stems:
+                STEMS.memo.update(memo)
+            start = time.process_time()
+            run()
+            best[name] = min(best[name], time.process_time() - start)
+    return {name: len(items) / seconds for name, seconds in best.items()}
+
+
+def draw(results: dict[str, dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [("released", "released (authors' code)", "#9e9e9e"), ("paper", "deepmedix paper", "#1f77b4"),
+             ("release", "deepmedix release", "#6baed6")]
+    fig, axes = plt.subplots(1, len(results), figsize=(14, 3.4), sharex=True)
+    for ax, (label, rates) in zip(axes, results.items(), strict=True):
+        values = [rates[key] for key, _, _ in names]
+        bars = ax.barh([title for _, title, _ in names], values, color=[c for _, _, c in names])
+        ax.set_xscale("log")
+        for bar, v in zip(bars, values, strict=True):
+            ax.text(v, bar.get_y() + bar.get_height() / 2, f" {v:,.0f}/s ({v / rates['released']:.1f}x)",
+                    va="center", fontsize=8)
+        ax.set_xlim(left=100, right=max(values) * 10)
+        ax.invert_yaxis()
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("rewards per CPU-second (log)")
+    for ax in axes[1:]:
+        ax.set_yticklabels([])
+    fig.suptitle("Reward throughput, mixed open / closed / multi set", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1500, help="items in the mixed set")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--group", type=int, default=8, help="completions per reference in the GRPO-shaped set")
+    parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "reward_throughput.png")
+    parser.add_argument("--no-figure", action="store_true")
+    args = parser.parse_args(argv)
+
+    warm_up = build_set(300, seed=99)  # imports, nltk's stemmer and regex compilation, for both sides
+    load_released()([it["completion"] for it in warm_up], [it["reference"] for it in warm_up])
+    from deepmedix.rewards.core import score_many
+
+    score_many(warm_up)
+
+    results = {}
+    runs = (("cold process", 1, True, "each reference once; no stem memo yet"),
+            ("distinct references", 1, False, "each reference once; stems memoised by the warm-up set"),
+            (f"GRPO groups of {args.group}", args.group, False,
+             f"{args.n // args.group} references x {args.group} completions; stems memoised"))
+    for label, group, cold, what in runs:
+        rates = measure(build_set(args.n, group=group), args.repeats, cold)
+        results[label] = rates
+        print(f"\n{label}: {args.n} items, {what}")
+        print(f"  {'reward':<32}{'rewards/s':>12}{'ratio':>9}")
+        for name, title in (("released", "released compute_xray_score"), ("paper", "deepmedix paper mode"),
+                            ("release", "deepmedix release mode")):
+            print(f"  {title:<32}{rates[name]:>12,.0f}{rates[name] / rates['released']:>8.1f}x")
+    print(f"\n(CPU time of one process, best of {args.repeats} interleaved rounds, reference caches cleared each round; "
+          f"Python {sys.version.split()[0]})")
+    if not args.no_figure:
+        draw(results, args.figure)
+        print(f"figure: {args.figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""``deepmedix reward score IN.jsonl``: the reward of every completion in a file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from deepmedix.rewards.core import MODES
+
+INPUT_FIELDS = ("completion", "reference", "answer_type", "image_size", "reference_boxes")
+
+
+def register(subparsers: Any) -> None:
+    reward = subparsers.add_parser("reward", help="score completions with the DeepMedix-R1 reward")
+    reward_sub = reward.add_subparsers(dest="reward_command", metavar="SUBCOMMAND")
+    score = reward_sub.add_parser(
+        "score",
+        help="score a JSONL of completions",
+        description="Each input line: {completion, reference, answer_type? (closed|multi|open), image_size? [W, H] "
+        "(model input; 512x512 when absent), reference_boxes? [[x0, y0, x1, y1], ...] (model frame)}. "
+        "Each output line, in input order: {line, answer, format, coordinate, total, ...}; means go to stderr.",
+    )
+    score.add_argument("input", type=Path, help="JSONL of completions")
+    score.add_argument("--mode", choices=MODES, default="paper",
+                       help="paper (default), release (the authors' released code, quirks included) or grounded")
+    score.add_argument("--out", type=Path, default=None, help="output JSONL (default: stdout)")
+    score.add_argument("--on-error", choices=("fail", "skip"), default="fail",
+                       help="a malformed line stops the run (fail, default) or is reported and left out (skip)")
+    score.add_argument("--lam", type=float, default=0.1, help="format weight lambda (default 0.1)")
+    score.set_defaults(func=_score_command)
+
+    def _reward_help(args: argparse.Namespace) -> int:
+        reward.print_help()
+        return 2
+
+    reward.set_defaults(func=_reward_help)
+
+
+def _read_record(path: Path, line_no: int, line: str) -> dict[str, Any]:
+    where = f"{path}, line {line_no}"
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    for key in ("completion", "reference"):
+        if key not in record:
+            raise ValueError(f"{where}: field {key!r} is missing")
+    if not isinstance(record["reference"], str):
+        raise ValueError(f"{where}: field 'reference' must be a string")
+    if not isinstance(record["completion"], str | list | dict):
+        raise ValueError(f"{where}: field 'completion' must be a string or a list of chat messages")
+    return record
+
+
+def score_file(path: Path, mode: str = "paper", lam: float = 0.1, on_error: str = "fail"
+               ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Score every line of ``path``; returns (output rows in input order, error messages of skipped lines)."""
+    from tqdm import tqdm
+
+    from deepmedix.rewards.core import score_completion
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    rows: list[dict[str, Any]] = []
+    errors: list[str] = []
+    with path.open(encoding="utf-8") as f:
+        lines = f.readlines()
+    for line_no, line in enumerate(tqdm(lines, desc="reward", unit="line", disable=None, file=sys.stderr), 1):
+        if not line.strip():
+            continue
+        try:
+            record = _read_record(path, line_no, line)
+            try:
+                s = score_completion(record["completion"], record["reference"], record.get("answer_type"),
+                                     record.get("image_size"), record.get("reference_boxes"), mode=mode, lam=lam)
+            except ValueError as e:
+                field = _field_named(str(e))
+                raise ValueError(f"{path}, line {line_no}" + (f", field {field!r}" if field else "") + f": {e}"
+                                 ) from None
+        except ValueError as e:
+            if on_error == "fail":
+                raise
+            errors.append(str(e))
+            continue
+        row: dict[str, Any] = {"line": line_no}
+        if "id" in record:
+            row["id"] = record["id"]
+        row.update(s.to_dict())
+        rows.append(row)
+    return rows, errors
+
+
+def _field_named(message: str) -> str | None:
+    for key in sorted(INPUT_FIELDS, key=len, reverse=True):  # "reference_boxes" before "reference"
+        if message.startswith(key):
+            return key
+    return None
+
+
+def _score_command(args: argparse.Namespace) -> int:
+    from deepmedix.io import atomic_open
+
+    rows, errors = score_file(args.input, mode=args.mode, lam=args.lam, on_error=args.on_error)
+    if args.out is not None:
+        with atomic_open(args.out) as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    else:
+        for row in rows:
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    for message in errors:
+        print(f"skipped: {message}", file=sys.stderr)
+    n = len(rows)
+    if n:
+        means = "  ".join(f"{k}={sum(r[k] for r in rows) / n:.4f}" for k in ("answer", "format", "coordinate", "total"))
+    else:
+        means = "(nothing scored)"
+    print(f"reward ({args.mode}): {n} scored, {len(errors)} skipped; means {means}", file=sys.stderr)
+    return 0
