@@ -81,17 +81,16 @@ class TemplateTeacher:
         return [self.write(r) for r in requests]
 
     def write(self, req: dict[str, Any]) -> str:
+        # Short on purpose: one step per cited region, so a small model can learn the protocol in few steps.
         width, height = req["frame_size"]
         steps: list[str] = []
         if req["boxes"]:
             for x0, y0, x1, y1, label in req["boxes"]:
-                what = label or "the finding"
-                steps.append(f"The {what} is seen in the region [{round(x0)}, {round(y0)}, {round(x1)}, {round(y1)}].")
+                steps.append(f"{label or 'finding'} [{round(x0)}, {round(y0)}, {round(x1)}, {round(y1)}].")
         else:
             for name in _regions_for(req):
                 box = region_box(name, width, height)
-                steps.append(f"Examine the {name} [{box[0]}, {box[1]}, {box[2]}, {box[3]}].")
-        steps.append("These observations lead to the answer.")
+                steps.append(f"{name} [{box[0]}, {box[1]}, {box[2]}, {box[3]}].")
         numbered = [f"Step {i}: {s}" for i, s in enumerate(steps, start=1)]
         return format_completion(numbered, req["answer"])
 
