@@ -104,10 +104,6 @@ class Demo:
         self.console.print(f"[green]✓ {title}[/green] ({seconds:.1f} s)")
         return outputs
 
-    def _overrides(self, stage: str, **extra: Any) -> dict[str, Any]:
-        steps = (self.cfg.max_steps or {}).get(stage)
-        return {**({"max_steps": steps} if steps else {}), **extra}
-
     # --- stages -------------------------------------------------------------------------------------------------
 
     def prepare(self) -> dict[str, str]:
@@ -152,19 +148,19 @@ class Demo:
         draw_stats(stats, data_dir / "stats.png")
         return {k: str(v) for k, v in paths.items()} | {"stats_figure": str(data_dir / "stats.png")}
 
-    def train_stage(self, stage: str, data: str, model: str | None = None, ref_model: str | None = None) -> str:
-        from deepmedix.training.stages import run_stage
+    def train(self, data: dict[str, str], cold: str, base: str) -> dict[str, str]:
+        """The three stages through the training pipeline (each stage skips itself when complete)."""
+        from deepmedix.training.pipeline import run_pipeline
 
-        recipe = self.recipes / f"{stage}.yaml"
-        extra: dict[str, Any] = {"output_dir": str(self.out / "models" / stage), "data": data}
-        if model:
-            extra["model"] = model
-        if ref_model:
-            extra["ref_model"] = ref_model
-        final = run_stage(stage, recipe, self._overrides(stage, **extra))
-        return str(final)
+        overrides: dict[str, dict[str, Any]] = {"sft": {"model": base}, "coldstart": {"data": cold}}
+        for stage, steps in (self.cfg.max_steps or {}).items():
+            overrides.setdefault(stage, {})["max_steps"] = steps
+        finals = run_pipeline(self.recipes, data=data["train"], grpo_data=data["grpo"],
+                              output_root=self.out / "models", overrides=overrides)
+        return {stage: str(path) for stage, path in finals.items()} | {
+            "rewards": str(self.out / "models" / "grpo" / "rewards.jsonl")}
 
-    def synthesize(self, data: str, stage1: str) -> str:
+    def synthesize(self, data: str, base: str) -> str:
         from deepmedix.training.coldstart import synthesize
         from deepmedix.training.coldstart.teachers import EndpointTeacher, TemplateTeacher
         from deepmedix.training.models import model_frame
@@ -177,7 +173,7 @@ class Demo:
 
             teacher = EndpointTeacher(ChatEndpoint(EndpointConfig(base_url=self.cfg.teacher,
                                                                   model=self.cfg.teacher_model, max_tokens=2048)))
-        summary = synthesize(data, out, teacher, frame=model_frame(stage1))
+        summary = synthesize(data, out, teacher, frame=model_frame(base))  # every stage shares the base's frame
         self.console.print(f"cold start: kept {summary.kept} of {summary.total}; dropped {dict(summary.dropped)}")
         if summary.kept == 0:
             raise ValueError(f"the cold-start filter kept no sample of {data}: see {out.with_suffix('.dropped.jsonl')}")
@@ -248,23 +244,19 @@ class Demo:
         atomic_write_json(self.out / "demo_config.json", {k: str(v) for k, v in asdict(self.cfg).items()})
         started = time.perf_counter()
 
-        data = self.stage("prepare", "1/9 prepare the data", self.prepare)
+        data = self.stage("prepare", "1/7 prepare the data", self.prepare)
         base = self.cfg.base_model or _recipe_model(self.recipes / "sft.yaml")
-        s1 = self.stage("sft", "2/9 stage 1: instruction SFT",
-                        lambda: {"model": self.train_stage("sft", data["train"], model=base)})["model"]
-        cold = self.stage("coldstart_data", "3/9 stage 2: cold-start data (teacher + filter)",
-                          lambda: {"data": self.synthesize(data["coldstart_input"], s1)})["data"]
-        s2 = self.stage("coldstart", "4/9 stage 2: SFT on cold-start reasoning",
-                        lambda: {"model": self.train_stage("coldstart", cold, model=s1)})["model"]
-        s3 = self.stage("grpo", "5/9 stage 3: GRPO with the DeepMedix-R1 reward",
-                        lambda: {"model": self.train_stage("grpo", data["grpo"], model=s2, ref_model=s1),
-                                 "rewards": str(self.out / "models" / "grpo" / "rewards.jsonl")})["model"]
+        cold = self.stage("coldstart_data", "2/7 cold-start data: teacher + filter",
+                          lambda: {"data": self.synthesize(data["coldstart_input"], base)})["data"]
+        trained = self.stage("train", "3/7 training: stage 1 SFT → stage 2 cold-start SFT → stage 3 GRPO",
+                             lambda: self.train(data, cold, base))
+        s1, s2, s3 = trained["sft"], trained["coldstart"], trained["grpo"]
         models = {"base": (base, True), "stage1": (s1, False), "stage2": (s2, True), "stage3": (s3, True)}
-        preds = self.stage("predict", "6/9 predictions of every model on the test samples", lambda: {
+        preds = self.stage("predict", "4/7 predictions of every model on the test samples", lambda: {
             name: self.predict(name, path, data["test"], reasoning) for name, (path, reasoning) in models.items()})
-        metrics = self.stage("eval", "7/9 XrayBench metrics", lambda: self.evaluate(preds))
-        arena = self.stage("arena", "8/9 Report Arena across the stages", lambda: self.arena(preds))
-        review = self.stage("review", "9/9 expert review set", lambda: self.review(preds))
+        metrics = self.stage("eval", "5/7 XrayBench metrics", lambda: self.evaluate(preds))
+        arena = self.stage("arena", "6/7 Report Arena across the stages", lambda: self.arena(preds))
+        review = self.stage("review", "7/7 expert review set", lambda: self.review(preds))
 
         from deepmedix.demo.report import write_demo_report
 

@@ -204,7 +204,7 @@ def write_demo_report(out: Path, records: list, data: dict[str, str], prediction
         "vqa_tables": [_vqa_table(metrics, g) for g in vqa_groups],
         "vqa_figure": _vqa_figure(metrics, vqa_groups),
         "grounding_table": grounding_table,
-        "reward_figure": _reward_figure(next((r.outputs.get("rewards") for r in records if r.name == "grpo"), None)),
+        "reward_figure": _reward_figure(next((r.outputs.get("rewards") for r in records if r.name == "train"), None)),
         "arena_note": f"{cfg.arena_budget} comparisons drawn by the active sampling rule, each asked in both orders, "
                       f"judged by {judge}. Scores: inverse-probability-weighted Bradley–Terry, min–max scaled to "
                       "[0, 1], with bootstrap 95% intervals.",

@@ -1,0 +1,99 @@
+"""``deepmedix tiny-model``, ``deepmedix train sft|coldstart|grpo`` and ``deepmedix pipeline``.
+
+Registering stays cheap: torch, transformers and TRL are imported inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+STAGES = ("sft", "coldstart", "grpo")
+
+
+def _tiny_model(args: argparse.Namespace) -> int:
+    from deepmedix.training.tiny import build_tiny_model
+
+    out = build_tiny_model(args.out, seed=args.seed, family=args.family)
+    print(f"tiny {args.family} model written to {out}")
+    return 0
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """Command-line overrides → recipe keys (``--set key=value`` values are parsed as YAML scalars)."""
+    import yaml
+
+    from deepmedix.cli import UserError
+
+    out: dict[str, object] = {}
+    for flag, key in (("output_dir", "output_dir"), ("max_steps", "max_steps"), ("data", "data"),
+                      ("model", "model"), ("ref_model", "ref_model"), ("seed", "seed")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            out[key] = str(value) if isinstance(value, Path) else value
+    for item in getattr(args, "set", None) or []:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def _train(args: argparse.Namespace) -> int:
+    from deepmedix.training.stages import run_stage
+
+    out = run_stage(args.stage, args.recipe, overrides=_overrides(args))
+    print(f"{args.stage}: final model in {out}")
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from deepmedix.training.pipeline import run_pipeline
+
+    result = run_pipeline(
+        args.recipes, data=args.data, output_root=args.output_dir, max_steps=args.max_steps,
+        grpo_data=args.grpo_data,
+    )
+    for stage, path in result.items():
+        print(f"{stage}: {path}")
+    return 0
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output-dir", dest="output_dir", type=Path, help="where checkpoints and the final model go")
+    p.add_argument("--max-steps", dest="max_steps", type=int, help="stop after this many optimiser steps")
+    p.add_argument("--data", type=Path, help="samples JSONL (overrides the recipe's data)")
+    p.add_argument("--model", help='starting model: "tiny", a hub id or a folder (overrides the recipe)')
+    p.add_argument("--seed", type=int)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any recipe key, e.g. --set learning_rate=1e-4 (repeatable)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("tiny-model", help="build the tiny random Qwen2.5-VL used by tests and demos")
+    p.add_argument("--out", type=Path, required=True, help="folder to write the model into")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--family", choices=("qwen2_5_vl", "qwen3_vl"), default="qwen2_5_vl",
+                   help="model family (default: Qwen2.5-VL, the paper's base)")
+    p.set_defaults(func=_tiny_model)
+
+    p = subparsers.add_parser("train", help="run one training stage from a YAML recipe (sft, coldstart, grpo)")
+    p.add_argument("stage", choices=STAGES, help="sft: instruction SFT; coldstart: SFT on reasoning data; grpo: RL")
+    p.add_argument("--recipe", type=Path, required=True, help="YAML recipe, e.g. recipes/tiny/sft.yaml")
+    _add_overrides(p)
+    p.add_argument("--ref-model", dest="ref_model", help="grpo: the KL reference model (default: the recipe's)")
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser("pipeline", help="run SFT → cold-start synthesis → cold-start SFT → GRPO")
+    p.add_argument("--recipes", type=Path, required=True, help="folder with sft.yaml, coldstart.yaml, grpo.yaml")
+    p.add_argument("--data", type=Path, help="samples JSONL for all stages (default: the recipes' data)")
+    p.add_argument("--grpo-data", dest="grpo_data", type=Path, help="samples JSONL for GRPO (default: --data)")
+    p.add_argument("--output-dir", dest="output_dir", type=Path, help="root folder; each stage writes a subfolder")
+    p.add_argument("--max-steps", dest="max_steps", type=int, help="cap every stage's steps (smoke runs)")
+    p.set_defaults(func=_pipeline)
+
+    try:
+        from deepmedix.training.coldstart.cli import register as register_coldstart
+    except ModuleNotFoundError:
+        return
+    register_coldstart(subparsers)
