@@ -1,0 +1,123 @@
+"""CheXbert labelling throughput: deepmedix's batched labeler against f1chexbert's one-report-at-a-time loop.
+
+Both run the same weights and the same tokenizer. f1chexbert itself cannot be imported here (it downloads its weights
+from a hub and breaks on transformers 5), so its ``get_label`` loop is reproduced faithfully instead
+(``deepmedix.evaluation.chexbert.f1chexbert_style_classes``: CheXbert's tokenize → ids with [CLS]/[SEP] cut at 512,
+a batch of one, one argmax per head), and the outputs of the two paths are checked to be identical.
+
+Without ``--checkpoint``/``--tokenizer`` the model is CheXbert's real architecture at BERT-base size with random
+weights and a WordPiece vocabulary trained on the IU reports, padded to bert-base-uncased's 30,522 entries; speed
+does not depend on the weights' values. Loop and batched runs are interleaved in rounds so that load from other
+processes falls on both alike. The batched rate is measured without de-duplication; labelling each distinct text
+once then skips every repeat, so the rate with de-duplication is that rate × reports / distinct reports.
+
+    .venv/bin/python benchmarks/chexbert_throughput.py --n 2000 --loop-n 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+IU = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "curated" / "text" / "iu_xray_reports.jsonl"
+
+
+def iu_reports(path: Path, n: int, seed: int) -> list[str]:
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    texts = [r[k] for r in rows for k in ("findings", "impression") if r.get(k)]
+    random.Random(seed).shuffle(texts)
+    return texts[:n]  # without replacement: repeats are the collection's own (normal reports recur)
+
+
+def build_random_bert_base(folder: Path, corpus: list[str]) -> tuple[Path, Path]:
+    import torch
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig
+
+    from deepmedix.evaluation.chexbert import BERT_BASE_VOCAB, build_chexbert_module
+
+    wp = BertWordPieceTokenizer(lowercase=True)
+    wp.train_from_iterator(corpus, vocab_size=BERT_BASE_VOCAB, min_frequency=1, show_progress=False)
+    vocab = sorted(wp.get_vocab(), key=wp.get_vocab().get)
+    vocab += [f"[unused{i}]" for i in range(BERT_BASE_VOCAB - len(vocab))]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    config = BertConfig()  # bert-base-uncased: 12 layers, hidden 768, vocab 30522
+    config.save_pretrained(folder)
+    torch.manual_seed(0)
+    model = build_chexbert_module(config)
+    torch.save({"model_state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, folder / "chexbert.pth")
+    return folder / "chexbert.pth", folder
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=2000, help="reports for the batched labeler")
+    ap.add_argument("--loop-n", type=int, default=150, help="reports for the one-at-a-time loop (its rate is measured)")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of loop and batched timing")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--checkpoint", type=Path, default=None)
+    ap.add_argument("--tokenizer", type=Path, default=None)
+    ap.add_argument("--reports", type=Path, default=IU)
+    ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    from deepmedix.evaluation.chexbert import CheXbertLabeler, f1chexbert_style_classes
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    texts = iu_reports(args.reports, args.n, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.checkpoint:
+            ckpt, tok = args.checkpoint, args.tokenizer or args.checkpoint.parent
+        else:
+            ckpt, tok = build_random_bert_base(Path(tmp), texts)
+        labeler = CheXbertLabeler(ckpt, tok, batch_size=args.batch_size)
+
+        # Interleaved rounds, so that load from other processes falls on both paths alike.
+        loop_s = batched_s = 0.0
+        loop_out, batched_out = [], []
+        for r in range(args.rounds):
+            loop_chunk = texts[: args.loop_n][r:: args.rounds]
+            chunk = texts[r:: args.rounds]
+            t0 = time.perf_counter()
+            loop_out += [f1chexbert_style_classes(labeler, t) for t in loop_chunk]
+            loop_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            batched_out.append(labeler.classes(chunk, progress=False, dedupe=False))
+            batched_s += time.perf_counter() - t0
+        loop_texts = [t for r in range(args.rounds) for t in texts[: args.loop_n][r:: args.rounds]]
+        all_texts = [t for r in range(args.rounds) for t in texts[r:: args.rounds]]
+        batched = np.concatenate(batched_out)
+        deduped = labeler.classes(all_texts, progress=False)
+
+    position = {t: i for i, t in enumerate(all_texts)}
+    identical = bool((np.array(loop_out) == batched[[position[t] for t in loop_texts]]).all()
+                     and (deduped == batched).all())
+    distinct = len(set(texts))
+    loop_rate, batched_rate = len(loop_texts) / loop_s, len(all_texts) / batched_s
+    result = {
+        "reports": args.n, "distinct_reports": distinct, "loop_reports": len(loop_texts), "rounds": args.rounds,
+        "threads": torch.get_num_threads(), "batch_size": args.batch_size,
+        "f1chexbert_loop_reports_per_s": loop_rate,
+        "batched_reports_per_s": batched_rate,
+        "speedup_batched": batched_rate / loop_rate,
+        # labelling each distinct text once skips the repeats outright: the rate scales by reports / distinct
+        "speedup_batched_dedupe": batched_rate / loop_rate * args.n / distinct,
+        "identical_labels": identical,
+    }
+    for k, v in result.items():
+        print(f"{k:32s} {v:.2f}" if isinstance(v, float) else f"{k:32s} {v}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""``deepmedix bench``: predict a benchmark file with a model (resumable), then evaluate the predictions."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from deepmedix.evaluation.adapters import Adapter, resolve_adapter
+from deepmedix.evaluation.evaluate import EvalOptions, evaluate_file
+from deepmedix.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def _samples_for(adapter: Adapter, data: Path, out_dir: Path) -> Path:
+    """The benchmark file itself, or a copy with the adapter's report instructions (image paths made absolute)."""
+    if not adapter.report_prompts:
+        return data
+    from deepmedix.data.schema import load_samples, sample_to_json
+
+    samples = load_samples(data)
+    lines = []
+    for s in samples:
+        prompt = adapter.prompt_for(str(s.task))
+        lines.append(sample_to_json(s.model_copy(update={"prompt": prompt}) if prompt else s))
+    path = out_dir / f"samples.{adapter.name}.jsonl"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def run_benchmark(model: str, data: str | Path, out_dir: str | Path, options: EvalOptions | None = None,
+                  adapter: str | None = None, backend: str = "transformers", batch_size: int = 4,
+                  max_new_tokens: int = 256, limit: int | None = None, **backend_kwargs: Any) -> dict[str, Any]:
+    """Predict into OUT/predictions.jsonl (already predicted ids are skipped), then score into OUT/metrics.json."""
+    from deepmedix.inference.predict import predict_file
+
+    data, out_dir = Path(data), Path(out_dir)
+    if not data.is_file():
+        raise FileNotFoundError(f"{data}: benchmark samples file not found")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chosen = resolve_adapter(model, adapter)
+    if chosen.loader == "served" and backend != "openai":
+        raise ValueError(
+            f"{model}: the {chosen.name} adapter needs its authors' code; serve the model behind an OpenAI-compatible "
+            "endpoint and run with --backend openai (see docs/evaluation.md)"
+        )
+    log.info("bench %s with adapter %s (reasoning=%s, answer=%s)", model, chosen.name, chosen.reasoning, chosen.answer)
+    predictions = out_dir / "predictions.jsonl"
+    predict_file(model, _samples_for(chosen, data, out_dir), predictions, backend=backend, batch_size=batch_size,
+                 max_new_tokens=max_new_tokens, limit=limit, reasoning=chosen.reasoning, **backend_kwargs)
+    # The scored answer is the adapter's reading of the raw completion.
+    rows = read_jsonl(predictions)
+    for r in rows:
+        r["prediction"] = chosen.read_answer(r.get("completion") or r.get("prediction") or "")
+        r["adapter"] = chosen.name
+    scored = out_dir / "predictions.scored.jsonl"
+    atomic_write_jsonl(scored, rows)
+    metrics = evaluate_file(scored, out_dir, options)
+    metrics["_meta"].update({"model": model, "adapter": chosen.name, "benchmark": str(data)})
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    return metrics

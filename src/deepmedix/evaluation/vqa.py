@@ -1,0 +1,99 @@
+"""VQA scoring as the paper defines it: exact match for closed questions, set F1 for multi-object ones.
+
+* Normalisation (both sides): strip, lower-case, drop one trailing period.
+* ``closed``: 1 if the normalised answers are equal, else 0.
+* ``multi``: the reference is a set written ``a | b | c``; the prediction is split on ``|`` (or, when it has no
+  ``|``, on commas and semicolons, since models outside this protocol list items that way); score = F1 of the sets.
+* ``open``: scored like ``closed`` (normalised exact match). Free-text answers get no partial credit here; the
+  report metrics are the place for graded text similarity.
+* Overall accuracy = the mean of the per-sample scores; accuracy per question type likewise.
+* A line without ``answer_type`` gets one the way the authors' reward guesses it: ``|`` in a label of at most 20
+  words → multi; at most 2 words → closed; otherwise open.
+* Per-object recall: objects are the items of the multi answers and the closed answers (yes/no excluded: they are
+  not objects); recall of an object = the share of samples whose reference holds it whose prediction holds it too.
+  The top-10 most frequent reference objects are reported.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+NON_OBJECTS = frozenset({"yes", "no", "none", ""})
+
+
+def normalize_answer(text: str | None) -> str:
+    text = ("" if text is None else str(text)).strip().lower()
+    if text.endswith("."):
+        text = text[:-1].rstrip()
+    return text
+
+
+def infer_answer_type(reference: str) -> str:
+    words = reference.split()
+    if "|" in reference and len(words) <= 20:
+        return "multi"
+    if len(words) <= 2:
+        return "closed"
+    return "open"
+
+
+def answer_items(text: str, allow_commas: bool = False) -> set[str]:
+    """The set of items of a multi-object answer."""
+    parts = text.split("|") if "|" in text or not allow_commas else re.split(r"[,;]", text)
+    return {n for n in (normalize_answer(p) for p in parts) if n}
+
+
+def set_f1(pred: set[str], ref: set[str]) -> float:
+    if not pred and not ref:
+        return 1.0
+    hit = len(pred & ref)
+    if hit == 0:
+        return 0.0
+    p, r = hit / len(pred), hit / len(ref)
+    return 2 * p * r / (p + r)
+
+
+def score_answer(prediction: str, reference: str, answer_type: str | None) -> float:
+    kind = answer_type or infer_answer_type(reference)
+    if kind == "multi":
+        return set_f1(answer_items(prediction, allow_commas=True), answer_items(reference))
+    return 1.0 if normalize_answer(prediction) == normalize_answer(reference) else 0.0
+
+
+def vqa_metrics(rows: Sequence[dict[str, Any]], top_objects: int = 10) -> dict[str, Any]:
+    """rows: {"prediction", "reference", "answer_type"?, "question_type"?} → accuracy and its breakdowns."""
+    if not rows:
+        return {"n": 0, "accuracy": None}
+    scores: list[float] = []
+    by_type: dict[str, list[float]] = defaultdict(list)
+    by_answer_type: dict[str, list[float]] = defaultdict(list)
+    object_total: Counter[str] = Counter()
+    object_hit: Counter[str] = Counter()
+    for row in rows:
+        pred, ref = str(row.get("prediction") or ""), str(row.get("reference") or "")
+        kind = row.get("answer_type") or infer_answer_type(ref)
+        s = score_answer(pred, ref, kind)
+        scores.append(s)
+        by_type[str(row.get("question_type") or "unspecified")].append(s)
+        by_answer_type[kind].append(s)
+        if kind in ("multi", "closed"):
+            ref_items = answer_items(ref) if kind == "multi" else {normalize_answer(ref)}
+            pred_items = answer_items(pred, allow_commas=True) if kind == "multi" else {normalize_answer(pred)}
+            for obj in ref_items - NON_OBJECTS:
+                object_total[obj] += 1
+                object_hit[obj] += obj in pred_items
+    top = [o for o, _ in object_total.most_common(top_objects)]
+    recalls = {o: object_hit[o] / object_total[o] for o in top}
+    return {
+        "n": len(scores),
+        "accuracy": sum(scores) / len(scores),
+        "accuracy_by_question_type": {k: sum(v) / len(v) for k, v in sorted(by_type.items())},
+        "n_by_question_type": {k: len(v) for k, v in sorted(by_type.items())},
+        "accuracy_by_answer_type": {k: sum(v) / len(v) for k, v in sorted(by_answer_type.items())},
+        "object_recall": recalls,
+        "object_support": {o: object_total[o] for o in top},
+        "mean_object_recall": (sum(recalls.values()) / len(recalls)) if recalls else None,
+    }

@@ -1,0 +1,113 @@
+"""F1-RadGraph reward levels on hand-made annotations, and the subprocess exchange with a separate environment."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+from deepmedix.evaluation.radgraph import RadGraphSubprocess, f1_radgraph_from_annotations, pair_reward
+
+
+def ent(tokens, label, relations=()):
+    return {"tokens": tokens, "label": label, "start_ix": 0, "end_ix": 0, "relations": [list(r) for r in relations]}
+
+
+# "Small left pleural effusion." — effusion located at pleural, pleural modified by left.
+REF = {"text": "small left pleural effusion", "entities": {
+    "1": ent("small", "OBS-DP", [("modify", "4")]),
+    "2": ent("left", "ANAT-DP", [("modify", "3")]),
+    "3": ent("pleural", "ANAT-DP"),
+    "4": ent("effusion", "OBS-DP", [("located_at", "3")]),
+}}
+# "Left pleural Effusion, no pneumothorax." — effusion found but without its relation; a new absent finding.
+HYP = {"text": "left pleural effusion no pneumothorax", "entities": {
+    "1": ent("left", "ANAT-DP", [("modify", "2")]),
+    "2": ent("pleural", "ANAT-DP"),
+    "3": ent("Effusion", "OBS-DP", [("located_at", "2")]),
+    "4": ent("pneumothorax", "OBS-DA"),
+}}
+
+
+def test_reward_levels_by_hand():
+    r = pair_reward(HYP, REF)
+    # simple: (tokens, label) sets. hyp {left, pleural, Effusion, pneumothorax}; ref {small, left, pleural, effusion}
+    # matches: left, pleural → P 2/4, R 2/4 → F1 0.5 ("Effusion" ≠ "effusion": tokens compared as written)
+    assert r["simple"] == pytest.approx(0.5)
+    # partial: + has-relation flag. hyp {(left,ANAT,T), (pleural,ANAT), (Effusion,OBS,T), (pneumothorax,OBS-DA)}
+    # ref {(small,OBS,T), (left,ANAT,T), (pleural,ANAT), (effusion,OBS,T)} → matches left, pleural → 0.5
+    assert r["partial"] == pytest.approx(0.5)
+    # complete: relations lower-cased with their target. hyp {(left,ANAT,modify,pleural), (pleural,ANAT),
+    # (effusion,OBS,located_at,pleural), (pneumothorax,OBS-DA)}; ref {(small,OBS,modify,effusion),
+    # (left,ANAT,modify,pleural), (pleural,ANAT), (effusion,OBS,located_at,pleural)} → 3 of 4 each side → 0.75
+    assert r["complete"] == pytest.approx(0.75)
+
+
+def test_partial_level_sees_a_missing_relation():
+    no_rel = {"entities": {"1": ent("effusion", "OBS-DP")}}
+    with_rel = {"entities": {"1": ent("effusion", "OBS-DP", [("located_at", "2")]), "2": ent("pleural", "ANAT-DP")}}
+    r = pair_reward(no_rel, with_rel)
+    assert r["simple"] == pytest.approx(2 * 1.0 * 0.5 / 1.5)  # effusion matches on (tokens, label)
+    assert r["partial"] == 0.0  # but not once "has a relation" is part of the key
+    assert pair_reward({"entities": {}}, with_rel) == {"simple": 0.0, "partial": 0.0, "complete": 0.0}
+
+
+def test_empty_reports_score_zero_and_are_not_sent():
+    sent = []
+
+    def annotate(texts):
+        sent.append(list(texts))
+        return [HYP if t.startswith("h") else REF for t in texts]
+
+    out = f1_radgraph_from_annotations(["h1", "", "h3"], ["r1", "r2", ""], annotate)
+    assert sent == [["h1", "r1"]]
+    assert out["per_sample"][1] == {"simple": 0.0, "partial": 0.0, "complete": 0.0}
+    assert out["f1_radgraph"] == pytest.approx(0.5 / 3)  # mean over all three pairs, as radgraph does
+    assert out["f1_radgraph_complete"] == pytest.approx(0.75 / 3)
+
+
+FAKE_RADGRAPH = textwrap.dedent('''
+    import json, os
+    class RadGraph:
+        def __init__(self, model_type=None, model_cache_dir=None, batch_size=1, **kw):
+            d = os.path.join(model_cache_dir, model_type)
+            self.config = json.load(open(os.path.join(d, "config.json")))
+            assert os.path.exists(os.path.join(d, "weights.th"))
+            print("Using device: cpu")  # the real package chatters on stdout
+        def __call__(self, texts):
+            name = self.config["model"]["embedder"]["model_name"]
+            return {str(i): {"text": t, "entities": {"1": {"tokens": t.split()[0], "label": name,
+                    "relations": []}}} for i, t in enumerate(texts)}
+''')
+
+
+def test_subprocess_worker_exchanges_json_and_retargets_the_base_model(tmp_path):
+    pkg = tmp_path / "env" / "radgraph"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(FAKE_RADGRAPH)
+    model = tmp_path / "models" / "mymodel"
+    model.mkdir(parents=True)
+    (model / "weights.th").write_bytes(b"x")
+    (model / "config.json").write_text('{"model": {"embedder": {"model_name": "microsoft/some-hub-id"}}}')
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\nPYTHONPATH={tmp_path / 'env'} exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    base = tmp_path / "pubmedbert"
+    base.mkdir()
+    annotate = RadGraphSubprocess(python, model, model_type="radgraph", base_model=base)
+    out = annotate(["effusion on the left", "no pneumothorax"])
+    assert [a["entities"]["1"]["tokens"] for a in out] == ["effusion", "no"]
+    assert out[0]["entities"]["1"]["label"] == str(base)  # config's hub id pointed at the local folder
+    scores = f1_radgraph_from_annotations(["effusion left", "x"], ["effusion right", "y"], annotate)
+    assert scores["per_sample"][0]["simple"] == 1.0 and scores["per_sample"][1]["simple"] == 0.0
+
+
+def test_subprocess_failure_is_reported(tmp_path):
+    model = tmp_path / "m"
+    model.mkdir()
+    annotate = RadGraphSubprocess(sys.executable, model)  # this environment has no radgraph package
+    with pytest.raises(RuntimeError, match="RadGraph worker .* failed"):
+        annotate(["text"])
+    with pytest.raises(FileNotFoundError, match="RadGraph model folder not found"):
+        RadGraphSubprocess(sys.executable, tmp_path / "absent")
