@@ -130,8 +130,11 @@ class Demo:
         if not train or not test:
             raise ValueError(f"{self.cfg.data or 'the bundled sample'} needs train and test samples "
                              f"(found {len(train)} train, {len(test)} test)")
-        cold = _spread(train, self.cfg.coldstart_samples, rng)
-        grpo = _spread([s for s in train if s.answer_type != AnswerType.OPEN or s.boxes], self.cfg.grpo_samples, rng)
+        # Stages 2 and 3 lean on samples whose answers can be checked (closed, multi, boxed): a small model learns
+        # the protocol from them, and the reward has a signal to follow.
+        checkable = [s for s in train if s.answer_type != AnswerType.OPEN or s.boxes]
+        cold = _spread(checkable, self.cfg.coldstart_samples, rng)
+        grpo = _spread(checkable, self.cfg.grpo_samples, rng)
         paths = {
             "train": data_dir / "train.jsonl",
             "test": data_dir / "test.jsonl",

@@ -51,7 +51,7 @@ NIH_FINDINGS: dict[str, str] = {
 NORMAL_FINDINGS = ("The lungs are clear. The cardiomediastinal silhouette is within normal limits. There is no "
                    "pleural effusion or pneumothorax.")
 NORMAL_IMPRESSION = "No acute cardiopulmonary abnormality."
-PHANTOM_PER_SPLIT = {Split.TRAIN: 16, Split.VAL: 4, Split.TEST: 4}
+PHANTOM_PER_SPLIT = {Split.TRAIN: 96, Split.VAL: 6, Split.TEST: 12}
 
 
 def finding_name(label: str) -> str:
@@ -155,8 +155,7 @@ def bundled_samples(images_dir: Path, phantom: bool = True) -> list[Sample]:
         from deepmedix.data.phantom import make_phantom_samples
 
         for seed, (split, n) in enumerate(PHANTOM_PER_SPLIT.items()):
-            samples.extend(make_phantom_samples(images_dir / "phantom", n, seed=seed, split=split.value,
-                                                kinds=("grounding",)))
+            samples.extend(make_phantom_samples(images_dir / "phantom", n, seed=seed, split=split.value))
     check_patient_splits(samples)
     return samples
 
