@@ -18,7 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipes", type=Path, default=None,
                    help="folder with sft.yaml, coldstart.yaml, grpo.yaml (default: recipes/tiny)")
     p.add_argument("--data", type=Path, default=None, help="samples JSONL (default: the bundled sample)")
-    p.add_argument("--per-benchmark", type=int, default=10, help="test samples per benchmark group")
+    p.add_argument("--per-benchmark", type=int, default=10, help="test samples per benchmark group (0: all)")
+    p.add_argument("--coldstart-samples", type=int, default=160, help="training samples given to the teacher")
+    p.add_argument("--grpo-samples", type=int, default=160, help="training samples for stage 3")
+    p.add_argument("--review-samples", type=int, default=12)
     p.add_argument("--max-new-tokens", type=int, default=96)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--backend", default="transformers", choices=("transformers", "vllm"))
@@ -40,7 +43,8 @@ def _demo(args: argparse.Namespace) -> int:
         out=args.out, recipes=args.recipes, data=args.data, fresh=args.fresh, per_benchmark=args.per_benchmark,
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, backend=args.backend, teacher=args.teacher,
         teacher_model=args.teacher_model, judge=args.judge, judge_model=args.judge_model,
-        arena_budget=args.arena_budget, chexbert=args.chexbert, meteor=not args.no_meteor,
+        arena_budget=args.arena_budget, coldstart_samples=args.coldstart_samples, grpo_samples=args.grpo_samples,
+        review_samples=args.review_samples, chexbert=args.chexbert, meteor=not args.no_meteor,
         max_steps={"sft": 4, "coldstart": 4, "grpo": 2} if args.quick else None,
     )
     run_demo(cfg)

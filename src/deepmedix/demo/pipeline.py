@@ -36,7 +36,7 @@ class DemoConfig:
     data: Path | None = None  # a samples JSONL; None: the bundled sample + phantom images
     base_model: str | None = None  # None: the recipe's model ("tiny" for the tiny recipes)
     fresh: bool = False
-    per_benchmark: int = 10  # test samples per benchmark group (source × task) that every model answers
+    per_benchmark: int = 10  # test samples per benchmark group (source × task) that every model answers; 0: all
     coldstart_samples: int = 160  # training samples given to the cold-start teacher
     grpo_samples: int = 160
     max_steps: dict[str, int] | None = None  # per-stage override, e.g. {"sft": 10} for a quick test
@@ -126,7 +126,7 @@ class Demo:
         for name in sorted(groups):
             members = groups[name]
             rng.shuffle(members)
-            test.extend(members[: self.cfg.per_benchmark])
+            test.extend(members[: self.cfg.per_benchmark] if self.cfg.per_benchmark > 0 else members)
         if not train or not test:
             raise ValueError(f"{self.cfg.data or 'the bundled sample'} needs train and test samples "
                              f"(found {len(train)} train, {len(test)} test)")
@@ -165,10 +165,15 @@ class Demo:
 
     def synthesize(self, data: str, base: str) -> str:
         from deepmedix.training.coldstart import synthesize
+        from deepmedix.training.stages import is_complete
+
+        out = self.out / "data" / "coldstart.jsonl"
+        if is_complete(self.out / "models" / "coldstart"):  # stage 2 was trained already (e.g. with accelerate)
+            self.console.print("stage 2 is already trained: no cold-start data is asked of the teacher")
+            return str(out)
         from deepmedix.training.coldstart.teachers import EndpointTeacher, TemplateTeacher
         from deepmedix.training.models import model_frame
 
-        out = self.out / "data" / "coldstart.jsonl"
         if self.cfg.teacher == "offline":
             teacher: Any = TemplateTeacher()
         else:
