@@ -94,3 +94,25 @@ def read_jsonl(path: str | Path, tolerate_torn_tail: bool = False) -> list[dict[
                 break
             raise ValueError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
     return rows
+
+
+def json_object(text: str, where: str) -> dict[str, Any]:
+    """One JSONL line as a JSON object; a ValueError says ``<where>: not valid JSON`` or what it got instead."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def iter_jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; a bad line raises ValueError naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if line.strip():
+                yield number, json_object(line, f"{path}, line {number}")

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from deepmedix.annotation.store import SCHEMA, connect, db_path, hash_token, new_token, now, transaction
+from deepmedix.io import iter_jsonl_objects
 from deepmedix.protocol import REASONING_SUFFIX, parse_completion
 
 BROWSER_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
@@ -120,20 +121,13 @@ def _load_predictions(path: Path) -> dict[str, tuple[int, dict[str, Any]]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: predictions file not found")
     by_id: dict[str, tuple[int, dict[str, Any]]] = {}
-    with path.open(encoding="utf-8") as fh:
-        for line, text in enumerate(fh, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {line}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict) or "id" not in row:
-                raise ValueError(f"{path}, line {line}: field `id` missing")
-            sid = str(row["id"])
-            if sid in by_id:
-                raise ValueError(f"{path}, line {line}, record {sid!r}: duplicate id (first on line {by_id[sid][0]})")
-            by_id[sid] = (line, row)
+    for line, row in iter_jsonl_objects(path):
+        if "id" not in row:
+            raise ValueError(f"{path}, line {line}: field `id` missing")
+        sid = str(row["id"])
+        if sid in by_id:
+            raise ValueError(f"{path}, line {line}, record {sid!r}: duplicate id (first on line {by_id[sid][0]})")
+        by_id[sid] = (line, row)
     if not by_id:
         raise ValueError(f"{path}: no predictions")
     return by_id

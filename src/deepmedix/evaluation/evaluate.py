@@ -7,7 +7,6 @@ figures as PNGs in ``DIR/figures/``.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepmedix.io import json_object
 from deepmedix.protocol import final_answer, find_boxes
 
 log = logging.getLogger(__name__)
@@ -105,11 +105,9 @@ def load_predictions(path: str | Path) -> list[dict[str, Any]]:
                 continue
             where = f"{path}:{lineno}"
             try:
-                line = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise PredictionFileError(f"{where}: not valid JSON ({e.msg})") from e
-            if not isinstance(line, dict):
-                raise PredictionFileError(f"{where}: expected a JSON object")
+                line = json_object(raw, where)
+            except ValueError as e:
+                raise PredictionFileError(str(e)) from None
             for name in ("id", "task"):
                 if not isinstance(line.get(name), str) or not line[name].strip():
                     raise PredictionFileError(f"{where}: field {name!r} is missing or not a non-empty string")

@@ -31,29 +31,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def read_reports(path: Path, text_field: str = "text", id_field: str = "id") -> Iterator[tuple[object, str]]:
     """(id, text) per non-blank line; a bad line raises ValueError naming the file, line and field."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {number}: not valid JSON ({e.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}")
-            if id_field not in record:
-                raise ValueError(f"{path}, line {number}: missing field '{id_field}'")
-            text = record.get(text_field)
-            if text is None and text_field not in record:
-                raise ValueError(f"{path}, line {number} (id {record[id_field]!r}): missing field '{text_field}'")
-            if not isinstance(text, str):
-                raise ValueError(
-                    f"{path}, line {number} (id {record[id_field]!r}): field '{text_field}' must be a string, "
-                    f"got {type(text).__name__}"
-                )
-            yield record[id_field], text
+    from deepmedix.io import iter_jsonl_objects
+
+    for number, record in iter_jsonl_objects(path):
+        if id_field not in record:
+            raise ValueError(f"{path}, line {number}: missing field '{id_field}'")
+        text = record.get(text_field)
+        if text is None and text_field not in record:
+            raise ValueError(f"{path}, line {number} (id {record[id_field]!r}): missing field '{text_field}'")
+        if not isinstance(text, str):
+            raise ValueError(
+                f"{path}, line {number} (id {record[id_field]!r}): field '{text_field}' must be a string, "
+                f"got {type(text).__name__}"
+            )
+        yield record[id_field], text
 
 
 def run_label(args: argparse.Namespace) -> int:

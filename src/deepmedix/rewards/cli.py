@@ -40,13 +40,10 @@ def register(subparsers: Any) -> None:
 
 
 def _read_record(path: Path, line_no: int, line: str) -> dict[str, Any]:
+    from deepmedix.io import json_object
+
     where = f"{path}, line {line_no}"
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    record = json_object(line, where)
     for key in ("completion", "reference"):
         if key not in record:
             raise ValueError(f"{where}: field {key!r} is missing")
