@@ -136,6 +136,28 @@ def _reward_figure(rewards_path: str | None) -> str | None:
     return _png_data_url(fig)
 
 
+def _reward_caption(rewards_path: str | None) -> str:
+    """First and last tenth of the GRPO steps, component by component, in one sentence."""
+    if not rewards_path or not Path(rewards_path).is_file():
+        return ""
+    rows = read_jsonl(rewards_path, tolerate_torn_tail=True)
+    if len(rows) < 2:
+        return ""
+    k = max(1, len(rows) // 10)
+
+    def mean(key: str, part: list[dict]) -> float:
+        vals = [r[key] for r in part if isinstance(r.get(key), (int, float))]
+        return sum(vals) / len(vals) if vals else float("nan")
+
+    parts = []
+    for key, label in (("reward", "total reward"), ("rewards/answer/mean", "answer"),
+                       ("rewards/format/mean", "format"), ("rewards/coordinate/mean", "coordinate"),
+                       ("rewards/valid_box_share/mean", "share of outputs whose boxes are all valid")):
+        if key in rows[0]:
+            parts.append(f"{label} {mean(key, rows[:k]):.3f} → {mean(key, rows[-k:]):.3f}")
+    return f"Mean over the first and last {k} of {len(rows)} steps: " + "; ".join(parts) + "."
+
+
 def _examples(predictions: dict[str, str], per_model: int = 2) -> list[dict[str, Any]]:
     """Predictions whose reasoning cites boxes (grounding first), drawn on the original X-ray."""
     from deepmedix.inference.overlay import draw_overlay
@@ -184,6 +206,7 @@ def write_demo_report(out: Path, records: list, data: dict[str, str], prediction
     arena_dir = Path(arena.get("dir", out / "arena"))
     arena_figures = [u for u in (_file_data_url(p) for p in sorted(arena_dir.glob("*.png"))) if u]
 
+    rewards_log = next((r.outputs.get("rewards") for r in records if r.name == "train"), None)
     notes = sorted({n for m in metrics.values() for g in report_groups for n in (m.get(g) or {}).get("notes", [])})
     judge = "the offline rules-labeler judge (prefers the report whose CheXpert-style labels agree more with the "\
             "reference's; not an LLM)" if cfg.judge == "offline" else f"the LLM judge {cfg.judge_model} at {cfg.judge}"
@@ -204,7 +227,8 @@ def write_demo_report(out: Path, records: list, data: dict[str, str], prediction
         "vqa_tables": [_vqa_table(metrics, g) for g in vqa_groups],
         "vqa_figure": _vqa_figure(metrics, vqa_groups),
         "grounding_table": grounding_table,
-        "reward_figure": _reward_figure(next((r.outputs.get("rewards") for r in records if r.name == "train"), None)),
+        "reward_figure": _reward_figure(rewards_log),
+        "reward_caption": _reward_caption(rewards_log),
         "arena_note": f"{cfg.arena_budget} comparisons drawn by the active sampling rule, each asked in both orders, "
                       f"judged by {judge}. Scores: inverse-probability-weighted Bradley–Terry, min–max scaled to "
                       "[0, 1], with bootstrap 95% intervals.",
