@@ -167,7 +167,8 @@ def _examples(predictions: dict[str, str], per_model: int = 2) -> list[dict[str,
         if name not in predictions:
             continue
         rows = read_jsonl(predictions[name], tolerate_torn_tail=True)
-        rows.sort(key=lambda r: (r.get("task") != "grounding", -sum(len(s.get("boxes") or []) for s in r.get("steps") or [])))
+        # reasoning that cites boxes first (that is what the figure is for), grounding questions before others
+        rows.sort(key=lambda r: (-sum(len(s.get("boxes") or []) for s in r.get("steps") or []), r.get("task") != "grounding"))
         for r in rows[:per_model]:
             try:
                 from deepmedix.data.images import open_image
