@@ -99,7 +99,7 @@ def read_jsonl(path: str | Path, tolerate_torn_tail: bool = False) -> list[dict[
 def json_object(text: str, where: str) -> dict[str, Any]:
     """One JSONL line as a JSON object; a ValueError says ``<where>: not valid JSON`` or what it got instead."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text.strip())  # a trailing newline would move the error to "line 2, column 1"
     except json.JSONDecodeError as e:
         raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(obj, dict):
