@@ -6,9 +6,13 @@
 The set mixes the three answer types as GRPO sees them: open reports (real Open-I findings/impressions from
 /work/shared/data), closed answers (VQA-RAD closed answers) and multi-object answers (sets of CheXpert observation
 names), each completion citing 1-4 boxes, some outside the image, with a right or a wrong answer. The released
-reward is a verbatim copy (tests/rewards/released_reward.py). Three settings: a cold process (no reference seen, no
-stem memoised), distinct references (every reference new; the word → stem memo warm, as in a run past its first
-steps), and GRPO groups (each reference scored against a group of completions, as the trainer calls it).
+reward is a verbatim copy (tests/rewards/released_reward.py). Settings:
+
+- cold process: a fresh Python subprocess per implementation and round, which builds the set, then imports the
+  reward and scores every item once; CPU time of import + first pass (what a new worker pays), and of the first
+  pass alone;
+- distinct references (every reference new; the word → stem memo warm, as in a run past its first steps);
+- GRPO groups (each reference scored against a group of completions, as the trainer calls it).
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import random
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -102,13 +108,52 @@ def build_set(n: int, seed: int = 0, group: int = 1) -> list[dict]:
     return items
 
 
-def measure(items: list[dict], repeats: int, cold_stems: bool) -> dict[str, float]:
+IMPLEMENTATIONS = ("released", "paper", "release")
+
+
+def cold_child(name: str, n: int) -> dict[str, float]:
+    """In a fresh process: build the set (untimed), then import ``name``'s reward and score the set once (timed)."""
+    items = build_set(n)
+    predicts = [it["completion"] for it in items]
+    labels = [it["reference"] for it in items]
+    start = time.process_time()
+    if name == "released":
+        compute_xray_score = load_released()
+    else:
+        from deepmedix.rewards.core import score_completion
+    imported = time.process_time()
+    if name == "released":
+        compute_xray_score(predicts, labels)
+    else:
+        for it in items:
+            score_completion(it["completion"], it["reference"], it["answer_type"], it["image_size"], mode=name)
+    done = time.process_time()
+    return {"import_s": imported - start, "pass_s": done - imported}
+
+
+def measure_cold(n: int, repeats: int) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Best of ``repeats`` fresh subprocesses per implementation (interleaved): rewards per CPU-second counting
+    import + first pass, counting the first pass alone, and the import's CPU seconds."""
+    best: dict[str, dict[str, float]] = {name: {"import_s": math.inf, "pass_s": math.inf, "total_s": math.inf}
+                                         for name in IMPLEMENTATIONS}
+    for _ in range(repeats):
+        for name in IMPLEMENTATIONS:
+            out = subprocess.run([sys.executable, __file__, "--cold-child", name, "--n", str(n)], check=True,
+                                 capture_output=True, text=True).stdout
+            run = json.loads(out.strip().splitlines()[-1])
+            run["total_s"] = run["import_s"] + run["pass_s"]
+            best[name] = {key: min(best[name][key], run[key]) for key in best[name]}
+    with_import = {name: n / b["total_s"] for name, b in best.items()}
+    first_pass = {name: n / b["pass_s"] for name, b in best.items()}
+    return with_import, first_pass, {name: b["import_s"] for name, b in best.items()}
+
+
+def measure(items: list[dict], repeats: int) -> dict[str, float]:
     """Rewards per CPU-second of this process for each implementation, best of ``repeats`` interleaved rounds.
 
     CPU time rather than wall time: the numbers should not depend on what else the machine runs. Every round
-    starts with deepmedix's reference caches empty; ``cold_stems`` also empties the word → stem memo (a process
-    that has scored nothing yet), otherwise the memo keeps what the warm-up set taught it (a training run after
-    its first steps: the vocabulary of reports is small and is learnt once).
+    starts with deepmedix's reference caches empty; the word → stem memos keep what the warm-up set taught them (a
+    training run after its first steps: the vocabulary of reports is small and is learnt once).
     """
     from deepmedix.rewards.core import score_completion
     from deepmedix.rewards.metrics import STEMS, clear_caches
@@ -128,10 +173,9 @@ def measure(items: list[dict], repeats: int, cold_stems: bool) -> dict[str, floa
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeats):
         for name, run in runs.items():
-            memo = dict(STEMS.memo)
+            memo = STEMS.snapshot()
             clear_caches()
-            if not cold_stems:
-                STEMS.memo.update(memo)
+            STEMS.restore(memo)
             start = time.process_time()
             run()
             best[name] = min(best[name], time.process_time() - start)
@@ -146,7 +190,7 @@ def draw(results: dict[str, dict[str, float]], path: Path) -> None:
 
     names = [("released", "released (authors' code)", "#9e9e9e"), ("paper", "deepmedix paper", "#1f77b4"),
              ("release", "deepmedix release", "#6baed6")]
-    fig, axes = plt.subplots(1, len(results), figsize=(14, 3.4), sharex=True)
+    fig, axes = plt.subplots(1, len(results), figsize=(4.4 * len(results), 3.4), sharex=True)
     for ax, (label, rates) in zip(axes, results.items(), strict=True):
         values = [rates[key] for key, _, _ in names]
         bars = ax.barh([title for _, title, _ in names], values, color=[c for _, _, c in names])
@@ -167,6 +211,15 @@ def draw(results: dict[str, dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
+def _print(label: str, what: str, rates: dict[str, float], imports: dict[str, float] | None = None) -> None:
+    print(f"\n{label}: {what}")
+    print(f"  {'reward':<32}{'rewards/s':>12}{'ratio':>9}" + (f"{'import':>10}" if imports else ""))
+    for name, title in (("released", "released compute_xray_score"), ("paper", "deepmedix paper mode"),
+                        ("release", "deepmedix release mode")):
+        line = f"  {title:<32}{rates[name]:>12,.0f}{rates[name] / rates['released']:>8.1f}x"
+        print(line + (f"{imports[name]:>9.3f}s" if imports else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1500, help="items in the mixed set")
@@ -174,29 +227,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", type=int, default=8, help="completions per reference in the GRPO-shaped set")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "reward_throughput.png")
     parser.add_argument("--no-figure", action="store_true")
+    parser.add_argument("--cold-child", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)  # one cold-process run
     args = parser.parse_args(argv)
+    if args.cold_child:
+        print(json.dumps(cold_child(args.cold_child, args.n)))
+        return 0
 
-    warm_up = build_set(300, seed=99)  # imports, nltk's stemmer and regex compilation, for both sides
+    results = {}
+    with_import, first_pass, imports = measure_cold(args.n, args.repeats)
+    results["cold process: import + first pass"] = with_import
+    _print("cold process, import + first pass", f"{args.n} items, a fresh subprocess each (import CPU time shown)",
+           with_import, imports)
+    results["cold process: first pass only"] = first_pass
+    _print("cold process, first pass only", "the same subprocesses, import time left out", first_pass)
+
+    # in-process settings: imports, the stemmer and regex compilation warmed up for both sides
+    warm_up = build_set(300, seed=99)
     load_released()([it["completion"] for it in warm_up], [it["reference"] for it in warm_up])
     from deepmedix.rewards.core import score_many
 
     score_many(warm_up)
-
-    results = {}
-    runs = (("cold process", 1, True, "each reference once; no stem memo yet"),
-            ("distinct references", 1, False, "each reference once; stems memoised by the warm-up set"),
-            (f"GRPO groups of {args.group}", args.group, False,
+    runs = (("distinct references", 1, "each reference once; stems memoised by the warm-up set"),
+            (f"GRPO groups of {args.group}", args.group,
              f"{args.n // args.group} references x {args.group} completions; stems memoised"))
-    for label, group, cold, what in runs:
-        rates = measure(build_set(args.n, group=group), args.repeats, cold)
-        results[label] = rates
-        print(f"\n{label}: {args.n} items, {what}")
-        print(f"  {'reward':<32}{'rewards/s':>12}{'ratio':>9}")
-        for name, title in (("released", "released compute_xray_score"), ("paper", "deepmedix paper mode"),
-                            ("release", "deepmedix release mode")):
-            print(f"  {title:<32}{rates[name]:>12,.0f}{rates[name] / rates['released']:>8.1f}x")
-    print(f"\n(CPU time of one process, best of {args.repeats} interleaved rounds, reference caches cleared each round; "
-          f"Python {sys.version.split()[0]})")
+    for label, group, what in runs:
+        results[label] = measure(build_set(args.n, group=group), args.repeats)
+        _print(label, f"{args.n} items, {what}", results[label])
+    print(f"\n(CPU time, best of {args.repeats} interleaved rounds; in-process settings clear the reference caches "
+          f"each round; Python {sys.version.split()[0]})")
     if not args.no_figure:
         draw(results, args.figure)
         print(f"figure: {args.figure}")

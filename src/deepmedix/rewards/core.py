@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from deepmedix.data.frame import box_inside, iou
-from deepmedix.protocol import outline_completion
+from deepmedix.protocol import outline_parts
 from deepmedix.rewards import metrics
 
 Mode = Literal["paper", "release", "grounded"]
@@ -251,16 +251,16 @@ def score_completion(completion: Any, reference: str, answer_type: str | None = 
         raise ValueError(f"answer_type must be one of {', '.join(ANSWER_TYPES)}; got {answer_type!r}")
     size = check_image_size(image_size)
     refs = check_reference_boxes(reference_boxes) if mode == "grounded" else None
-    outline = outline_completion(text)
-    answer, details = answer_score(outline.answer, reference, answer_type)
-    fmt = 1.0 if outline.format_valid else 0.0
+    predicted, format_valid, boxes = outline_parts(text)
+    answer, details = answer_score(predicted, reference, answer_type)
+    fmt = 1.0 if format_valid else 0.0
     if refs:
-        coordinate, box_details = grounded_coordinate(outline.boxes, size, refs)
+        coordinate, box_details = grounded_coordinate(boxes, size, refs)
         details.update(box_details)
         details["coordinate_rule"] = "grounded"
     else:
-        coordinate, n_valid = validity_coordinate(outline.boxes, size)
-        details["n_boxes"] = len(outline.boxes)
+        coordinate, n_valid = validity_coordinate(boxes, size)
+        details["n_boxes"] = len(boxes)
         details["n_valid"] = n_valid
         details["coordinate_rule"] = "paper"
     total = (1 - lam) * answer + lam * fmt + coordinate

@@ -3,8 +3,10 @@
 The reward is called once per sampled completion during GRPO, so its text metrics run millions of times. The
 libraries' own entry points spend most of their time on set-up (nltk builds ``Fraction`` objects and re-counts the
 reference; rouge-score stems every token anew and fills an O(n·m) LCS table in Python). What no library offers is
-written here: the same formulas with cached stems and reference counts and a bit-parallel LCS. The test suite
-checks every function against the library call it replaces, value for value.
+written here: the same formulas with stems memoised per word, each text split once for both metrics, reference
+n-grams and masks analysed once per reference, and a bit-parallel LCS. Stems come from nltk's Porter
+stemmer (what rouge-score uses), memoised per word; importing nltk costs about a second, once per process. The test suite checks every function
+against the library call it replaces, value for value.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
+from itertools import chain, groupby
 from typing import Any
 
 # rouge-score's own patterns, so tokenisation cannot drift from it.
@@ -27,28 +30,56 @@ _STEM_CACHE_LIMIT = 500_000
 class _Stems:
     """Porter stems (rouge-score's stemmer and rule: only tokens longer than 3 characters), memoised per word.
 
-    The memo maps a raw lower-case token to rouge-score's final token, or to ``""`` when rouge-score drops it.
+    ``memo`` maps a raw lower-case ``[a-z0-9]+`` token to rouge-score's final token, or to ``""`` when rouge-score
+    drops it. ``words`` maps a lower-cased whitespace-separated word (what BLEU counts) to the tuple of final tokens
+    rouge-score makes of it (``"effusion."`` → ``("effus",)``, ``"x-ray"`` → ``("x", "ray")``): reports reuse a small
+    vocabulary, so one dict look-up per word replaces a regex pass and a stem look-up per token.
     """
 
     def __init__(self) -> None:
         self._stemmer: Any = None
         self.memo: dict[str, str] = {"": ""}
+        self.words: dict[str, tuple[str, ...]] = {}
 
     def token(self, raw: str) -> str:
         out = raw
         if len(raw) > 3:
             if self._stemmer is None:
-                from nltk.stem import porter
+                # rouge_score.tokenizers.DefaultTokenizer builds the same nltk PorterStemmer()
+                from nltk.stem.porter import PorterStemmer
 
-                self._stemmer = porter.PorterStemmer()  # what rouge_score.tokenizers.DefaultTokenizer builds
+                self._stemmer = PorterStemmer()
             out = self._stemmer.stem(raw)
         final = out if VALID_TOKEN_RE.match(out) else ""
         if len(self.memo) < _STEM_CACHE_LIMIT:
             self.memo[raw] = final
         return final
 
+    def word(self, word: str) -> tuple[str, ...]:
+        """rouge-score's tokens of one lower-cased whitespace-free word, memoised."""
+        get = self.memo.get
+        tokens = []
+        for raw in _ALPHANUM_RUN.findall(word):
+            final = get(raw)
+            if final is None:
+                final = self.token(raw)
+            if final:
+                tokens.append(final)
+        out = tuple(tokens)
+        if len(self.words) < _STEM_CACHE_LIMIT:
+            self.words[word] = out
+        return out
+
     def clear(self) -> None:
         self.memo = {"": ""}
+        self.words = {}
+
+    def snapshot(self) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+        """Copies of both memos (``restore`` puts them back; for benchmarks that time a warm memo)."""
+        return dict(self.memo), dict(self.words)
+
+    def restore(self, saved: tuple[dict[str, str], dict[str, tuple[str, ...]]]) -> None:
+        self.memo, self.words = dict(saved[0]), dict(saved[1])
 
 
 STEMS = _Stems()
@@ -58,14 +89,21 @@ def rouge_tokens(text: str, stem: bool = True) -> list[str]:
     """Tokens exactly as ``rouge_score``'s DefaultTokenizer(use_stemmer=stem) makes them."""
     if not stem:
         return [r for r in SPACES_RE.split(NON_ALPHANUM_RE.sub(" ", text.lower())) if VALID_TOKEN_RE.match(r)]
-    # rouge-score replaces every non-[a-z0-9] run by a space and splits on whitespace: its raw tokens are exactly
-    # the [a-z0-9] runs of the lower-cased text, which one findall yields.
-    raw = _ALPHANUM_RUN.findall(text.lower())
-    tokens = list(map(STEMS.memo.get, raw))
-    if None in tokens:
-        token = STEMS.token
-        tokens = [t if t is not None else token(r) for t, r in zip(tokens, raw, strict=True)]
-    return list(filter(None, tokens))
+    return words_rouge_tokens(text.lower().split())
+
+
+def words_rouge_tokens(words: Sequence[str]) -> list[str]:
+    """rouge-score's stemmed tokens of a text given as its lower-cased whitespace-split words.
+
+    rouge-score replaces every non-[a-z0-9] run by a space and splits on whitespace: its raw tokens are exactly the
+    [a-z0-9] runs of the lower-cased text, and no run crosses whitespace, so the text's tokens are its words'
+    tokens in order (each word's tuple memoised in ``STEMS.words``).
+    """
+    try:  # every word memoised (the usual case): chain fails on the None of an unknown word
+        return list(chain.from_iterable(map(STEMS.words.get, words)))
+    except TypeError:
+        get, word = STEMS.words.get, STEMS.word
+        return [token for w in words for token in (get(w) if w in STEMS.words else word(w))]
 
 
 def lcs_length(a: Sequence[Any], b: Sequence[Any]) -> int:
@@ -159,22 +197,6 @@ def _reference(reference: tuple[Any, ...] | str) -> _Reference:
     return _Reference(reference)
 
 
-def _clipped_matches(hypothesis: Sequence[Any], n: int, ref: _Reference) -> int:
-    """nltk's modified-precision numerator: hypothesis n-grams matched, each clipped to its reference count."""
-    if n > 1:
-        unique = set(_ngrams(hypothesis, n))
-        if len(unique) == len(hypothesis) - n + 1:  # no repeats: each shared n-gram matches once (set speed)
-            return len(unique.intersection(ref.set(n)))
-    # unigrams nearly always repeat ("the"): count straight away
-    ref_counts = ref.count(n)
-    clipped = 0
-    for gram, count in Counter(_ngrams(hypothesis, n)).items():
-        available = ref_counts.get(gram)
-        if available:
-            clipped += count if count < available else available
-    return clipped
-
-
 def _bleu_from_counts(numerators: list[int], hyp_len: int, ref_len: int) -> tuple[float, float]:
     if numerators[0] == 0:
         return 0.0, 0.0
@@ -184,7 +206,8 @@ def _bleu_from_counts(numerators: list[int], hyp_len: int, ref_len: int) -> tupl
     logs = [math.log(numerators[0] / hyp_len)] + [
         math.log((numerators[i] + 1) / (max(1, hyp_len - i) + 1)) for i in range(1, _MAX_ORDER)
     ]
-    bleu1 = brevity * math.exp(math.fsum([logs[0], 0 * logs[1], 0 * logs[2], 0 * logs[3]]))
+    # nltk sums w·log p with fsum; for weights (1, 0, 0, 0) that exact sum is logs[0] itself (the others are ±0.0)
+    bleu1 = brevity * math.exp(logs[0])
     bleu4 = brevity * math.exp(math.fsum([0.25 * x for x in logs]))
     return bleu1, bleu4
 
@@ -198,10 +221,38 @@ def bleu_1_4(reference: Sequence[Any], hypothesis: Sequence[Any], *, _ref: _Refe
     ref = _ref or _reference(reference if isinstance(reference, str) else tuple(reference))
     hyp_len = len(hypothesis)
     numerators = [0] * _MAX_ORDER
-    for n in range(1, min(hyp_len, _MAX_ORDER) + 1):
-        numerators[n - 1] = _clipped_matches(hypothesis, n, ref)
-        if numerators[n - 1] == 0:  # no n-gram shared: no longer one is either
-            break
+    if not hyp_len:
+        return _bleu_from_counts(numerators, hyp_len, ref.length)
+    # nltk's modified precision: hypothesis n-grams matched, each clipped to its reference count
+    ref_counts = ref.count(1)
+    hyp_counts = Counter(hypothesis)
+    matched = 0
+    for token, count in hyp_counts.items():
+        available = ref_counts.get(token)
+        if available:
+            matched += count if count < available else available
+    numerators[0] = matched
+    if matched and hyp_len > 1:
+        # An n-gram with a word the reference lacks matches nothing, so only n-grams inside the hypothesis's runs of
+        # shared words are counted (a report shares about half its words with another: half the n-grams to build).
+        shared = hyp_counts.keys() & ref_counts.keys()
+        runs = [tuple(run) for inside, run in groupby(hypothesis, shared.__contains__) if inside]
+        for n in range(2, min(hyp_len, _MAX_ORDER) + 1):
+            unique = {gram for run in runs if len(run) >= n for gram in _ngrams(run, n)}
+            if len(unique) == sum(len(run) - n + 1 for run in runs if len(run) >= n):
+                # no repeats: each shared n-gram matches once (set speed)
+                matched = len(unique.intersection(ref.set(n)))
+            else:
+                ref_counts_n = ref.count(n)
+                matched = 0
+                grams = Counter(gram for run in runs if len(run) >= n for gram in _ngrams(run, n))
+                for gram, count in grams.items():
+                    available = ref_counts_n.get(gram)
+                    if available:
+                        matched += count if count < available else available
+            numerators[n - 1] = matched
+            if matched == 0:  # no n-gram shared: no longer one is either
+                break
     return _bleu_from_counts(numerators, hyp_len, ref.length)
 
 
@@ -211,8 +262,9 @@ class OpenReference:
     __slots__ = ("bleu", "lcs_masks", "rouge_tokens")
 
     def __init__(self, reference: str) -> None:
-        self.bleu = _Reference(tuple(reference.lower().split()))
-        self.rouge_tokens = rouge_tokens(reference)
+        words = tuple(reference.lower().split())  # one split serves BLEU's tokens and ROUGE's
+        self.bleu = _Reference(words)
+        self.rouge_tokens = words_rouge_tokens(words)
         masks: dict[str, int] = {}
         bit = 1
         for token in self.rouge_tokens:
@@ -229,10 +281,10 @@ def open_reference(reference: str) -> OpenReference:
 def open_scores(prediction: str, reference: str) -> tuple[float, float, float]:
     """(BLEU-1, BLEU-4, ROUGE-L) of the paper's open-text answer score; see ``core.open_text_scores``."""
     ref = open_reference(reference)
-    hypothesis = prediction.lower().split()
+    hypothesis = prediction.lower().split()  # one split serves BLEU's tokens and ROUGE's
     bleu1, bleu4 = bleu_1_4((), hypothesis, _ref=ref.bleu) if hypothesis else (0.0, 0.0)
     target = ref.rouge_tokens
-    predicted = rouge_tokens(prediction)
+    predicted = words_rouge_tokens(hypothesis)
     if not target or not predicted:
         return bleu1, bleu4, 0.0
     # Hyyrö's bit-vector LCS over the cached reference masks (see lcs_length)
