@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from deepmedix.data.frame import box_inside
 from deepmedix.protocol import parse_completion
+from deepmedix.rewards.core import answer_items, normalize_closed
 
 # Reasons a completion is dropped, in the order they are checked.
 DROP_REASONS = ("teacher_error", "format", "no_box", "box_outside", "answer_mismatch", "verifier_rejected")
@@ -19,12 +20,12 @@ class FilterResult:
 
 
 def _norm(text: str) -> str:
-    text = " ".join(text.strip().lower().split())
-    return text[:-1] if text.endswith(".") else text
+    # the reward's closed-answer normalisation, after collapsing runs of whitespace a teacher may re-wrap
+    return normalize_closed(" ".join(text.split()))
 
 
 def _items(text: str) -> set[str]:
-    return {_norm(p) for p in text.split("|") if _norm(p)}
+    return {_norm(item) for item in answer_items(" ".join(text.split()))}
 
 
 def answers_agree(predicted: str, truth: str, answer_type: str, open_threshold: float = 0.9) -> bool:
