@@ -11,6 +11,10 @@ does not depend on the weights' values. Loop and batched runs are interleaved in
 processes falls on both alike. The batched rate is measured without de-duplication; labelling each distinct text
 once then skips every repeat, so the rate with de-duplication is that rate × reports / distinct reports.
 
+To show where the ceiling lies, the useful work is counted too (2 FLOPs per encoder weight per real token, padding not
+counted) and set against what the same device reaches on one large fp32 matrix product — the most any batching
+could approach. ``--device cuda`` runs both paths on a GPU.
+
     .venv/bin/python benchmarks/chexbert_throughput.py --n 2000 --loop-n 150
 """
 
@@ -53,6 +57,24 @@ def build_random_bert_base(folder: Path, corpus: list[str]) -> tuple[Path, Path]
     return folder / "chexbert.pth", folder
 
 
+def matmul_gflops(device: str, size: int = 2048, repeats: int = 20) -> float:
+    """fp32 GFLOP/s of one large square matrix product: a practical peak for dense work on this device."""
+    import torch
+
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    for _ in range(3):
+        a @ b
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return 2 * size**3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=2000, help="reports for the batched labeler")
@@ -63,6 +85,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, default=None)
     ap.add_argument("--tokenizer", type=Path, default=None)
     ap.add_argument("--reports", type=Path, default=IU)
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
     args = ap.parse_args()
 
@@ -79,7 +102,10 @@ def main() -> None:
             ckpt, tok = args.checkpoint, args.tokenizer or args.checkpoint.parent
         else:
             ckpt, tok = build_random_bert_base(Path(tmp), texts)
-        labeler = CheXbertLabeler(ckpt, tok, batch_size=args.batch_size)
+        labeler = CheXbertLabeler(ckpt, tok, batch_size=args.batch_size, device=args.device)
+        device = str(labeler.device)
+        encoder_weights = sum(p.numel() for n, p in labeler.model.named_parameters() if ".encoder." in n)
+        tokens = {t: len(labeler.tokenizer(t, truncation=True, max_length=512)["input_ids"]) for t in texts}
 
         # Interleaved rounds, so that load from other processes falls on both paths alike.
         loop_s = batched_s = 0.0
@@ -103,8 +129,14 @@ def main() -> None:
                      and (deduped == batched).all())
     distinct = len(set(texts))
     loop_rate, batched_rate = len(loop_texts) / loop_s, len(all_texts) / batched_s
+    flops = 2 * encoder_weights  # per real token: one multiply-add per encoder weight (attention scores ignored)
+    loop_gflops = flops * sum(tokens[t] for t in loop_texts) / loop_s / 1e9
+    batched_gflops = flops * sum(tokens[t] for t in all_texts) / batched_s / 1e9
+    peak = matmul_gflops(device)
     result = {
-        "reports": args.n, "distinct_reports": distinct, "loop_reports": len(loop_texts), "rounds": args.rounds,
+        "device": torch.cuda.get_device_name(labeler.device) if device.startswith("cuda") else "cpu",
+        "reports": args.n, "distinct_reports": distinct,
+        "mean_tokens": float(np.mean([tokens[t] for t in texts])), "loop_reports": len(loop_texts), "rounds": args.rounds,
         "threads": torch.get_num_threads(), "batch_size": args.batch_size,
         "f1chexbert_loop_reports_per_s": loop_rate,
         "batched_reports_per_s": batched_rate,
@@ -112,6 +144,11 @@ def main() -> None:
         # labelling each distinct text once skips the repeats outright: the rate scales by reports / distinct
         "speedup_batched_dedupe": batched_rate / loop_rate * args.n / distinct,
         "identical_labels": identical,
+        "loop_useful_gflops": loop_gflops,
+        "batched_useful_gflops": batched_gflops,
+        "matmul_fp32_gflops": peak,
+        # no batching can do more useful work per second than a large dense product does
+        "speedup_ceiling": peak / loop_gflops,
     }
     for k, v in result.items():
         print(f"{k:32s} {v:.2f}" if isinstance(v, float) else f"{k:32s} {v}")

@@ -155,7 +155,7 @@ class CheXbertLabeler:
 
     def classes(self, texts: Sequence[str], progress: bool = True, dedupe: bool = True) -> np.ndarray:
         """Head argmax per report and observation. Each distinct (cleaned) text is labelled once — report sets
-        repeat a lot ("No acute cardiopulmonary process.") — in batches sorted longest first so padding stays small.
+        repeat a lot ("No acute cardiopulmonary process.") — in batches of near-equal token counts, longest first.
         """
         import torch
         from tqdm import tqdm
@@ -163,12 +163,13 @@ class CheXbertLabeler:
         cleaned = [clean_report(t) for t in texts]
         unique = list(dict.fromkeys(cleaned)) if dedupe else cleaned
         labels = np.zeros((len(unique), len(CHEXBERT_OBSERVATIONS)), dtype=np.int64)
-        order = sorted(range(len(unique)), key=lambda i: -len(unique[i]))
+        # Tokenised once up front so batches can be formed by token count: equal lengths pad least.
+        ids = self.tokenizer(unique, truncation=True, max_length=512)["input_ids"] if unique else []
+        order = sorted(range(len(unique)), key=lambda i: -len(ids[i]))
         batches = [order[i: i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         with torch.inference_mode():
             for idx in tqdm(batches, desc="CheXbert", unit="batch", disable=not progress or len(batches) < 2):
-                enc = self.tokenizer([unique[i] for i in idx], padding=True, truncation=True, max_length=512,
-                                     return_tensors="pt")
+                enc = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
                 logits = self.model(enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device))
                 labels[idx] = torch.stack([head.argmax(dim=1) for head in logits], dim=1).cpu().numpy()
         if not dedupe:
