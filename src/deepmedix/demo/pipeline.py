@@ -63,9 +63,9 @@ class StageRecord:
 
 
 def _packaged_recipes() -> Path:
-    """recipes/tiny of the source tree, or the copy installed with the package."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[3] / "recipes" / "tiny", here.parent / "recipes" / "tiny"):
+    """recipes/tiny of the source tree, or the copy a wheel installs as deepmedix/recipes (see setup.py)."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package.parents[1] / "recipes" / "tiny", package / "recipes" / "tiny"):
         if (candidate / "sft.yaml").is_file():
             return candidate
     raise FileNotFoundError("recipes/tiny not found: pass --recipes DIR (a folder with sft.yaml, coldstart.yaml, grpo.yaml)")
