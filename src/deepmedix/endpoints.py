@@ -198,6 +198,29 @@ class ResponseCache:
             )
             self._db.commit()
 
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        """The stored values of those keys that are stored."""
+        found: dict[str, Any] = {}
+        keys = list(dict.fromkeys(keys))
+        with self._lock:
+            for i in range(0, len(keys), 500):  # SQLite bounds the number of parameters of one statement
+                chunk = keys[i: i + 500]
+                rows = self._db.execute(
+                    f"SELECT key, value FROM responses WHERE key IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
+                found.update((k, json.loads(v)) for k, v in rows)
+        return found
+
+    def put_many(self, items: dict[str, Any]) -> None:
+        """Store many values in one transaction."""
+        now = time.time()
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
+                [(k, json.dumps(v, ensure_ascii=False), now) for k, v in items.items()],
+            )
+            self._db.commit()
+
     def __contains__(self, key: str) -> bool:
         return self.get(key) is not None
 

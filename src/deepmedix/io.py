@@ -16,6 +16,13 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+def cache_root() -> Path:
+    """Where deepmedix keeps what it builds or derives once (tiny models, label caches): ``$DEEPMEDIX_CACHE`` or
+    ``~/.cache/deepmedix``."""
+    root = os.environ.get("DEEPMEDIX_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "deepmedix"
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
     """Write to a temporary file beside ``path`` and rename it into place only when the block succeeds.

@@ -100,6 +100,17 @@ def test_response_cache_persists_across_instances(tmp_path) -> None:
     assert again.get("missing") is None
 
 
+def test_response_cache_many_at_once_beyond_one_statement(tmp_path) -> None:
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    items = {f"k{i}": [i, i % 4] for i in range(1203)}  # more keys than one SQLite statement takes
+    cache.put_many(items)
+    asked = [*items, "absent", "k7"]
+    assert cache.get_many(asked) == items
+    assert len(cache) == 1203
+    cache.put_many({"k7": "new"})
+    assert cache.get_many(["k7", "k8"]) == {"k7": "new", "k8": [8, 0]}
+
+
 @pytest.mark.parametrize("status", [401])
 def test_client_error_is_not_retried(status: int) -> None:
     attempts = {"n": 0}

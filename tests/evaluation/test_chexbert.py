@@ -14,6 +14,7 @@ from deepmedix.evaluation.clinical import (
     binarize_chexpert_dicts,
     clinical_f1,
 )
+from deepmedix.evaluation.memo import open_label_cache
 from tests.evaluation.conftest import TINY_VOCAB, make_tiny_chexbert
 
 REPORTS = [
@@ -85,20 +86,27 @@ def test_placeholder_tokenizer_refused(tiny_chexbert):
         cb.CheXbertLabeler(ckpt, tok)  # default minimum: a real bert-base-uncased vocabulary
 
 
-def test_reference_labels_cached_by_text_and_checkpoint(tiny_chexbert, tmp_path, monkeypatch):
+def test_labels_kept_per_text_and_checkpoint(tiny_chexbert, tmp_path, monkeypatch):
     labeler = _labeler(tiny_chexbert)
-    first = cb.cached_classes(labeler, REPORTS, tmp_path, name="iu/findings refs")
-    files = list(tmp_path.glob("chexbert_*.json"))
-    assert len(files) == 1
-    calls = []
-    monkeypatch.setattr(labeler, "classes", lambda texts, progress=True: calls.append(texts) or np.zeros((len(texts), 14)))
-    np.testing.assert_array_equal(cb.cached_classes(labeler, REPORTS, tmp_path, name="iu/findings refs"), first)
-    assert calls == []  # served from disk
-    cb.cached_classes(labeler, REPORTS[:-1], tmp_path, name="iu/findings refs")
-    assert len(calls) == 1 and len(list(tmp_path.glob("chexbert_*.json"))) == 2  # other texts, other key
-    labeler._fingerprint = "another checkpoint"
-    cb.cached_classes(labeler, REPORTS, tmp_path, name="iu/findings refs")
-    assert len(calls) == 2
+    expected = labeler.classes(REPORTS, progress=False)
+    first = cb.cached_classes(labeler, REPORTS, open_label_cache(tmp_path), progress=False)
+    np.testing.assert_array_equal(first, expected)
+
+    calls: list[list[str]] = []
+    real = labeler.classes
+    monkeypatch.setattr(labeler, "classes", lambda texts, progress=True: calls.append(list(texts)) or real(texts))
+    again = cb.cached_classes(labeler, REPORTS, open_label_cache(tmp_path))  # a later run: a new connection
+    np.testing.assert_array_equal(again, expected)
+    assert calls == []
+
+    mixed = [REPORTS[3], "Large right pneumothorax.", REPORTS[1]]
+    np.testing.assert_array_equal(cb.cached_classes(labeler, mixed, open_label_cache(tmp_path)),
+                                  real(mixed, progress=False))
+    assert calls == [["Large right pneumothorax."]]  # only the text never labelled before
+
+    labeler._fingerprint = "another checkpoint"  # other weights: nothing reused
+    cb.cached_classes(labeler, REPORTS[:2], open_label_cache(tmp_path))
+    assert calls[-1] == [cb.clean_report(t) for t in REPORTS[:2]]
 
 
 def test_uncertain_counts_as_present_and_f1_by_hand():

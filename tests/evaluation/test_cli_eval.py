@@ -74,7 +74,7 @@ def test_group_by_split_without_benchmark(tmp_path):
 
 
 @pytest.mark.slow
-def test_eval_with_chexbert_and_radgraph(tmp_path, tiny_chexbert):
+def test_eval_with_chexbert_and_radgraph(tmp_path, tiny_chexbert, monkeypatch):
     ckpt, tok = tiny_chexbert
     env = tmp_path / "env" / "radgraph"
     env.mkdir(parents=True)
@@ -90,7 +90,7 @@ def test_eval_with_chexbert_and_radgraph(tmp_path, tiny_chexbert):
     out = tmp_path / "out"
     args = ["eval", "--predictions", str(pred), "--out", str(out), "--no-meteor", "--chexbert", str(ckpt),
             "--chexbert-tokenizer", str(tok), "--chexbert-min-vocab", "10", "--radgraph", str(model),
-            "--radgraph-python", str(python)]
+            "--radgraph-python", str(python), "--cache-dir", str(tmp_path / "cache")]
     assert main(args) == 0
     f = json.loads((out / "metrics.json").read_text())["openi/findings"]
     for k in ("f1_chexbert_micro_14", "f1_chexbert_macro_14", "f1_chexbert_micro_5", "f1_chexbert_macro_5",
@@ -98,11 +98,31 @@ def test_eval_with_chexbert_and_radgraph(tmp_path, tiny_chexbert):
         assert isinstance(f[k], float) and 0 <= f[k] <= 1, k
     assert len(f["average_over"]) == 10  # all but METEOR
     assert len(f["per_observation_f1_chexbert"]) == 14
-    cached = list((out / ".cache").glob("chexbert_openi_findings_references_*.json"))
-    assert len(cached) == 1
-    assert main(args) == 0  # second run: same numbers, reference labels from the cache
-    assert json.loads((out / "metrics.json").read_text())["openi/findings"]["f1_chexbert_micro_14"] == \
-        f["f1_chexbert_micro_14"]
+
+    # Another model on the same benchmark, scored into another folder: only its one new report is labelled.
+    from deepmedix.evaluation.chexbert import CheXbertLabeler
+    from deepmedix.evaluation.radgraph import RadGraphSubprocess
+
+    labelled: list[str] = []
+    annotated: list[str] = []
+    classes, annotate = CheXbertLabeler.classes, RadGraphSubprocess.__call__
+    monkeypatch.setattr(CheXbertLabeler, "classes",
+                        lambda self, texts, **kw: labelled.extend(texts) or classes(self, texts, **kw))
+    monkeypatch.setattr(RadGraphSubprocess, "__call__",
+                        lambda self, texts: annotated.extend(texts) or annotate(self, texts))
+    other = [dict(x) for x in LINES]
+    other[1]["prediction"] = "Large right pneumothorax."
+    args[2], args[4] = str(_write(tmp_path / "other.jsonl", other)), str(tmp_path / "other")
+    assert main(args) == 0
+    assert labelled == annotated == ["Large right pneumothorax."]
+
+    labelled.clear()
+    annotated.clear()
+    assert main([*args, "--no-cache"]) == 0  # nothing kept: every report labelled again
+    assert len(labelled) > 1 and len(annotated) > 1
+    with_cache = json.loads((tmp_path / "other" / "metrics.json").read_text())["openi/findings"]
+    assert main(args) == 0
+    assert json.loads((tmp_path / "other" / "metrics.json").read_text())["openi/findings"] == with_cache
 
 
 def test_placeholder_tokenizer_is_a_clear_error(tmp_path, tiny_chexbert, capsys):

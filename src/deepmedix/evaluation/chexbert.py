@@ -13,8 +13,6 @@ path, loads non-strictly, scores one report at a time and does not run on transf
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,9 +21,6 @@ from typing import Any
 import numpy as np
 
 from deepmedix.evaluation.clinical import CHEXBERT_OBSERVATIONS
-from deepmedix.io import atomic_write_json
-
-log = logging.getLogger(__name__)
 
 BERT_BASE_VOCAB = 30522
 # Buffers older transformers saved with the weights and current ones rebuild: harmless when present.
@@ -178,29 +173,16 @@ class CheXbertLabeler:
         return labels[[row[t] for t in cleaned]] if cleaned else labels
 
 
-def cached_classes(labeler: CheXbertLabeler, texts: Sequence[str], cache_dir: str | Path | None,
-                   name: str = "labels") -> np.ndarray:
-    """``labeler.classes(texts)``, cached on disk under a key hashing the texts and the checkpoint's contents."""
-    if cache_dir is None:
-        return labeler.classes(texts)
-    h = hashlib.sha256(labeler.fingerprint.encode())
-    for t in texts:
-        h.update(clean_report(t).encode("utf-8") + b"\x00")
-    key = h.hexdigest()[:24]
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60]
-    path = Path(cache_dir) / f"chexbert_{safe}_{key}.json"
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-            arr = np.asarray(data["classes"], dtype=np.int64)
-            if arr.shape == (len(texts), len(CHEXBERT_OBSERVATIONS)):
-                return arr
-        except (ValueError, KeyError):
-            log.warning("ignoring unreadable CheXbert cache %s", path)
-    arr = labeler.classes(texts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, {"checkpoint": str(labeler.checkpoint), "n": len(texts), "classes": arr.tolist()})
-    return arr
+def cached_classes(labeler: CheXbertLabeler, texts: Sequence[str], cache: Any = None,
+                   progress: bool = True) -> np.ndarray:
+    """``labeler.classes(texts)``, each (cleaned) text labelled once per checkpoint across runs when ``cache`` (a
+    :func:`deepmedix.evaluation.memo.open_label_cache` store) is given."""
+    from deepmedix.evaluation.memo import memoized
+
+    cleaned = [clean_report(t) for t in texts]
+    rows = memoized(lambda missing: labeler.classes(missing, progress=progress).tolist(), cleaned, cache,
+                    ("chexbert", labeler.fingerprint))
+    return np.asarray(rows, dtype=np.int64).reshape(len(texts), len(CHEXBERT_OBSERVATIONS))
 
 
 def f1chexbert_style_classes(labeler: CheXbertLabeler, text: str) -> list[int]:

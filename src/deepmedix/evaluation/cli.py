@@ -24,7 +24,10 @@ def _add_metric_options(p: argparse.ArgumentParser) -> None:
                    help="local folder of the transformer RadGraph's config names (instead of a hub id)")
     p.add_argument("--iou-threshold", type=float, default=0.5, help="box match threshold for grounding (0.5)")
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (no Java)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="reference-label cache (default OUT/.cache)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="where CheXbert labels and RadGraph annotations are kept per text, so each text is labelled "
+                        "once per model (default: $DEEPMEDIX_CACHE or ~/.cache/deepmedix)")
+    p.add_argument("--no-cache", action="store_true", help="label every text afresh and keep nothing")
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -38,7 +41,7 @@ def _options(args: argparse.Namespace) -> Any:
         chexbert=args.chexbert, chexbert_tokenizer=args.chexbert_tokenizer, chexbert_min_vocab=args.chexbert_min_vocab,
         radgraph=args.radgraph, radgraph_python=args.radgraph_python, radgraph_model_type=args.radgraph_model_type,
         radgraph_base_model=args.radgraph_base_model, iou_threshold=args.iou_threshold, meteor=not args.no_meteor,
-        cache_dir=args.cache_dir,
+        cache_dir=args.cache_dir, cache=not args.no_cache,
     )
 
 

@@ -49,7 +49,8 @@ class EvalOptions:
     radgraph_python: Path | None = None
     radgraph_model_type: str = "radgraph"
     radgraph_base_model: Path | None = None
-    cache_dir: Path | None = None
+    cache_dir: Path | None = None  # the CheXbert/RadGraph label store; None: $DEEPMEDIX_CACHE or ~/.cache/deepmedix
+    cache: bool = True  # False: label every text afresh and keep nothing
     iou_threshold: float = 0.5
     meteor: bool = True
     rules: bool = True
@@ -177,11 +178,25 @@ class Evaluator:
         self.options = options or EvalOptions()
         self._nlg: Any = None
         self._chexbert: Any = None
+        self._label_cache: Any = None
 
     def close(self) -> None:
         if self._nlg is not None:
             self._nlg.close()
             self._nlg = None
+        if self._label_cache is not None:
+            self._label_cache.close()
+            self._label_cache = None
+
+    @property
+    def label_cache(self) -> Any:
+        """The per-text store of CheXbert labels and RadGraph annotations (opened when a model needs it)."""
+        if self._label_cache is None and self.options.cache:
+            from deepmedix.evaluation.memo import open_label_cache
+            from deepmedix.io import cache_root
+
+            self._label_cache = open_label_cache(self.options.cache_dir or cache_root())
+        return self._label_cache
 
     def __enter__(self) -> Evaluator:
         return self
@@ -219,8 +234,8 @@ class Evaluator:
         if self.chexbert is not None:
             from deepmedix.evaluation.chexbert import cached_classes
 
-            ref_cls = cached_classes(self.chexbert, references, self.options.cache_dir, name=f"{group}_references")
-            pred_cls = self.chexbert.classes(predictions)
+            ref_cls = cached_classes(self.chexbert, references, self.label_cache)
+            pred_cls = cached_classes(self.chexbert, predictions, self.label_cache)
             scores = clinical.clinical_f1(clinical.binarize_chexbert_classes(ref_cls),
                                           clinical.binarize_chexbert_classes(pred_cls))
             out.update(_clinical_keys("f1_chexbert", scores))
@@ -243,7 +258,8 @@ class Evaluator:
             if self.options.radgraph_python is None:
                 raise ValueError("--radgraph needs --radgraph-python (a virtualenv with radgraph and transformers<5)")
             rg = f1_radgraph(predictions, references, self.options.radgraph_python, self.options.radgraph,
-                             model_type=self.options.radgraph_model_type, base_model=self.options.radgraph_base_model)
+                             model_type=self.options.radgraph_model_type, base_model=self.options.radgraph_base_model,
+                             cache=self.label_cache)
             out.update({k: v for k, v in rg.items() if k != "per_sample"})
         else:
             out["f1_radgraph"] = None
@@ -310,8 +326,6 @@ def evaluate_file(predictions: str | Path, out_dir: str | Path, options: EvalOpt
     options = options or EvalOptions()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if options.cache_dir is None:
-        options.cache_dir = out_dir / ".cache"
     rows = load_predictions(predictions)
     with Evaluator(options) as ev:
         metrics = ev.evaluate(rows)

@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from deepmedix.endpoints import content_key
+
 REWARD_LEVELS = ("simple", "partial", "complete")
 WORKER = Path(__file__).with_name("radgraph_worker.py")
 
@@ -97,6 +99,7 @@ class RadGraphSubprocess:
         self.base_model = str(base_model) if base_model else None
         self.timeout_s = timeout_s
         self.batch_size = batch_size
+        self._fingerprint: str | None = None
         if not Path(self.python).exists():
             raise FileNotFoundError(f"{self.python}: --radgraph-python interpreter not found")
         if not self.model_dir.is_dir():
@@ -120,8 +123,26 @@ class RadGraphSubprocess:
             raise RuntimeError(f"RadGraph worker ({self.python}) printed no JSON result") from e
         return payload["annotations"]
 
+    @property
+    def fingerprint(self) -> str:
+        """What decides the annotations: the model folder's files, the model type and the base transformer's files."""
+        from deepmedix.evaluation.memo import folder_fingerprint
+
+        if self._fingerprint is None:
+            base = folder_fingerprint(self.base_model) if self.base_model and Path(self.base_model).is_dir() else None
+            self._fingerprint = content_key(folder_fingerprint(self.model_dir), self.model_type, base)
+        return self._fingerprint
+
 
 def f1_radgraph(predictions: Sequence[str], references: Sequence[str], python: str | Path,
-                model_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
-    return f1_radgraph_from_annotations(predictions, references, RadGraphSubprocess(python, model_dir, **kwargs))
+                model_dir: str | Path, cache: Any = None, **kwargs: Any) -> dict[str, Any]:
+    """F1-RadGraph with the model in another Python; with ``cache`` (a label store) each text is annotated once."""
+    from deepmedix.evaluation.memo import memoized
+
+    annotator = RadGraphSubprocess(python, model_dir, **kwargs)
+
+    def annotate(texts: Sequence[str]) -> list[dict[str, Any]]:
+        return memoized(annotator, texts, cache, ("radgraph", annotator.fingerprint)) if cache else annotator(texts)
+
+    return f1_radgraph_from_annotations(predictions, references, annotate)
 

@@ -16,6 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from deepmedix.io import cache_root
+
 CORPUS_FILE = Path(__file__).with_name("tiny_corpus.txt")
 TINY_NAME = "tiny"
 # Bumped whenever the tiny model's construction changes, so a cached copy built by older code is rebuilt.
@@ -213,11 +215,6 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, family: str = "qwen2_5_
     return out_dir
 
 
-def default_cache_dir() -> Path:
-    root = os.environ.get("DEEPMEDIX_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "deepmedix"
-
-
 def _is_complete(path: Path) -> bool:
     marker = path / BUILD_MARKER
     if not ((path / "model.safetensors").is_file() and (path / "processor_config.json").is_file() and marker.is_file()):
@@ -234,7 +231,7 @@ def tiny_model_path() -> Path:
     Built in a temporary folder and renamed into place, so parallel workers racing to build it never see a half
     written model: the loser of the rename discards its copy. A copy built by an older version is replaced.
     """
-    final = default_cache_dir() / "tiny-qwen2.5-vl"
+    final = cache_root() / "tiny-qwen2.5-vl"
     if _is_complete(final):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)

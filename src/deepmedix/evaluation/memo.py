@@ -1,0 +1,54 @@
+"""Each text through a labelling model once: CheXbert labels and RadGraph annotations kept per (model, text).
+
+Evaluating several models on one benchmark then labels its references once, and scoring a prediction file again
+labels nothing. The store is a SQLite file (``labels.sqlite``) under ``--cache-dir`` (default ``$DEEPMEDIX_CACHE``
+or ``~/.cache/deepmedix``); keys are sha256 of (kind, the model files' fingerprint, text), so a changed checkpoint
+never reuses old labels. Values are what the model returned: label classes, or a RadGraph annotation — which holds
+the report's words, so the file is as sensitive as the reports themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from deepmedix.endpoints import ResponseCache, content_key
+
+CACHE_FILE = "labels.sqlite"
+
+
+def open_label_cache(cache_dir: str | Path) -> ResponseCache:
+    return ResponseCache(Path(cache_dir) / CACHE_FILE)
+
+
+def memoized(compute: Callable[[list[str]], Sequence[Any]], texts: Sequence[str], cache: ResponseCache | None,
+             namespace: Sequence[Any]) -> list[Any]:
+    """``compute(texts)`` with every text already in ``cache`` under ``namespace`` served from it; the rest are
+    computed in one call (each distinct text once) and stored."""
+    if cache is None:
+        return list(compute(list(texts)))
+    keys = {t: content_key(*namespace, t) for t in dict.fromkeys(texts)}
+    found = cache.get_many(list(keys.values()))
+    missing = [t for t, k in keys.items() if k not in found]
+    if missing:
+        values = list(compute(missing))
+        if len(values) != len(missing):
+            raise RuntimeError(f"{namespace[0]}: {len(values)} results for {len(missing)} texts")
+        new = {keys[t]: v for t, v in zip(missing, values, strict=True)}
+        cache.put_many(new)
+        found.update(new)
+    return [found[keys[t]] for t in texts]
+
+
+def folder_fingerprint(folder: str | Path) -> str:
+    """sha256 over every file below ``folder`` (relative path and contents): what identifies a model folder."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(path.relative_to(folder).as_posix().encode() + b"\x00")
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()
