@@ -1,9 +1,10 @@
 """CheXbert labelling throughput: deepmedix's batched labeler against f1chexbert's one-report-at-a-time loop.
 
-Both run the same weights and the same tokenizer. f1chexbert itself cannot be imported here (it downloads its weights
-from a hub and breaks on transformers 5), so its ``get_label`` loop is reproduced faithfully instead
-(``deepmedix.evaluation.chexbert.f1chexbert_style_classes``: CheXbert's tokenize → ids with [CLS]/[SEP] cut at 512,
-a batch of one, one argmax per head), and the outputs of the two paths are checked to be identical.
+Both run the same weights and the same tokenizer, and their labels are checked to be identical. f1chexbert needs
+transformers < 5, so it cannot be imported beside deepmedix: with ``--f1chexbert-python`` (the Python of a
+virtualenv with f1chexbert, see ``f1chexbert_worker.py``) the package's own loop is timed there; without it, the
+loop as deepmedix reproduces it (``deepmedix.evaluation.chexbert.f1chexbert_style_classes``: CheXbert's tokenize →
+ids with [CLS]/[SEP] cut at 512, a batch of one, one argmax per head) is timed here.
 
 Without ``--checkpoint``/``--tokenizer`` the model is CheXbert's real architecture at BERT-base size with random
 weights and a WordPiece vocabulary trained on the IU reports, padded to bert-base-uncased's 30,522 entries; speed
@@ -22,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -57,6 +60,26 @@ def build_random_bert_base(folder: Path, corpus: list[str]) -> tuple[Path, Path]
     return folder / "chexbert.pth", folder
 
 
+WORKER = Path(__file__).with_name("f1chexbert_worker.py")
+# get_label(mode="classification") → deepmedix's head classes (0 blank, 1 positive, 2 negative, 3 uncertain)
+CLASSIFICATION_TO_CLASS = {"": 0, 1: 1, 0: 2, -1: 3}
+
+
+def f1chexbert_package_loop(python: Path, checkpoint: Path, tokenizer: Path, texts: list[str],
+                            threads: int, device: str = "cpu") -> tuple[float, list[list[int]], dict]:
+    """(seconds, classes, versions) of the f1chexbert package's get_label loop, run in its own environment."""
+    job = {"checkpoint": str(checkpoint), "tokenizer": str(tokenizer), "texts": texts, "threads": threads,
+           "device": device}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(python), str(WORKER)], input=json.dumps(job), capture_output=True, text=True,
+                          env=env, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"f1chexbert worker ({python}) failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    classes = [[CLASSIFICATION_TO_CLASS[v] for v in row] for row in result["labels"]]
+    return result["seconds"], classes, result["versions"]
+
+
 def matmul_gflops(device: str, size: int = 2048, repeats: int = 20) -> float:
     """fp32 GFLOP/s of one large square matrix product: a practical peak for dense work on this device."""
     import torch
@@ -85,6 +108,8 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, default=None)
     ap.add_argument("--tokenizer", type=Path, default=None)
     ap.add_argument("--reports", type=Path, default=IU)
+    ap.add_argument("--f1chexbert-python", type=Path, default=None,
+                    help="python of a virtualenv with the f1chexbert package: time its own loop")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
     args = ap.parse_args()
@@ -96,6 +121,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    loop_versions: dict = {}
     texts = iu_reports(args.reports, args.n, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         if args.checkpoint:
@@ -107,15 +133,23 @@ def main() -> None:
         encoder_weights = sum(p.numel() for n, p in labeler.model.named_parameters() if ".encoder." in n)
         tokens = {t: len(labeler.tokenizer(t, truncation=True, max_length=512)["input_ids"]) for t in texts}
 
+        if device.startswith("cuda"):
+            labeler.classes(["warm up"], progress=False)  # the first CUDA call pays for kernel loading
         # Interleaved rounds, so that load from other processes falls on both paths alike.
         loop_s = batched_s = 0.0
         loop_out, batched_out = [], []
         for r in range(args.rounds):
             loop_chunk = texts[: args.loop_n][r:: args.rounds]
             chunk = texts[r:: args.rounds]
-            t0 = time.perf_counter()
-            loop_out += [f1chexbert_style_classes(labeler, t) for t in loop_chunk]
-            loop_s += time.perf_counter() - t0
+            if args.f1chexbert_python:
+                seconds, classes, loop_versions = f1chexbert_package_loop(
+                    args.f1chexbert_python, ckpt, tok, loop_chunk, torch.get_num_threads(), str(labeler.device))
+                loop_out += classes
+                loop_s += seconds
+            else:
+                t0 = time.perf_counter()
+                loop_out += [f1chexbert_style_classes(labeler, t) for t in loop_chunk]
+                loop_s += time.perf_counter() - t0
             t0 = time.perf_counter()
             batched_out.append(labeler.classes(chunk, progress=False, dedupe=False))
             batched_s += time.perf_counter() - t0
@@ -134,6 +168,8 @@ def main() -> None:
     batched_gflops = flops * sum(tokens[t] for t in all_texts) / batched_s / 1e9
     peak = matmul_gflops(device)
     result = {
+        "loop": (f"f1chexbert {loop_versions['f1chexbert']} package (transformers {loop_versions['transformers']})"
+                 if args.f1chexbert_python else "deepmedix's reproduction of f1chexbert's loop"),
         "device": torch.cuda.get_device_name(labeler.device) if device.startswith("cuda") else "cpu",
         "reports": args.n, "distinct_reports": distinct,
         "mean_tokens": float(np.mean([tokens[t] for t in texts])), "loop_reports": len(loop_texts), "rounds": args.rounds,
