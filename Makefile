@@ -6,10 +6,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
-# The f1chexbert package needs transformers < 5, so it gets an environment of its own: the tests check deepmedix's
-# CheXbert labels against it on the same weights and benchmarks/chexbert_throughput.py times it.
-F1_VENV := .venv-f1chexbert
-F1_STAMP := $(F1_VENV)/.installed
+# The field's reference scorers (f1chexbert, radgraph) need transformers < 5, so they get an environment of their
+# own: the tests check deepmedix's F1-CheXbert and F1-RadGraph against them on the same weights, and
+# benchmarks/chexbert_throughput.py times f1chexbert.
+REF_VENV := .venv-reference
+REF_STAMP := $(REF_VENV)/.installed
 
 .PHONY: demo test lint venv clean
 
@@ -28,18 +29,18 @@ $(TEST_STAMP): $(STAMP)
 	bash scripts/install-browser.sh
 	touch $(TEST_STAMP)
 
-$(F1_STAMP):
-	$(PYTHON) -m venv $(F1_VENV) || python3 -m venv $(F1_VENV)
-	$(F1_VENV)/bin/pip install -q torch==2.13.0
-	$(F1_VENV)/bin/pip install -q transformers==4.57.6 f1chexbert==0.0.2
-	touch $(F1_STAMP)
+$(REF_STAMP):
+	$(PYTHON) -m venv $(REF_VENV) || python3 -m venv $(REF_VENV)
+	$(REF_VENV)/bin/pip install -q torch==2.13.0
+	$(REF_VENV)/bin/pip install -q transformers==4.57.6 f1chexbert==0.0.2 radgraph==0.1.18
+	touch $(REF_STAMP)
 
 venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/deepmedix demo --out runs/demo
 
-test: $(TEST_STAMP) $(F1_STAMP)
+test: $(TEST_STAMP) $(REF_STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -n 2 --timeout 900 tests
 

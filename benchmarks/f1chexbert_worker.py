@@ -1,7 +1,7 @@
 """Times the f1chexbert package's own ``get_label`` loop; run by the Python of a separate virtualenv that has
 f1chexbert (it needs transformers < 5):
 
-    python3 -m venv /venvs/f1chexbert && /venvs/f1chexbert/bin/pip install torch==2.13.0 "transformers<5" f1chexbert
+    make .venv-reference/.installed     # torch 2.13.0, transformers 4.57.6, f1chexbert 0.0.2, radgraph 0.1.18
 
 Reads {"checkpoint", "tokenizer", "texts", "threads", "device"} as JSON on stdin and prints {"seconds", "labels", "versions"}
 as the last line of stdout: the seconds of the loop alone (model loading excluded) and, per text, the 14 labels of

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# The environment with the field's reference scorers (f1chexbert, radgraph; transformers < 5) that `make test` builds.
+REFERENCE_PYTHON = Path(os.environ.get("DEEPMEDIX_REFERENCE_PYTHON", ROOT / ".venv-reference" / "bin" / "python"))
+needs_reference = pytest.mark.skipif(not REFERENCE_PYTHON.exists(),
+                                     reason="no reference environment (`make test` builds .venv-reference)")
 
 # Words the tiny tokenizer knows; anything else becomes [UNK], which is fine for a random-weight model.
 TINY_VOCAB = [

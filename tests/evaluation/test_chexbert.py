@@ -3,9 +3,7 @@ and the F1 convention (uncertain counts as present)."""
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,9 +17,8 @@ from deepmedix.evaluation.clinical import (
     clinical_f1,
 )
 from deepmedix.evaluation.memo import open_label_cache
-from tests.evaluation.conftest import TINY_VOCAB, make_tiny_chexbert
+from tests.evaluation.conftest import REFERENCE_PYTHON, ROOT, TINY_VOCAB, make_tiny_chexbert, needs_reference
 
-ROOT = Path(__file__).resolve().parents[2]
 REPORTS = [
     "The heart is normal in size. No pleural effusion.",
     "Small left pleural effusion and mild edema.",
@@ -50,11 +47,7 @@ def test_batched_labels_equal_the_one_report_loop(tiny_chexbert):
     assert batched[:, 13].max() <= 1 and batched.max() <= 3  # No Finding head is two-way
 
 
-F1CHEXBERT_PYTHON = Path(os.environ.get("DEEPMEDIX_F1CHEXBERT_PYTHON", ROOT / ".venv-f1chexbert" / "bin" / "python"))
-
-
-@pytest.mark.skipif(not F1CHEXBERT_PYTHON.exists(),
-                    reason="no f1chexbert environment (`make test` builds .venv-f1chexbert)")
+@needs_reference
 def test_labels_equal_the_f1chexbert_package_on_the_same_weights(tiny_chexbert):
     """The reference implementation itself — f1chexbert's get_label loop under transformers 4 — gives the same 14
     labels per report as the batched labeler under transformers 5."""
@@ -64,7 +57,7 @@ def test_labels_equal_the_f1chexbert_package_on_the_same_weights(tiny_chexbert):
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     ckpt, tok = tiny_chexbert
-    _, theirs, versions = f1chexbert_package_loop(F1CHEXBERT_PYTHON, ckpt, tok, REPORTS, threads=1)
+    _, theirs, versions = f1chexbert_package_loop(REFERENCE_PYTHON, ckpt, tok, REPORTS, threads=1)
     assert versions["transformers"].startswith("4.")
     ours = _labeler(tiny_chexbert).classes(REPORTS, progress=False)
     assert len(set(map(tuple, ours.tolist()))) > 3  # the reports really are told apart

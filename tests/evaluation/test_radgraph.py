@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from deepmedix.evaluation.radgraph import RadGraphSubprocess, f1_radgraph_from_annotations, pair_reward
+from deepmedix.evaluation.memo import open_label_cache
+from deepmedix.evaluation.radgraph import RadGraphSubprocess, f1_radgraph, f1_radgraph_from_annotations, pair_reward
+from tests.evaluation.conftest import REFERENCE_PYTHON, needs_reference
+
+REFERENCE_SCRIPTS = Path(__file__).with_name("reference")
 
 
 def ent(tokens, label, relations=()):
@@ -111,3 +119,38 @@ def test_subprocess_failure_is_reported(tmp_path):
         annotate(["text"])
     with pytest.raises(FileNotFoundError, match="RadGraph model folder not found"):
         RadGraphSubprocess(sys.executable, tmp_path / "absent")
+
+
+@pytest.fixture(scope="module")
+def tiny_radgraph(tmp_path_factory):
+    """A random-weight RadGraph model built by the radgraph package's own classes in the reference environment."""
+    out = tmp_path_factory.mktemp("radgraph-model")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([str(REFERENCE_PYTHON), str(REFERENCE_SCRIPTS / "build_tiny_radgraph.py"), str(out)],
+                   check=True, capture_output=True, env=env)
+    return out / "radgraph", out / "bert"
+
+
+@needs_reference
+def test_f1_radgraph_equals_the_radgraph_package(tiny_radgraph, tmp_path):
+    """Our worker driving the real radgraph package, and our reward on its annotations, give per pair the three
+    numbers radgraph's own F1RadGraph gives on the same model — empty reports and the label store included."""
+    model, bert = tiny_radgraph
+    hyps = ["Small left pleural effusion.", "", "Mild edema in the right lung base.", "No pneumothorax.",
+            "The heart size is normal, lungs are clear.", "Stable cardiomegaly and mild edema."]
+    refs = ["Left pleural effusion is small.", "No pneumothorax.", "Mild edema.", "No pneumothorax.",
+            "Normal heart size. Clear lungs.", ""]
+    store = open_label_cache(tmp_path)
+    ours = f1_radgraph(hyps, refs, REFERENCE_PYTHON, model, base_model=bert, cache=store)
+    again = f1_radgraph(hyps, refs, REFERENCE_PYTHON, model, base_model=bert, cache=store)  # served from the store
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    job = {"model_dir": str(model), "base_model": str(bert), "hyps": hyps, "refs": refs}
+    proc = subprocess.run([str(REFERENCE_PYTHON), str(REFERENCE_SCRIPTS / "radgraph_package_f1.py")],
+                          input=json.dumps(job), capture_output=True, text=True, env=env, check=True)
+    theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+    for level in ("simple", "partial", "complete"):
+        assert [p[level] for p in ours["per_sample"]] == pytest.approx(theirs[level], abs=1e-12), level
+        assert ours[f"f1_radgraph_{level}"] == pytest.approx(sum(theirs[level]) / len(hyps), abs=1e-12)
+    assert ours["f1_radgraph"] == ours["f1_radgraph_partial"]
+    assert again == ours
+    assert sum(1 for v in theirs["complete"] if 0 < v < 1) >= 2  # the model really annotates: not all 0 or 1
