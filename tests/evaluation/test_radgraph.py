@@ -86,7 +86,7 @@ FAKE_RADGRAPH = textwrap.dedent('''
         def __call__(self, texts):
             name = self.config["model"]["embedder"]["model_name"]
             return {str(i): {"text": t, "entities": {"1": {"tokens": t.split()[0], "label": name,
-                    "relations": []}}} for i, t in enumerate(texts)}
+                    "relations": []}}} for i, t in enumerate(texts) if t != "unparseable"}  # as radgraph drops one
 ''')
 
 
@@ -107,6 +107,8 @@ def test_subprocess_worker_exchanges_json_and_retargets_the_base_model(tmp_path)
     out = annotate(["effusion on the left", "no pneumothorax"])
     assert [a["entities"]["1"]["tokens"] for a in out] == ["effusion", "no"]
     assert out[0]["entities"]["1"]["label"] == str(base)  # config's hub id pointed at the local folder
+    dropped = annotate(["effusion", "unparseable", "edema"])  # the others keep their places
+    assert [a["entities"] for a in dropped][1] == {} and dropped[2]["entities"]["1"]["tokens"] == "edema"
     scores = f1_radgraph_from_annotations(["effusion left", "x"], ["effusion right", "y"], annotate)
     assert scores["per_sample"][0]["simple"] == 1.0 and scores["per_sample"][1]["simple"] == 0.0
 
