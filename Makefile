@@ -32,7 +32,8 @@ $(TEST_STAMP): $(STAMP)
 $(REF_STAMP):
 	$(PYTHON) -m venv $(REF_VENV) || python3 -m venv $(REF_VENV)
 	$(REF_VENV)/bin/pip install -q torch==2.13.0
-	$(REF_VENV)/bin/pip install -q transformers==4.57.6 f1chexbert==0.0.2 radgraph==0.1.18
+	# f1chexbert 0.0.2 unpacks a private scikit-learn function that returns one more value from 1.8 on
+	$(REF_VENV)/bin/pip install -q transformers==4.57.6 scikit-learn==1.7.2 f1chexbert==0.0.2 radgraph==0.1.18
 	touch $(REF_STAMP)
 
 venv: $(STAMP)

@@ -65,17 +65,23 @@ WORKER = Path(__file__).with_name("f1chexbert_worker.py")
 CLASSIFICATION_TO_CLASS = {"": 0, 1: 1, 0: 2, -1: 3}
 
 
-def f1chexbert_package_loop(python: Path, checkpoint: Path, tokenizer: Path, texts: list[str],
-                            threads: int, device: str = "cpu") -> tuple[float, list[list[int]], dict]:
-    """(seconds, classes, versions) of the f1chexbert package's get_label loop, run in its own environment."""
+def f1chexbert_package_run(python: Path, checkpoint: Path, tokenizer: Path, texts: list[str], threads: int,
+                           device: str = "cpu", refs: list[str] | None = None) -> dict:
+    """The f1chexbert worker's result, run in the package's own environment (see f1chexbert_worker.py)."""
     job = {"checkpoint": str(checkpoint), "tokenizer": str(tokenizer), "texts": texts, "threads": threads,
-           "device": device}
+           "device": device, "refs": refs}
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([str(python), str(WORKER)], input=json.dumps(job), capture_output=True, text=True,
                           env=env, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"f1chexbert worker ({python}) failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def f1chexbert_package_loop(python: Path, checkpoint: Path, tokenizer: Path, texts: list[str],
+                            threads: int, device: str = "cpu") -> tuple[float, list[list[int]], dict]:
+    """(seconds, classes, versions) of the f1chexbert package's get_label loop, run in its own environment."""
+    result = f1chexbert_package_run(python, checkpoint, tokenizer, texts, threads, device)
     classes = [[CLASSIFICATION_TO_CLASS[v] for v in row] for row in result["labels"]]
     return result["seconds"], classes, result["versions"]
 

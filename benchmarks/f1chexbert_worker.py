@@ -3,9 +3,10 @@ f1chexbert (it needs transformers < 5):
 
     make .venv-reference/.installed     # torch 2.13.0, transformers 4.57.6, f1chexbert 0.0.2, radgraph 0.1.18
 
-Reads {"checkpoint", "tokenizer", "texts", "threads", "device"} as JSON on stdin and prints {"seconds", "labels", "versions"}
-as the last line of stdout: the seconds of the loop alone (model loading excluded) and, per text, the 14 labels of
-``get_label(text, mode="classification")`` ("" blank, 1 positive, 0 negative, -1 uncertain). Only where f1chexbert
+Reads {"checkpoint", "tokenizer", "texts", "threads", "device", "refs"?} as JSON on stdin and prints {"seconds",
+"labels", "versions", "f1"?} as the last line of stdout: the seconds of the loop alone (model loading excluded) and, per text, the 14 labels of
+``get_label(text, mode="classification")`` ("" blank, 1 positive, 0 negative, -1 uncertain); with "refs", also
+the package's own micro/macro F1 over 14 and 5 observations with the texts as hypotheses. Only where f1chexbert
 fetches from a hub is it redirected — its tokenizer and BERT config to the local ``tokenizer`` folder and its
 checkpoint to ``checkpoint`` —; its tokenisation, model and loop run unchanged. Imports nothing from deepmedix.
 """
@@ -47,7 +48,12 @@ def main():
         versions["f1chexbert"] = version("f1chexbert")
     except Exception:
         pass
-    print(json.dumps({"seconds": seconds, "labels": labels, "versions": versions}))
+    result = {"seconds": seconds, "labels": labels, "versions": versions}
+    if job.get("refs") is not None:  # its F1s, with the texts as hypotheses: F1CheXbert.forward(hyps, refs)
+        _, _, report_14, report_5 = scorer(job["texts"], job["refs"])
+        result["f1"] = {f"{avg}_{n}": report[f"{avg} avg"]["f1-score"]
+                        for n, report in (("14", report_14), ("5", report_5)) for avg in ("micro", "macro")}
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -53,15 +53,24 @@ def test_labels_equal_the_f1chexbert_package_on_the_same_weights(tiny_chexbert):
     labels per report as the batched labeler under transformers 5."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        from chexbert_throughput import f1chexbert_package_loop
+        from chexbert_throughput import CLASSIFICATION_TO_CLASS, f1chexbert_package_run
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     ckpt, tok = tiny_chexbert
-    _, theirs, versions = f1chexbert_package_loop(REFERENCE_PYTHON, ckpt, tok, REPORTS, threads=1)
-    assert versions["transformers"].startswith("4.")
-    ours = _labeler(tiny_chexbert).classes(REPORTS, progress=False)
+    refs = REPORTS[3:] + REPORTS[:3]  # the same reports, paired with others as references
+    theirs = f1chexbert_package_run(REFERENCE_PYTHON, ckpt, tok, REPORTS, threads=1, refs=refs)
+    assert theirs["versions"]["transformers"].startswith("4.")
+    labeler = _labeler(tiny_chexbert)
+    ours = labeler.classes(REPORTS, progress=False)
     assert len(set(map(tuple, ours.tolist()))) > 3  # the reports really are told apart
-    np.testing.assert_array_equal(ours, np.array(theirs))
+    np.testing.assert_array_equal(ours, [[CLASSIFICATION_TO_CLASS[v] for v in row] for row in theirs["labels"]])
+
+    # and the F1s it reports (sklearn's classification_report over its "rrg" labels) are the ones deepmedix reports
+    f1 = clinical_f1(binarize_chexbert_classes(labeler.classes(refs, progress=False)), binarize_chexbert_classes(ours))
+    for avg in ("micro", "macro"):
+        for n in ("14", "5"):
+            assert f1[f"{avg}_f1_{n}"] == pytest.approx(theirs["f1"][f"{avg}_{n}"], abs=1e-12), (avg, n)
+    assert 0 < f1["micro_f1_14"] < 1
 
 
 def test_checkpoint_loaded_strictly(tiny_chexbert, tmp_path):
