@@ -161,3 +161,14 @@ def test_radgraph_without_python_is_refused(tmp_path, capsys):
     pred = _write(tmp_path / "pred.jsonl", LINES[:1])
     rc = main(["eval", "--predictions", str(pred), "--out", str(tmp_path / "o"), "--radgraph", str(tmp_path)])
     assert rc == 1 and "--radgraph-python" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--chexbert-batch-size", "0", "--chexbert-batch-size must be at least 1"),
+    ("--iou-threshold", "1.5", "--iou-threshold must be in (0, 1]"),
+])
+def test_bad_option_values_refused(tmp_path, capsys, flag, value, message):
+    pred = _write(tmp_path / "pred.jsonl", LINES[:1])
+    rc = main(["eval", "--predictions", str(pred), "--out", str(tmp_path / "o"), flag, value])
+    err = capsys.readouterr().err
+    assert rc == 1 and message in err and not (tmp_path / "o" / "metrics.json").exists()

@@ -106,7 +106,7 @@ class CheXbertLabeler:
     """Labels reports with a CheXbert checkpoint: ``classes(texts)`` → (n, 14) of 0 blank/1 pos/2 neg/3 uncertain."""
 
     def __init__(self, checkpoint: str | Path, tokenizer_dir: str | Path, min_vocab_size: int = 30000,
-                 device: str | None = None, batch_size: int = 16) -> None:
+                 device: str | None = None, batch_size: int | None = None) -> None:
         import torch
         from transformers import BertConfig
 
@@ -139,7 +139,8 @@ class CheXbertLabeler:
             )
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
-        self.batch_size = batch_size
+        # On a CPU larger batches only pad more (the arithmetic is the limit); a GPU wants many reports at once.
+        self.batch_size = batch_size or (64 if self.device.type == "cuda" else 16)
         self._fingerprint: str | None = None
 
     @property

@@ -15,6 +15,8 @@ def _add_metric_options(p: argparse.ArgumentParser) -> None:
                    help="local bert-base-uncased folder (vocab.txt [+ config.json]); default: the checkpoint's folder")
     p.add_argument("--chexbert-min-vocab", type=int, default=30000,
                    help="refuse a tokenizer with a smaller vocabulary (a placeholder); default 30000")
+    p.add_argument("--chexbert-batch-size", type=int, default=None,
+                   help="reports per CheXbert forward (default 16 on a CPU, 64 on a GPU)")
     p.add_argument("--radgraph", type=Path, default=None,
                    help="RadGraph model folder (config.json, vocabulary/, weights.th); needs --radgraph-python")
     p.add_argument("--radgraph-python", type=Path, default=None,
@@ -35,10 +37,13 @@ def _options(args: argparse.Namespace) -> Any:
 
     if args.radgraph is not None and args.radgraph_python is None:
         raise ValueError("--radgraph needs --radgraph-python (the python of a virtualenv with radgraph, transformers<5)")
+    if args.chexbert_batch_size is not None and args.chexbert_batch_size < 1:
+        raise ValueError(f"--chexbert-batch-size must be at least 1, got {args.chexbert_batch_size}")
     if not 0 < args.iou_threshold <= 1:
         raise ValueError(f"--iou-threshold must be in (0, 1], got {args.iou_threshold}")
     return EvalOptions(
         chexbert=args.chexbert, chexbert_tokenizer=args.chexbert_tokenizer, chexbert_min_vocab=args.chexbert_min_vocab,
+        chexbert_batch_size=args.chexbert_batch_size,
         radgraph=args.radgraph, radgraph_python=args.radgraph_python, radgraph_model_type=args.radgraph_model_type,
         radgraph_base_model=args.radgraph_base_model, iou_threshold=args.iou_threshold, meteor=not args.no_meteor,
         cache_dir=args.cache_dir, cache=not args.no_cache,

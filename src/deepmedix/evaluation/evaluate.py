@@ -44,7 +44,7 @@ class EvalOptions:
     chexbert: Path | None = None
     chexbert_tokenizer: Path | None = None
     chexbert_min_vocab: int = 30000
-    chexbert_batch_size: int = 16
+    chexbert_batch_size: int | None = None  # None: 16 on a CPU, 64 on a GPU
     radgraph: Path | None = None
     radgraph_python: Path | None = None
     radgraph_model_type: str = "radgraph"
