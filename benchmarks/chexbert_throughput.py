@@ -16,7 +16,8 @@ To show where the ceiling lies, the useful work is counted too (2 FLOPs per enco
 counted) and set against what the same device reaches on one large fp32 matrix product — the most any batching
 could approach. ``--device cuda`` runs both paths on a GPU.
 
-    .venv/bin/python benchmarks/chexbert_throughput.py --n 2000 --loop-n 150
+    .venv/bin/python benchmarks/chexbert_throughput.py --n 600 --loop-n 80 --rounds 2 \
+        --f1chexbert-python .venv-reference/bin/python          # the environment `make test` builds
 """
 
 from __future__ import annotations
