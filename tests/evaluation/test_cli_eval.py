@@ -172,3 +172,16 @@ def test_bad_option_values_refused(tmp_path, capsys, flag, value, message):
     rc = main(["eval", "--predictions", str(pred), "--out", str(tmp_path / "o"), flag, value])
     err = capsys.readouterr().err
     assert rc == 1 and message in err and not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_unwritable_label_store_is_a_clear_error(tmp_path, tiny_chexbert, capsys):
+    ckpt, tok = tiny_chexbert
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be")
+    pred = _write(tmp_path / "pred.jsonl", LINES[:2])
+    args = ["eval", "--predictions", str(pred), "--out", str(tmp_path / "o"), "--no-meteor", "--chexbert", str(ckpt),
+            "--chexbert-tokenizer", str(tok), "--chexbert-min-vocab", "10"]
+    assert main([*args, "--cache-dir", str(blocker / "cache")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot open the label store" in err and "--no-cache" in err and "Traceback" not in err
+    assert main([*args, "--cache-dir", str(blocker / "cache"), "--no-cache"]) == 0  # without a store it runs

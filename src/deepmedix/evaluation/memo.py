@@ -10,6 +10,7 @@ the report's words, so the file is as sensitive as the reports themselves.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,11 @@ CACHE_FILE = "labels.sqlite"
 
 
 def open_label_cache(cache_dir: str | Path) -> ResponseCache:
-    return ResponseCache(Path(cache_dir) / CACHE_FILE)
+    path = Path(cache_dir) / CACHE_FILE
+    try:
+        return ResponseCache(path)
+    except (OSError, sqlite3.Error) as e:
+        raise ValueError(f"{path}: cannot open the label store ({e}); pass --cache-dir DIR or --no-cache") from e
 
 
 def memoized(compute: Callable[[list[str]], Sequence[Any]], texts: Sequence[str], cache: ResponseCache | None,
