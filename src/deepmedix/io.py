@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -22,6 +23,12 @@ def cache_root() -> Path:
     root = os.environ.get("DEEPMEDIX_CACHE")
     return Path(root) if root else Path.home() / ".cache" / "deepmedix"
 
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's contents, read in chunks (checkpoints are hundreds of MB)."""
+    with Path(path).open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:

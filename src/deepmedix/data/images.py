@@ -10,6 +10,7 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -145,17 +146,22 @@ def _pil_to_grey(img: Image.Image) -> Image.Image:
     return img.convert("L")
 
 
-def _read_raster(data: bytes, label: str, max_side: int | None, max_pixels: int | None) -> CXRImage:
+def _open_header(fp: Any, label: str) -> Image.Image:
+    """``Image.open`` — lazy: only the header is read — with Pillow's errors turned into an :class:`ImageError`."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limits decide below
-            img = Image.open(io.BytesIO(data))  # lazy: only the header is read here
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limits decide afterwards
+            return Image.open(fp)
     except Image.DecompressionBombError as e:
         raise ImageError(f"{label}: refusing to decode a possible decompression bomb ({e})") from None
     except UnidentifiedImageError:
         raise ImageError(f"{label}: not an image (neither PNG, JPEG, DICOM nor another format Pillow reads)") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageError(f"{label}: unreadable image header ({e})") from None
+
+
+def _read_raster(data: bytes, label: str, max_side: int | None, max_pixels: int | None) -> CXRImage:
+    img = _open_header(io.BytesIO(data), label)
     fmt = img.format or "unknown"
     _check_size(img.width, img.height, label, max_side, max_pixels)
     try:
@@ -218,24 +224,15 @@ def image_size(source: str | Path, max_side: int | None = DEFAULT_MAX_SIDE,
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
     if _is_dicom(head, path):
         return _dicom_size(path, max_side, max_pixels)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limits decide below
-            img = Image.open(path)
-        with img:
-            width, height = img.width, img.height
-            _check_size(width, height, str(path), max_side, max_pixels)
-            if img.format == "PNG":
+    with _open_header(path, str(path)) as img:
+        width, height = img.width, img.height
+        _check_size(width, height, str(path), max_side, max_pixels)
+        if img.format == "PNG":
+            try:
                 img.verify()  # walks the chunks: a truncated PNG is caught without decoding it
-            return width, height
-    except ImageError:
-        raise
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"{path}: refusing to decode a possible decompression bomb ({e})") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image (neither PNG, JPEG, DICOM nor another format Pillow reads)") from None
-    except (OSError, ValueError, SyntaxError) as e:
-        raise ImageError(f"{path}: truncated or corrupt image ({e})") from None
+            except (OSError, ValueError, SyntaxError) as e:
+                raise ImageError(f"{path}: truncated or corrupt image ({e})") from None
+        return width, height
 
 
 def _dicom_size(path: Path, max_side: int | None, max_pixels: int | None) -> tuple[int, int]:

@@ -12,7 +12,6 @@ path, loads non-strictly, scores one report at a time and does not run on transf
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from deepmedix.evaluation.clinical import CHEXBERT_OBSERVATIONS
+from deepmedix.io import sha256_file
 
 BERT_BASE_VOCAB = 30522
 # Buffers older transformers saved with the weights and current ones rebuild: harmless when present.
@@ -94,14 +94,6 @@ def load_tokenizer(tokenizer_dir: str | Path, min_vocab_size: int = 30000) -> An
     return tok
 
 
-def file_fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class CheXbertLabeler:
     """Labels reports with a CheXbert checkpoint: ``classes(texts)`` → (n, 14) of 0 blank/1 pos/2 neg/3 uncertain."""
 
@@ -146,7 +138,7 @@ class CheXbertLabeler:
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            self._fingerprint = file_fingerprint(self.checkpoint)
+            self._fingerprint = sha256_file(self.checkpoint)
         return self._fingerprint
 
     def classes(self, texts: Sequence[str], progress: bool = True, dedupe: bool = True) -> np.ndarray:

@@ -12,12 +12,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-# CheXbert's head order (its label.py CONDITIONS); F1 is computed in this order.
-CHEXBERT_OBSERVATIONS: tuple[str, ...] = (
-    "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema", "Consolidation",
-    "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture", "Support Devices",
-    "No Finding",
-)
+from deepmedix.labeler import OBSERVATIONS, label_reports
+
+# CheXbert's heads (its label.py CONDITIONS) come in CheXpert's observation order; F1 is computed in this order.
+CHEXBERT_OBSERVATIONS: tuple[str, ...] = OBSERVATIONS
 FIVE_OBSERVATIONS: tuple[str, ...] = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 FIVE_INDEX = [CHEXBERT_OBSERVATIONS.index(o) for o in CHEXBERT_OBSERVATIONS if o in FIVE_OBSERVATIONS]
 
@@ -64,12 +62,8 @@ def clinical_f1(reference: np.ndarray, prediction: np.ndarray) -> dict[str, obje
     }
 
 
-def rules_f1(predictions: Sequence[str], references: Sequence[str]) -> dict[str, object] | None:
-    """F1-CheXpert (rules): the same F1 from the project's rule labeler; None when that labeler is not installed."""
-    try:
-        from deepmedix.labeler import label_reports
-    except ImportError:
-        return None
+def rules_f1(predictions: Sequence[str], references: Sequence[str]) -> dict[str, object]:
+    """F1-CheXpert (rules): the same F1 from the project's rule labeler."""
     labels = label_reports(list(predictions) + list(references))
     matrix = binarize_chexpert_dicts(labels)
     n = len(predictions)

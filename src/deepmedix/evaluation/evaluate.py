@@ -245,13 +245,13 @@ class Evaluator:
             out.update(dict.fromkeys(_clinical_keys("f1_chexbert", dict.fromkeys(
                 ("micro_f1_14", "macro_f1_14", "micro_f1_5", "macro_f1_5"))), None))
             notes.append("F1-CheXbert absent: no CheXbert checkpoint given (--chexbert)")
-        rules = clinical.rules_f1(predictions, references) if self.options.rules else None
-        if rules is not None:
+        if self.options.rules:
+            rules = clinical.rules_f1(predictions, references)
             out.update(_clinical_keys("f1_chexpert_rules", rules))
             out["per_observation_f1_chexpert_rules"] = rules["per_observation"]
             out.setdefault("observation_support", rules["support"])
         else:
-            notes.append("F1-CheXpert (rules) absent: the rule labeler is not available")
+            notes.append("F1-CheXpert (rules) not computed (rules switched off)")
         if self.options.radgraph is not None:
             from deepmedix.evaluation.radgraph import f1_radgraph
 

@@ -9,13 +9,13 @@ the report's words, so the file is as sensitive as the reports themselves.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from deepmedix.endpoints import ResponseCache, content_key
+from deepmedix.io import sha256_file
 
 CACHE_FILE = "labels.sqlite"
 
@@ -50,10 +50,5 @@ def memoized(compute: Callable[[list[str]], Sequence[Any]], texts: Sequence[str]
 def folder_fingerprint(folder: str | Path) -> str:
     """sha256 over every file below ``folder`` (relative path and contents): what identifies a model folder."""
     folder = Path(folder)
-    h = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(path.relative_to(folder).as_posix().encode() + b"\x00")
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return content_key([(p.relative_to(folder).as_posix(), sha256_file(p)) for p in files])

@@ -19,14 +19,6 @@ from deepmedix.protocol import build_messages, final_answer, parse_completion
 COMPLETION_STAGES = ("sft", "coldstart")
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_rgb(sample: Sample, frame: ModelFrame):
     """The sample's images as RGB, resized to what the model sees (errors name the sample and the file)."""
     from PIL import Image
@@ -142,4 +134,4 @@ def build_dataset(data: str | Path, stage: str, frame: ModelFrame, reasoning: bo
     return Dataset.from_list(rows).cast_column("images", List(Image()))
 
 
-__all__ = ["build_dataset", "image_source", "load_rgb", "sample_row", "sha256_file"]
+__all__ = ["build_dataset", "image_source", "load_rgb", "sample_row"]

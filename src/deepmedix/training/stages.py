@@ -203,7 +203,8 @@ def build_sft_trainer(config, stage: str = "sft", callbacks: list | None = None)
     """(trainer, processor, data_sha, rows) for stage 1 or 2."""
     from trl import SFTTrainer
 
-    from deepmedix.training.data import build_dataset, sha256_file
+    from deepmedix.io import sha256_file
+    from deepmedix.training.data import build_dataset
 
     data = _require_data(config)
     model, processor, frame = load_for_training(config)
@@ -262,7 +263,8 @@ def build_grpo_trainer(config, callbacks: list | None = None):
     """
     from trl import GRPOTrainer
 
-    from deepmedix.training.data import build_dataset, sha256_file
+    from deepmedix.io import sha256_file
+    from deepmedix.training.data import build_dataset
     from deepmedix.training.models import resolve_model_path
 
     data = _require_data(config)
