@@ -21,6 +21,9 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+# A line without answer_type is typed by the authors' released rule, the one the reward uses.
+from deepmedix.rewards.release import guess_answer_type as infer_answer_type
+
 NON_OBJECTS = frozenset({"yes", "no", "none", ""})
 
 
@@ -29,15 +32,6 @@ def normalize_answer(text: str | None) -> str:
     if text.endswith("."):
         text = text[:-1].rstrip()
     return text
-
-
-def infer_answer_type(reference: str) -> str:
-    words = reference.split()
-    if "|" in reference and len(words) <= 20:
-        return "multi"
-    if len(words) <= 2:
-        return "closed"
-    return "open"
 
 
 def answer_items(text: str, allow_commas: bool = False) -> set[str]:
