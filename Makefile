@@ -42,11 +42,13 @@ demo: $(STAMP)
 	$(VENV)/bin/deepmedix demo --out runs/demo
 
 test: $(TEST_STAMP) $(REF_STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 	$(PY) -m pytest -n 2 --timeout 900 tests
 
 lint: $(TEST_STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 
 clean:
 	rm -rf runs .pytest_cache

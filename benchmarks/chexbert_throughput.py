@@ -66,21 +66,36 @@ WORKER = Path(__file__).with_name("f1chexbert_worker.py")
 CLASSIFICATION_TO_CLASS = {"": 0, 1: 1, 0: 2, -1: 3}
 
 
-def f1chexbert_package_run(python: Path, checkpoint: Path, tokenizer: Path, texts: list[str], threads: int,
-                           device: str = "cpu", refs: list[str] | None = None) -> dict:
+def f1chexbert_package_run(
+    python: Path,
+    checkpoint: Path,
+    tokenizer: Path,
+    texts: list[str],
+    threads: int,
+    device: str = "cpu",
+    refs: list[str] | None = None,
+) -> dict:
     """The f1chexbert worker's result, run in the package's own environment (see f1chexbert_worker.py)."""
-    job = {"checkpoint": str(checkpoint), "tokenizer": str(tokenizer), "texts": texts, "threads": threads,
-           "device": device, "refs": refs}
+    job = {
+        "checkpoint": str(checkpoint),
+        "tokenizer": str(tokenizer),
+        "texts": texts,
+        "threads": threads,
+        "device": device,
+        "refs": refs,
+    }
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([str(python), str(WORKER)], input=json.dumps(job), capture_output=True, text=True,
-                          env=env, check=False)
+    proc = subprocess.run(
+        [str(python), str(WORKER)], input=json.dumps(job), capture_output=True, text=True, env=env, check=False
+    )
     if proc.returncode != 0:
         raise SystemExit(f"f1chexbert worker ({python}) failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def f1chexbert_package_loop(python: Path, checkpoint: Path, tokenizer: Path, texts: list[str],
-                            threads: int, device: str = "cpu") -> tuple[float, list[list[int]], dict]:
+def f1chexbert_package_loop(
+    python: Path, checkpoint: Path, tokenizer: Path, texts: list[str], threads: int, device: str = "cpu"
+) -> tuple[float, list[list[int]], dict]:
     """(seconds, classes, versions) of the f1chexbert package's get_label loop, run in its own environment."""
     result = f1chexbert_package_run(python, checkpoint, tokenizer, texts, threads, device)
     classes = [[CLASSIFICATION_TO_CLASS[v] for v in row] for row in result["labels"]]
@@ -115,8 +130,12 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, default=None)
     ap.add_argument("--tokenizer", type=Path, default=None)
     ap.add_argument("--reports", type=Path, default=IU)
-    ap.add_argument("--f1chexbert-python", type=Path, default=None,
-                    help="python of a virtualenv with the f1chexbert package: time its own loop")
+    ap.add_argument(
+        "--f1chexbert-python",
+        type=Path,
+        default=None,
+        help="python of a virtualenv with the f1chexbert package: time its own loop",
+    )
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
     args = ap.parse_args()
@@ -146,11 +165,12 @@ def main() -> None:
         loop_s = batched_s = 0.0
         loop_out, batched_out = [], []
         for r in range(args.rounds):
-            loop_chunk = texts[: args.loop_n][r:: args.rounds]
-            chunk = texts[r:: args.rounds]
+            loop_chunk = texts[: args.loop_n][r :: args.rounds]
+            chunk = texts[r :: args.rounds]
             if args.f1chexbert_python:
                 seconds, classes, loop_versions = f1chexbert_package_loop(
-                    args.f1chexbert_python, ckpt, tok, loop_chunk, torch.get_num_threads(), str(labeler.device))
+                    args.f1chexbert_python, ckpt, tok, loop_chunk, torch.get_num_threads(), str(labeler.device)
+                )
                 loop_out += classes
                 loop_s += seconds
             else:
@@ -160,14 +180,15 @@ def main() -> None:
             t0 = time.perf_counter()
             batched_out.append(labeler.classes(chunk, progress=False, dedupe=False))
             batched_s += time.perf_counter() - t0
-        loop_texts = [t for r in range(args.rounds) for t in texts[: args.loop_n][r:: args.rounds]]
-        all_texts = [t for r in range(args.rounds) for t in texts[r:: args.rounds]]
+        loop_texts = [t for r in range(args.rounds) for t in texts[: args.loop_n][r :: args.rounds]]
+        all_texts = [t for r in range(args.rounds) for t in texts[r :: args.rounds]]
         batched = np.concatenate(batched_out)
         deduped = labeler.classes(all_texts, progress=False)
 
     position = {t: i for i, t in enumerate(all_texts)}
-    identical = bool((np.array(loop_out) == batched[[position[t] for t in loop_texts]]).all()
-                     and (deduped == batched).all())
+    identical = bool(
+        (np.array(loop_out) == batched[[position[t] for t in loop_texts]]).all() and (deduped == batched).all()
+    )
     distinct = len(set(texts))
     loop_rate, batched_rate = len(loop_texts) / loop_s, len(all_texts) / batched_s
     flops = 2 * encoder_weights  # per real token: one multiply-add per encoder weight (attention scores ignored)
@@ -175,12 +196,19 @@ def main() -> None:
     batched_gflops = flops * sum(tokens[t] for t in all_texts) / batched_s / 1e9
     peak = matmul_gflops(device)
     result = {
-        "loop": (f"f1chexbert {loop_versions['f1chexbert']} package (transformers {loop_versions['transformers']})"
-                 if args.f1chexbert_python else "deepmedix's reproduction of f1chexbert's loop"),
+        "loop": (
+            f"f1chexbert {loop_versions['f1chexbert']} package (transformers {loop_versions['transformers']})"
+            if args.f1chexbert_python
+            else "deepmedix's reproduction of f1chexbert's loop"
+        ),
         "device": torch.cuda.get_device_name(labeler.device) if device.startswith("cuda") else "cpu",
-        "reports": args.n, "distinct_reports": distinct,
-        "mean_tokens": float(np.mean([tokens[t] for t in texts])), "loop_reports": len(loop_texts), "rounds": args.rounds,
-        "threads": torch.get_num_threads(), "batch_size": labeler.batch_size,
+        "reports": args.n,
+        "distinct_reports": distinct,
+        "mean_tokens": float(np.mean([tokens[t] for t in texts])),
+        "loop_reports": len(loop_texts),
+        "rounds": args.rounds,
+        "threads": torch.get_num_threads(),
+        "batch_size": labeler.batch_size,
         "f1chexbert_loop_reports_per_s": loop_rate,
         "batched_reports_per_s": batched_rate,
         "speedup_batched": batched_rate / loop_rate,

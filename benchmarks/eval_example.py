@@ -27,8 +27,16 @@ def build_predictions(path: Path, n_reports: int, seed: int = 0) -> None:
     for section in ("findings", "impression"):
         texts = [r[section] for r in rows if r.get(section)]
         for i, ref in enumerate(rng.sample(texts, n_reports)):
-            lines.append({"id": f"iu-{section}-{i}", "split": "test", "task": f"report_{section}",
-                          "benchmark": f"openi/{section}", "prediction": rng.choice(texts), "reference": ref})
+            lines.append(
+                {
+                    "id": f"iu-{section}-{i}",
+                    "split": "test",
+                    "task": f"report_{section}",
+                    "benchmark": f"openi/{section}",
+                    "prediction": rng.choice(texts),
+                    "reference": ref,
+                }
+            )
     vqa = [json.loads(x) for x in (CURATED / "vqa_pairs.jsonl").read_text().splitlines() if x.strip()]
     common: dict[str, Counter[str]] = defaultdict(Counter)
     for q in vqa:
@@ -38,10 +46,18 @@ def build_predictions(path: Path, n_reports: int, seed: int = 0) -> None:
         if q["split"] != "test":
             continue
         guess = common[q["question_type"]].most_common(1)[0][0] if common[q["question_type"]] else "yes"
-        lines.append({"id": f"vqarad-{q['qid']}", "split": "test", "task": "vqa", "benchmark": "vqa-rad/vqa",
-                      "prediction": guess, "reference": q["answer"],
-                      "answer_type": "closed" if q["answer_type"] == "CLOSED" else "open",
-                      "question_type": q["question_type"].lower()})
+        lines.append(
+            {
+                "id": f"vqarad-{q['qid']}",
+                "split": "test",
+                "task": "vqa",
+                "benchmark": "vqa-rad/vqa",
+                "prediction": guess,
+                "reference": q["answer"],
+                "answer_type": "closed" if q["answer_type"] == "CLOSED" else "open",
+                "question_type": q["question_type"].lower(),
+            }
+        )
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
 
 

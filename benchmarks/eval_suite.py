@@ -61,8 +61,15 @@ def pycocoevalcap_alone(preds: list[str], refs: list[str]) -> tuple[dict[str, fl
     del meteor
     (rouge, _), times["rouge_l"] = timed(Rouge().compute_score, gts, res)
     (cider, _), times["cider"] = timed(Cider().compute_score, gts, res)
-    scores = {"bleu_1": bleu[0], "bleu_2": bleu[1], "bleu_3": bleu[2], "bleu_4": bleu[3], "meteor": m,
-              "rouge_l": rouge, "cider": cider}
+    scores = {
+        "bleu_1": bleu[0],
+        "bleu_2": bleu[1],
+        "bleu_3": bleu[2],
+        "bleu_4": bleu[3],
+        "meteor": m,
+        "rouge_l": rouge,
+        "cider": cider,
+    }
     return scores, times
 
 
@@ -76,7 +83,7 @@ def deepmedix_suite(preds: list[str], refs: list[str]) -> tuple[dict[str, float]
 
     times: dict[str, float] = {}
     tokens, times["tokenize"] = timed(ptb_tokenize, preds + refs)
-    p_tok, r_tok = tokens[: len(preds)], tokens[len(preds):]
+    p_tok, r_tok = tokens[: len(preds)], tokens[len(preds) :]
     res = {i: [sanitize(p)] for i, p in enumerate(p_tok)}
     gts = {i: [sanitize(r)] for i, r in enumerate(r_tok)}
     scores: dict[str, float] = {}
@@ -90,8 +97,9 @@ def deepmedix_suite(preds: list[str], refs: list[str]) -> tuple[dict[str, float]
     (scores["cider"], _), times["cider"] = timed(Cider().compute_score, gts, res)
     rules, times["f1_chexpert_rules"] = timed(rules_f1, preds, refs)
     if rules is not None:
-        scores.update({f"f1_chexpert_rules_{k}": rules[k] for k in ("micro_f1_14", "macro_f1_14", "micro_f1_5",
-                                                                   "macro_f1_5")})
+        scores.update(
+            {f"f1_chexpert_rules_{k}": rules[k] for k in ("micro_f1_14", "macro_f1_14", "micro_f1_5", "macro_f1_5")}
+        )
     return scores, times
 
 
@@ -124,9 +132,16 @@ def main() -> None:
     coco_scores, coco_times = pycocoevalcap_alone(preds, refs)
     our_scores, our_times = deepmedix_suite(preds, refs)
     mismatch = {k: (coco_scores[k], our_scores[k]) for k in coco_scores if coco_scores[k] != our_scores[k]}
-    result = {"pairs": args.pairs, "pycocoevalcap_seconds": coco_times, "deepmedix_seconds": our_times,
-              "pycocoevalcap_total_s": sum(coco_times.values()), "deepmedix_total_s": sum(our_times.values()),
-              "scores": our_scores, "nlg_identical": not mismatch, "mismatch": mismatch}
+    result = {
+        "pairs": args.pairs,
+        "pycocoevalcap_seconds": coco_times,
+        "deepmedix_seconds": our_times,
+        "pycocoevalcap_total_s": sum(coco_times.values()),
+        "deepmedix_total_s": sum(our_times.values()),
+        "scores": our_scores,
+        "nlg_identical": not mismatch,
+        "mismatch": mismatch,
+    }
     print(json.dumps(result, indent=2))
     figure(coco_times, our_times, args.pairs, args.figure)
     if args.json:

@@ -51,8 +51,11 @@ def main():
     result = {"seconds": seconds, "labels": labels, "versions": versions}
     if job.get("refs") is not None:  # its F1s, with the texts as hypotheses: F1CheXbert.forward(hyps, refs)
         _, _, report_14, report_5 = scorer(job["texts"], job["refs"])
-        result["f1"] = {f"{avg}_{n}": report[f"{avg} avg"]["f1-score"]
-                        for n, report in (("14", report_14), ("5", report_5)) for avg in ("micro", "macro")}
+        result["f1"] = {
+            f"{avg}_{n}": report[f"{avg} avg"]["f1-score"]
+            for n, report in (("14", report_14), ("5", report_5))
+            for avg in ("micro", "macro")
+        }
     print(json.dumps(result))
 
 

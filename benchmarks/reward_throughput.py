@@ -30,11 +30,29 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-OBSERVATIONS = ["atelectasis", "cardiomegaly", "consolidation", "edema", "pleural effusion", "pneumonia",
-                "pneumothorax", "lung opacity", "lung lesion", "fracture", "enlarged cardiomediastinum",
-                "pleural other", "support devices"]
-REGIONS = ["right upper lung zone", "left lower lobe", "cardiac silhouette", "right costophrenic angle",
-           "left hilum", "mediastinum"]
+OBSERVATIONS = [
+    "atelectasis",
+    "cardiomegaly",
+    "consolidation",
+    "edema",
+    "pleural effusion",
+    "pneumonia",
+    "pneumothorax",
+    "lung opacity",
+    "lung lesion",
+    "fracture",
+    "enlarged cardiomediastinum",
+    "pleural other",
+    "support devices",
+]
+REGIONS = [
+    "right upper lung zone",
+    "left lower lobe",
+    "cardiac silhouette",
+    "right costophrenic angle",
+    "left hilum",
+    "mediastinum",
+]
 
 
 def load_released() -> Callable:
@@ -63,8 +81,15 @@ def _reports() -> list[str]:
 
 def _closed_answers() -> list[str]:
     path = SHARED / "curated" / "vqa_pairs.jsonl"
-    answers = [json.loads(line)["answer"] for line in path.read_text(encoding="utf-8").splitlines()
-               if json.loads(line)["answer_type"] == "CLOSED"] if path.is_file() else []
+    answers = (
+        [
+            json.loads(line)["answer"]
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if json.loads(line)["answer_type"] == "CLOSED"
+        ]
+        if path.is_file()
+        else []
+    )
     return [a for a in answers if len(a.split()) <= 2] or ["yes", "no"]
 
 
@@ -103,8 +128,14 @@ def build_set(n: int, seed: int = 0, group: int = 1) -> list[dict]:
                 answer = reference if rng.random() < 0.5 else rng.choice(closed)
             else:
                 answer = " | ".join(rng.sample(OBSERVATIONS, rng.randint(1, 4)))
-            items.append({"completion": _completion(rng, answer), "reference": reference, "answer_type": kind,
-                          "image_size": [504, 504]})
+            items.append(
+                {
+                    "completion": _completion(rng, answer),
+                    "reference": reference,
+                    "answer_type": kind,
+                    "image_size": [504, 504],
+                }
+            )
     return items
 
 
@@ -134,12 +165,17 @@ def cold_child(name: str, n: int) -> dict[str, float]:
 def measure_cold(n: int, repeats: int) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """Best of ``repeats`` fresh subprocesses per implementation (interleaved): rewards per CPU-second counting
     import + first pass, counting the first pass alone, and the import's CPU seconds."""
-    best: dict[str, dict[str, float]] = {name: {"import_s": math.inf, "pass_s": math.inf, "total_s": math.inf}
-                                         for name in IMPLEMENTATIONS}
+    best: dict[str, dict[str, float]] = {
+        name: {"import_s": math.inf, "pass_s": math.inf, "total_s": math.inf} for name in IMPLEMENTATIONS
+    }
     for _ in range(repeats):
         for name in IMPLEMENTATIONS:
-            out = subprocess.run([sys.executable, __file__, "--cold-child", name, "--n", str(n)], check=True,
-                                 capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--cold-child", name, "--n", str(n)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             run = json.loads(out.strip().splitlines()[-1])
             run["total_s"] = run["import_s"] + run["pass_s"]
             best[name] = {key: min(best[name][key], run[key]) for key in best[name]}
@@ -188,16 +224,24 @@ def draw(results: dict[str, dict[str, float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [("released", "released (authors' code)", "#9e9e9e"), ("paper", "deepmedix paper", "#1f77b4"),
-             ("release", "deepmedix release", "#6baed6")]
+    names = [
+        ("released", "released (authors' code)", "#9e9e9e"),
+        ("paper", "deepmedix paper", "#1f77b4"),
+        ("release", "deepmedix release", "#6baed6"),
+    ]
     fig, axes = plt.subplots(1, len(results), figsize=(4.4 * len(results), 3.4), sharex=True)
     for ax, (label, rates) in zip(axes, results.items(), strict=True):
         values = [rates[key] for key, _, _ in names]
         bars = ax.barh([title for _, title, _ in names], values, color=[c for _, _, c in names])
         ax.set_xscale("log")
         for bar, v in zip(bars, values, strict=True):
-            ax.text(v, bar.get_y() + bar.get_height() / 2, f" {v:,.0f}/s ({v / rates['released']:.1f}x)",
-                    va="center", fontsize=8)
+            ax.text(
+                v,
+                bar.get_y() + bar.get_height() / 2,
+                f" {v:,.0f}/s ({v / rates['released']:.1f}x)",
+                va="center",
+                fontsize=8,
+            )
         ax.set_xlim(left=100, right=max(values) * 10)
         ax.invert_yaxis()
         ax.set_title(label, fontsize=10)
@@ -214,8 +258,11 @@ def draw(results: dict[str, dict[str, float]], path: Path) -> None:
 def _print(label: str, what: str, rates: dict[str, float], imports: dict[str, float] | None = None) -> None:
     print(f"\n{label}: {what}")
     print(f"  {'reward':<32}{'rewards/s':>12}{'ratio':>9}" + (f"{'import':>10}" if imports else ""))
-    for name, title in (("released", "released compute_xray_score"), ("paper", "deepmedix paper mode"),
-                        ("release", "deepmedix release mode")):
+    for name, title in (
+        ("released", "released compute_xray_score"),
+        ("paper", "deepmedix paper mode"),
+        ("release", "deepmedix release mode"),
+    ):
         line = f"  {title:<32}{rates[name]:>12,.0f}{rates[name] / rates['released']:>8.1f}x"
         print(line + (f"{imports[name]:>9.3f}s" if imports else ""))
 
@@ -236,8 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     with_import, first_pass, imports = measure_cold(args.n, args.repeats)
     results["cold process: import + first pass"] = with_import
-    _print("cold process, import + first pass", f"{args.n} items, a fresh subprocess each (import CPU time shown)",
-           with_import, imports)
+    _print(
+        "cold process, import + first pass",
+        f"{args.n} items, a fresh subprocess each (import CPU time shown)",
+        with_import,
+        imports,
+    )
     results["cold process: first pass only"] = first_pass
     _print("cold process, first pass only", "the same subprocesses, import time left out", first_pass)
 
@@ -247,14 +298,21 @@ def main(argv: list[str] | None = None) -> int:
     from deepmedix.rewards.core import score_many
 
     score_many(warm_up)
-    runs = (("distinct references", 1, "each reference once; stems memoised by the warm-up set"),
-            (f"GRPO groups of {args.group}", args.group,
-             f"{args.n // args.group} references x {args.group} completions; stems memoised"))
+    runs = (
+        ("distinct references", 1, "each reference once; stems memoised by the warm-up set"),
+        (
+            f"GRPO groups of {args.group}",
+            args.group,
+            f"{args.n // args.group} references x {args.group} completions; stems memoised",
+        ),
+    )
     for label, group, what in runs:
         results[label] = measure(build_set(args.n, group=group), args.repeats)
         _print(label, f"{args.n} items, {what}", results[label])
-    print(f"\n(CPU time, best of {args.repeats} interleaved rounds; in-process settings clear the reference caches "
-          f"each round; Python {sys.version.split()[0]})")
+    print(
+        f"\n(CPU time, best of {args.repeats} interleaved rounds; in-process settings clear the reference caches "
+        f"each round; Python {sys.version.split()[0]})"
+    )
     if not args.no_figure:
         draw(results, args.figure)
         print(f"figure: {args.figure}")

@@ -1,7 +1,7 @@
 """Regenerate docs/schema/sample.schema.json from the pydantic Sample model.
 
-    python scripts/make_schema.py          # write it
-    python scripts/make_schema.py --check  # exit 1 when the published schema is out of date
+python scripts/make_schema.py          # write it
+python scripts/make_schema.py --check  # exit 1 when the published schema is out of date
 """
 
 from __future__ import annotations

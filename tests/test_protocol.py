@@ -52,8 +52,10 @@ def test_tags_are_lower_case_only() -> None:
 
 
 def test_every_think_block_is_reasoning_and_boxes_outside_blocks_are_ignored() -> None:
-    text = ("<think>first [1, 1, 2, 2]</think> between [9, 9, 10, 10] <think>second [3, 3, 4, 4]\n"
-            "third [5, 5, 6, 6]</think> \\boxed{yes} [7, 7, 8, 8]")
+    text = (
+        "<think>first [1, 1, 2, 2]</think> between [9, 9, 10, 10] <think>second [3, 3, 4, 4]\n"
+        "third [5, 5, 6, 6]</think> \\boxed{yes} [7, 7, 8, 8]"
+    )
     parsed = parse_completion(text)
     assert len(parsed.reasoning_blocks) == 2
     assert parsed.boxes == [(1, 1, 2, 2), (3, 3, 4, 4), (5, 5, 6, 6)]
@@ -184,8 +186,7 @@ def test_prompt_construction() -> None:
 
 
 def test_format_completion_round_trips() -> None:
-    text = format_completion(["Step 1: right base [10, 20, 30, 40] opaque", "  ", "Step 2: so pneumonia"],
-                             "pneumonia")
+    text = format_completion(["Step 1: right base [10, 20, 30, 40] opaque", "  ", "Step 2: so pneumonia"], "pneumonia")
     parsed = parse_completion(text)
     assert parsed.format_valid
     assert parsed.answer == "pneumonia"
@@ -200,10 +201,36 @@ def test_one_line_blocks_split_by_step_markers_then_sentences() -> None:
 
 # --- properties -----------------------------------------------------------------------------------------------------
 
-_PIECES = st.sampled_from([
-    "<think>", "</think>", "< think >", "</ think >", "\\boxed{", "}", "{", "[", "]", ",", " ", "\n", "1", "-2",
-    "3.5", ".5", "[1, 2, 3, 4]", "[10,20,30,40]", "yes", "|", "Step 1:", ".", "<", ">", "/", "\\",
-])
+_PIECES = st.sampled_from(
+    [
+        "<think>",
+        "</think>",
+        "< think >",
+        "</ think >",
+        "\\boxed{",
+        "}",
+        "{",
+        "[",
+        "]",
+        ",",
+        " ",
+        "\n",
+        "1",
+        "-2",
+        "3.5",
+        ".5",
+        "[1, 2, 3, 4]",
+        "[10,20,30,40]",
+        "yes",
+        "|",
+        "Step 1:",
+        ".",
+        "<",
+        ">",
+        "/",
+        "\\",
+    ]
+)
 _TEXT = st.one_of(st.text(max_size=200), st.lists(_PIECES, max_size=40).map("".join))
 
 

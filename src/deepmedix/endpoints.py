@@ -204,7 +204,7 @@ class ResponseCache:
         keys = list(dict.fromkeys(keys))
         with self._lock:
             for i in range(0, len(keys), 500):  # SQLite bounds the number of parameters of one statement
-                chunk = keys[i: i + 500]
+                chunk = keys[i : i + 500]
                 rows = self._db.execute(
                     f"SELECT key, value FROM responses WHERE key IN ({','.join('?' * len(chunk))})", chunk
                 ).fetchall()

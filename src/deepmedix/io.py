@@ -24,11 +24,11 @@ def cache_root() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "deepmedix"
 
 
-
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file's contents, read in chunks (checkpoints are hundreds of MB)."""
     with Path(path).open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
 
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:

@@ -106,7 +106,7 @@ def extract_boxed(text: str) -> str:
         for m in _BRACE.finditer(text, start):
             depth += 1 if m.group() == "{" else -1
             if depth == 0:
-                return text[start:m.start()].strip()
+                return text[start : m.start()].strip()
     return ""
 
 
@@ -133,7 +133,7 @@ def reasoning_blocks(normalized: str) -> list[str]:
         end = normalized.find("</think>", start + 7)
         if end < 0:
             return blocks
-        blocks.append(normalized[start + 7:end])
+        blocks.append(normalized[start + 7 : end])
         pos = end + 8
 
 
@@ -258,8 +258,26 @@ def final_answer(text: str) -> str:
 
 
 __all__ = [
-    "BOX_PATTERN", "FORMAT_PATTERN", "REASONING_SUFFIX", "TASK_PROMPTS", "CompletionOutline", "ParsedCompletion",
-    "Step", "asdict", "build_messages", "build_user_text", "extract_boxed", "final_answer", "find_boxes",
-    "format_completion", "format_ok", "normalize_tags", "outline_completion", "outline_parts", "parse_completion",
-    "reasoning_blocks", "split_steps", "task_prompt",
+    "BOX_PATTERN",
+    "FORMAT_PATTERN",
+    "REASONING_SUFFIX",
+    "TASK_PROMPTS",
+    "CompletionOutline",
+    "ParsedCompletion",
+    "Step",
+    "asdict",
+    "build_messages",
+    "build_user_text",
+    "extract_boxed",
+    "final_answer",
+    "find_boxes",
+    "format_completion",
+    "format_ok",
+    "normalize_tags",
+    "outline_completion",
+    "outline_parts",
+    "parse_completion",
+    "reasoning_blocks",
+    "split_steps",
+    "task_prompt",
 ]

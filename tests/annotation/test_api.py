@@ -36,8 +36,13 @@ def rate_everything(client: TestClient, token: str, sample: dict) -> None:
 
 
 def test_no_token_is_401_everywhere(client: TestClient) -> None:
-    for path in ("/api/me", "/api/samples/s0", "/api/images/s0", "/api/admin/progress",
-                 "/api/annotators/alice/ratings"):
+    for path in (
+        "/api/me",
+        "/api/samples/s0",
+        "/api/images/s0",
+        "/api/admin/progress",
+        "/api/annotators/alice/ratings",
+    ):
         assert client.get(path).status_code == 401, path
     body = {"sample_id": "s0", "dimension": "overall_preference", "value": "left"}
     assert client.post("/api/ratings", json=body).status_code == 401
@@ -83,8 +88,9 @@ def test_sample_is_blinded_and_boxes_are_original_pixels(client: TestClient, rev
 
 def test_left_right_differs_across_annotators_and_samples(review: CreatedReview) -> None:
     with ReviewStore(review.dir) as store:
-        layouts = {(a.name, x["sample_id"]): x["left_model"] for a in store.annotators()
-                   for x in store.assignments(a.name)}
+        layouts = {
+            (a.name, x["sample_id"]): x["left_model"] for a in store.annotators() for x in store.assignments(a.name)
+        }
     assert len(layouts) == 12  # 4 annotators × 3 samples, every group rates everything
     assert set(layouts.values()) == {0, 1}
 
@@ -96,8 +102,11 @@ def test_rating_is_stored_unblinded_and_upserted(client: TestClient, review: Cre
     r = client.post("/api/ratings", json=body, headers=bearer(tok))
     assert r.status_code == 200 and r.json()["ratings"] == {"relevance/right/0": "yes"}
     client.post("/api/ratings", json={**body, "value": "no"}, headers=bearer(tok))  # change of mind
-    client.post("/api/ratings", json={"sample_id": "s1", "dimension": "overall_preference", "value": "right"},
-                headers=bearer(tok))
+    client.post(
+        "/api/ratings",
+        json={"sample_id": "s1", "dimension": "overall_preference", "value": "right"},
+        headers=bearer(tok),
+    )
     with ReviewStore(review.dir) as store:
         left = store.assignment("bob", "s1")["left_model"]
         rows = store.ratings("bob")
@@ -123,8 +132,7 @@ def test_another_annotators_data_is_403(client: TestClient, review: CreatedRevie
     from tests.annotation.conftest import ANNOTATORS, write_predictions
 
     a, b = write_predictions(tmp_path / "p2")
-    split = create_review([a, b], ["A", "B"], tmp_path / "split", ANNOTATORS, n_samples=3, seed=1,
-                          within_group="split")
+    split = create_review([a, b], ["A", "B"], tmp_path / "split", ANNOTATORS, n_samples=3, seed=1, within_group="split")
     c2 = TestClient(create_app(split.dir))
     with ReviewStore(split.dir) as store:
         bobs = {x["sample_id"] for x in store.assignments("bob")}
@@ -163,8 +171,11 @@ def test_malformed_payloads_are_422_and_store_nothing(client: TestClient, review
 
 
 def test_not_json_is_422(client: TestClient, review: CreatedReview) -> None:
-    r = client.post("/api/ratings", content=b"{not json", headers={**bearer(review.tokens["alice"]),
-                                                                     "Content-Type": "application/json"})
+    r = client.post(
+        "/api/ratings",
+        content=b"{not json",
+        headers={**bearer(review.tokens["alice"]), "Content-Type": "application/json"},
+    )
     assert r.status_code == 422
 
 

@@ -14,8 +14,16 @@ from tests.annotation.conftest import live_server
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +48,9 @@ def test_rate_with_keyboard_reload_and_resume(browser, review: CreatedReview) ->
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{base}/")
-        page.wait_for_function("!document.querySelector('#signin').hidden")  # no token yet: asked to open the personal link
+        page.wait_for_function(
+            "!document.querySelector('#signin').hidden"
+        )  # no token yet: asked to open the personal link
 
         page.goto(f"{base}/t/{review.tokens['alice']}")
         page.wait_for_selector("li.step")

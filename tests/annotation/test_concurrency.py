@@ -18,8 +18,9 @@ def payloads(sample: dict, rng: random.Random) -> list[dict]:
     for side in ("left", "right"):
         for step in range(len(sample[side]["steps"])):
             for dim in ("relevance", "correctness"):
-                out.append({"sample_id": sid, "dimension": dim, "side": side, "step": step,
-                            "value": rng.choice(["yes", "no"])})
+                out.append(
+                    {"sample_id": sid, "dimension": dim, "side": side, "step": step, "value": rng.choice(["yes", "no"])}
+                )
         out.append({"sample_id": sid, "dimension": "completeness", "side": side, "value": rng.choice(["yes", "no"])})
     for dim in ("grounded_preference", "overall_preference"):
         out.append({"sample_id": sid, "dimension": dim, "value": rng.choice(["left", "right"])})
@@ -62,11 +63,16 @@ def test_concurrent_annotators_lose_nothing(review: CreatedReview) -> None:
 def test_racing_writes_to_one_rating_keep_exactly_one_row(review: CreatedReview) -> None:
     token = review.tokens["carol"]
     body = {"sample_id": "s0", "dimension": "overall_preference"}
-    with live_server(review.dir) as base, httpx.Client(base_url=base, timeout=60,
-                                                       headers={"Authorization": f"Bearer {token}"}) as client:
+    with (
+        live_server(review.dir) as base,
+        httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {token}"}) as client,
+    ):
         with ThreadPoolExecutor(max_workers=8) as pool:
-            codes = list(pool.map(lambda v: client.post("/api/ratings", json={**body, "value": v}).status_code,
-                                  ["left", "right"] * 20))
+            codes = list(
+                pool.map(
+                    lambda v: client.post("/api/ratings", json={**body, "value": v}).status_code, ["left", "right"] * 20
+                )
+            )
         assert set(codes) == {200}
         final = client.get("/api/samples/s0").json()["ratings"]["overall_preference"]
     with ReviewStore(review.dir) as store:

@@ -15,18 +15,29 @@ from deepmedix.annotation.store import ReviewStore
 # (annotator, sample, dimension, model, step, value); groups: alice, bob → "1"; carol, dan → "2".
 HAND_MADE = [
     # Relevance. Group 1: model 0 → 1, 1, 0 (2/3); model 1 → 1, 1 (1.0).
-    ("alice", "s0", "relevance", 0, 0, 1), ("alice", "s0", "relevance", 0, 1, 1), ("alice", "s1", "relevance", 0, 0, 0),
-    ("alice", "s0", "relevance", 1, 0, 1), ("alice", "s1", "relevance", 1, 0, 1),
+    ("alice", "s0", "relevance", 0, 0, 1),
+    ("alice", "s0", "relevance", 0, 1, 1),
+    ("alice", "s1", "relevance", 0, 0, 0),
+    ("alice", "s0", "relevance", 1, 0, 1),
+    ("alice", "s1", "relevance", 1, 0, 1),
     # Group 2: model 0 → 1, 0, 0 (1/3); model 1 → 1, 0 (0.5).
-    ("carol", "s0", "relevance", 0, 0, 1), ("carol", "s0", "relevance", 0, 1, 0), ("carol", "s1", "relevance", 0, 0, 0),
-    ("carol", "s0", "relevance", 1, 0, 1), ("carol", "s1", "relevance", 1, 0, 0),
+    ("carol", "s0", "relevance", 0, 0, 1),
+    ("carol", "s0", "relevance", 0, 1, 0),
+    ("carol", "s1", "relevance", 0, 0, 0),
+    ("carol", "s0", "relevance", 1, 0, 1),
+    ("carol", "s1", "relevance", 1, 0, 0),
     # Overall preference (value = preferred model). Group 1: model 1 twice; group 2: model 1 then model 0.
-    ("alice", "s0", "overall_preference", -1, -1, 1), ("alice", "s1", "overall_preference", -1, -1, 1),
-    ("carol", "s0", "overall_preference", -1, -1, 1), ("carol", "s1", "overall_preference", -1, -1, 0),
+    ("alice", "s0", "overall_preference", -1, -1, 1),
+    ("alice", "s1", "overall_preference", -1, -1, 1),
+    ("carol", "s0", "overall_preference", -1, -1, 1),
+    ("carol", "s1", "overall_preference", -1, -1, 0),
     # Completeness on s0. Group 1's two annotators split on model 0 (a tie: no group label), agree on model 1.
-    ("alice", "s0", "completeness", 0, -1, 1), ("bob", "s0", "completeness", 0, -1, 0),
-    ("alice", "s0", "completeness", 1, -1, 1), ("bob", "s0", "completeness", 1, -1, 1),
-    ("carol", "s0", "completeness", 0, -1, 1), ("carol", "s0", "completeness", 1, -1, 1),
+    ("alice", "s0", "completeness", 0, -1, 1),
+    ("bob", "s0", "completeness", 0, -1, 0),
+    ("alice", "s0", "completeness", 1, -1, 1),
+    ("bob", "s0", "completeness", 1, -1, 1),
+    ("carol", "s0", "completeness", 0, -1, 1),
+    ("carol", "s0", "completeness", 1, -1, 1),
 ]
 MODELS = ["DeepMedix-R1", "Qwen2.5-VL-7B"]
 
@@ -80,10 +91,28 @@ def test_kappa_matches_a_textbook_example() -> None:
     pairs = [(1, 1)] * 20 + [(1, 0)] * 5 + [(0, 1)] * 10 + [(0, 0)] * 15
     ratings = []
     for i, (x, y) in enumerate(pairs):
-        ratings.append({"annotator": "a", "grp": "A", "sample_id": f"q{i}", "dimension": "completeness",
-                        "model": 0, "step": -1, "value": x})
-        ratings.append({"annotator": "b", "grp": "B", "sample_id": f"q{i}", "dimension": "completeness",
-                        "model": 0, "step": -1, "value": y})
+        ratings.append(
+            {
+                "annotator": "a",
+                "grp": "A",
+                "sample_id": f"q{i}",
+                "dimension": "completeness",
+                "model": 0,
+                "step": -1,
+                "value": x,
+            }
+        )
+        ratings.append(
+            {
+                "annotator": "b",
+                "grp": "B",
+                "sample_id": f"q{i}",
+                "dimension": "completeness",
+                "model": 0,
+                "step": -1,
+                "value": y,
+            }
+        )
     res = compute_results(ratings, ["m", "n"])
     pa, kappa = res.agreement("completeness")
     assert pa == pytest.approx(0.7) and kappa == pytest.approx(0.4)
@@ -108,8 +137,11 @@ def test_results_files(rated: CreatedReview, tmp_path) -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     raw = [json.loads(line) for line in (out / "ratings.jsonl").read_text().splitlines()]
     assert len(raw) == len(HAND_MADE)
-    pref = next(r for r in raw if r["annotator"] == "carol" and r["sample_id"] == "s1"
-                and r["dimension"] == "overall_preference")
+    pref = next(
+        r
+        for r in raw
+        if r["annotator"] == "carol" and r["sample_id"] == "s1" and r["dimension"] == "overall_preference"
+    )
     assert pref["value"] == MODELS[0] and pref["model"] is None  # un-blinded to the model's name
     rel = next(r for r in raw if r["annotator"] == "alice" and r["dimension"] == "relevance" and r["step"] == 2)
     assert (rel["model"], rel["value"]) == (MODELS[0], "yes")  # step 1-based in the export

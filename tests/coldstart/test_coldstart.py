@@ -22,16 +22,39 @@ from tests.fake_openai import fake_openai_server
 def _write_samples(tmp_path: Path) -> Path:
     img = tmp_path / "cxr.png"
     Image.new("L", (1024, 768), 90).save(img)  # model frame: 588×420 (smart_resize, max 512*512)
-    common = {"source": "test", "split": "train", "images": [ImageRef(path=str(img), width=1024, height=768)],
-              "provenance": Provenance(dataset="test")}
+    common = {
+        "source": "test",
+        "split": "train",
+        "images": [ImageRef(path=str(img), width=1024, height=768)],
+        "provenance": Provenance(dataset="test"),
+    }
     samples = [
-        Sample(id="g1", task="grounding", prompt="Where is the nodule?", answer="right upper zone",
-               answer_type="open", boxes=[Box(x_min=100, y_min=100, x_max=300, y_max=260, label="nodule")], **common),
+        Sample(
+            id="g1",
+            task="grounding",
+            prompt="Where is the nodule?",
+            answer="right upper zone",
+            answer_type="open",
+            boxes=[Box(x_min=100, y_min=100, x_max=300, y_max=260, label="nodule")],
+            **common,
+        ),
         Sample(id="v1", task="vqa", prompt="Is the heart enlarged?", answer="yes", answer_type="closed", **common),
-        Sample(id="v2", task="vqa", prompt="Which zones are abnormal?", answer="left lung | right lung",
-               answer_type="multi", **common),
-        Sample(id="r1", task="report_findings", prompt="Write the FINDINGS section.",
-               answer="Heart size is enlarged. Small left pleural effusion.", answer_type="open", **common),
+        Sample(
+            id="v2",
+            task="vqa",
+            prompt="Which zones are abnormal?",
+            answer="left lung | right lung",
+            answer_type="multi",
+            **common,
+        ),
+        Sample(
+            id="r1",
+            task="report_findings",
+            prompt="Write the FINDINGS section.",
+            answer="Heart size is enlarged. Small left pleural effusion.",
+            answer_type="open",
+            **common,
+        ),
     ]
     path = tmp_path / "samples.jsonl"
     path.write_text("".join(sample_to_json(s) + "\n" for s in samples))
@@ -105,7 +128,10 @@ def test_endpoint_teacher_caches_filters_and_verifies(tmp_path: Path) -> None:
         assert [s.id for s in load_samples(out)] == ["v1"]
         dropped = [json.loads(x) for x in out.with_suffix(".dropped.jsonl").read_text().splitlines()]
         assert {d["id"]: d["reason"] for d in dropped} == {
-            "r1": "format", "g1": "answer_mismatch", "v2": "verifier_rejected"}
+            "r1": "format",
+            "g1": "answer_mismatch",
+            "v2": "verifier_rejected",
+        }
         # a rerun pays for nothing: every teacher reply comes from the cache
         second = synthesize(data, out, teacher, verifier=verifier)
     assert len(teacher_calls) == 4

@@ -27,8 +27,9 @@ def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
 
 
 def mimic_jpg(root: Path, subject: str, study: str, dicom: str, width: int, height: int, seed: int = 0) -> Path:
-    return write_image(root / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}" / f"{dicom}.jpg", width,
-                       height, seed)
+    return write_image(
+        root / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}" / f"{dicom}.jpg", width, height, seed
+    )
 
 
 REPORT_BOTH = """                                 FINAL REPORT
@@ -68,11 +69,29 @@ REPORT_NONE = """                                 FINAL REPORT
 """
 
 
-def ext_vqa_record(idx: int, subject: str, study: str, image_id: str, question: str, answer: list[str],
-                   content_type: str, semantic_type: str, split: str) -> dict[str, object]:
-    return {"split": split, "idx": idx, "image_id": image_id, "question": question, "content_type": content_type,
-            "semantic_type": semantic_type, "template": "Is there ${attribute} in the ${object}?",
-            "template_program": "program_1",
-            "template_arguments": {"object": {}, "attribute": {}, "category": {}, "viewpos": {}, "gender": {}},
-            "answer": answer, "subject_id": subject, "study_id": study,
-            "image_path": f"files/p{subject[:2]}/p{subject}/s{study}/{image_id}.jpg"}
+def ext_vqa_record(
+    idx: int,
+    subject: str,
+    study: str,
+    image_id: str,
+    question: str,
+    answer: list[str],
+    content_type: str,
+    semantic_type: str,
+    split: str,
+) -> dict[str, object]:
+    return {
+        "split": split,
+        "idx": idx,
+        "image_id": image_id,
+        "question": question,
+        "content_type": content_type,
+        "semantic_type": semantic_type,
+        "template": "Is there ${attribute} in the ${object}?",
+        "template_program": "program_1",
+        "template_arguments": {"object": {}, "attribute": {}, "category": {}, "viewpos": {}, "gender": {}},
+        "answer": answer,
+        "subject_id": subject,
+        "study_id": study,
+        "image_path": f"files/p{subject[:2]}/p{subject}/s{study}/{image_id}.jpg",
+    }

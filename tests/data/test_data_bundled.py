@@ -51,7 +51,9 @@ def test_bundled_samples(bundled: Path) -> None:
     reports = [s for s in nih if s.task in (Task.REPORT_FINDINGS, Task.REPORT_IMPRESSION)]
     assert len(reports) == 2 * sum(e["dataset"] != "VQA-RAD" for e in manifest["images"])
     for s in reports:
-        assert "template" in s.provenance.model_extra["note"] and "NOT a radiologist" in s.provenance.model_extra["note"]
+        assert (
+            "template" in s.provenance.model_extra["note"] and "NOT a radiologist" in s.provenance.model_extra["note"]
+        )
     labels = {e["original_id"].rsplit(".", 1)[0]: e["labels"] for e in manifest["images"] if "labels" in e}
     for s in nih:
         positive = [x for x in labels[s.study_id] if x in NIH_FINDINGS]

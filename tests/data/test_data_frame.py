@@ -21,8 +21,20 @@ from deepmedix.data.frame import (
 from deepmedix.data.images import open_image
 
 # (W, H): square, odd, portrait, landscape, tiny, and sizes of real DICOM-derived images (MIMIC-CXR-JPG, NIH, CR)
-SIZES = [(512, 512), (1024, 1024), (333, 517), (517, 333), (57, 29), (2539, 3050), (3056, 2544),
-         (1767, 2021), (2048, 2500), (4280, 3520), (40, 4000), (123, 45)]
+SIZES = [
+    (512, 512),
+    (1024, 1024),
+    (333, 517),
+    (517, 333),
+    (57, 29),
+    (2539, 3050),
+    (3056, 2544),
+    (1767, 2021),
+    (2048, 2500),
+    (4280, 3520),
+    (40, 4000),
+    (123, 45),
+]
 
 
 @pytest.mark.parametrize(("width", "height"), SIZES)
@@ -39,8 +51,9 @@ def test_paper_frame_512_square_is_504() -> None:
     assert frame_for("Qwen/Qwen2.5-VL-7B-Instruct").input_size(512, 512) == (504, 504)
 
 
-@pytest.mark.parametrize(("width", "height"), [(512, 512), (1024, 1024), (333, 517), (517, 333), (2539, 3050),
-                                               (1767, 2021), (57, 29)])
+@pytest.mark.parametrize(
+    ("width", "height"), [(512, 512), (1024, 1024), (333, 517), (517, 333), (2539, 3050), (1767, 2021), (57, 29)]
+)
 def test_input_size_equals_transformers_processor(width: int, height: int) -> None:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -64,8 +77,11 @@ def test_input_size_with_other_pixel_bounds_equals_processor() -> None:
 @pytest.mark.parametrize("frame", [QWEN25_VL_FRAME, QWEN3_VL_FRAME, QWEN2_VL_FRAME], ids=["q25", "q3", "q2"])
 @pytest.mark.parametrize(("width", "height"), SIZES)
 def test_round_trip_original_model_original(frame: ModelFrame, width: int, height: int) -> None:
-    boxes = [(0.0, 0.0, float(width), float(height)), (width * 0.1, height * 0.2, width * 0.55, height * 0.9),
-             (width / 3, height / 7, width / 2 + 0.5, height / 2 + 0.25)]
+    boxes = [
+        (0.0, 0.0, float(width), float(height)),
+        (width * 0.1, height * 0.2, width * 0.55, height * 0.9),
+        (width / 3, height / 7, width / 2 + 0.5, height / 2 + 0.25),
+    ]
     for box in boxes:
         back = frame.to_original(frame.to_model(box, width, height), width, height)
         assert back == pytest.approx(box, rel=1e-12, abs=1e-9)
@@ -76,7 +92,8 @@ def test_round_trip_original_model_original(frame: ModelFrame, width: int, heigh
 
 def test_full_image_box_maps_to_full_model_frame() -> None:
     assert QWEN25_VL_FRAME.to_model((0, 0, 2539, 3050), 2539, 3050) == pytest.approx(
-        (0, 0, *QWEN25_VL_FRAME.input_size(2539, 3050)))
+        (0, 0, *QWEN25_VL_FRAME.input_size(2539, 3050))
+    )
     assert QWEN3_VL_FRAME.to_model((0, 0, 333, 517), 333, 517) == pytest.approx((0, 0, 1000, 1000))
 
 

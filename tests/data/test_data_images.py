@@ -41,6 +41,7 @@ def make_dicom(pixels: np.ndarray, photometric: str = "MONOCHROME2", **tags: obj
 
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width``×``height`` with almost no pixel data (a decompression-bomb stand-in)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -49,6 +50,7 @@ def png_header_only(width: int, height: int) -> bytes:
 
 
 # --- real DICOMs ----------------------------------------------------------------------------------------------------
+
 
 def test_real_dicom_decodes_with_spacing_and_view(shared_data: Path) -> None:
     img = open_image(shared_data / "dicom" / REAL_MONO2)
@@ -78,6 +80,7 @@ def test_dicom_from_bytes_names_the_given_name(shared_data: Path) -> None:
 
 # --- synthetic DICOMs: windowing, rescale, MONOCHROME1 ----------------------------------------------------------------
 
+
 def test_dicom_window_and_rescale_are_applied() -> None:
     stored = np.array([[412, 462, 512], [562, 612, 100]], dtype=np.uint16)
     # value = 2*stored - 1024 → [-200, -100, 0], [100, 200, -824]; window 0 ± 200 → 0, 64, 128, 191, 255, 0
@@ -88,8 +91,14 @@ def test_dicom_window_and_rescale_are_applied() -> None:
 
 def test_dicom_multivalued_window_uses_first_pair_and_monochrome1_inverts() -> None:
     stored = np.array([[0, 50, 100, 150]], dtype=np.uint16)
-    data = make_dicom(stored, photometric="MONOCHROME1", WindowCenter=[50, 500], WindowWidth=[100, 1000],
-                      PixelSpacing=[0.2, 0.25], ViewPosition="AP")
+    data = make_dicom(
+        stored,
+        photometric="MONOCHROME1",
+        WindowCenter=[50, 500],
+        WindowWidth=[100, 1000],
+        PixelSpacing=[0.2, 0.25],
+        ViewPosition="AP",
+    )
     img = open_image(data, name="m1.dcm")
     assert np.asarray(img.image).astype(int).tolist() == [[255, 127, 0, 0]]  # 50 → 128 before inversion
     assert img.pixel_spacing == pytest.approx([0.2, 0.25]) and img.view == "AP"
@@ -114,6 +123,7 @@ def test_oversized_dicom_is_refused_before_decoding() -> None:
 
 
 # --- PNG / JPEG ---------------------------------------------------------------------------------------------------------
+
 
 def test_png_jpeg_and_modes_become_8bit_grey(tmp_path: Path) -> None:
     rgb = tmp_path / "colour.png"

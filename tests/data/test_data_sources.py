@@ -26,10 +26,12 @@ def convert(source: str, root: Path, tmp_path: Path, **kwargs: object) -> tuple[
 
 # --- report sections --------------------------------------------------------------------------------------------
 
+
 def test_sections_follow_mimic_rules() -> None:
     both = extract_sections(REPORT_BOTH)
-    assert both.findings == ("The lungs are clear without focal consolidation. No pleural effusion or pneumothorax. "
-                             "Heart size is normal.")
+    assert both.findings == (
+        "The lungs are clear without focal consolidation. No pleural effusion or pneumothorax. Heart size is normal."
+    )
     assert both.impression == "No acute cardiopulmonary process."
     assert normalize_section_name("CONCLUSION") == "impression"
     assert normalize_section_name("IMPRESSON") == "impression"
@@ -47,12 +49,17 @@ def test_sections_follow_mimic_rules() -> None:
 
 # --- MIMIC-CXR --------------------------------------------------------------------------------------------------
 
+
 def test_mimic_cxr(mimic_root: Path, tmp_path: Path) -> None:
     samples, summary = convert("mimic-cxr", mimic_root, tmp_path)
     by_id = {s.id: s for s in samples}
-    assert set(by_id) == {"mimic-cxr/s50000001/findings", "mimic-cxr/s50000001/impression",
-                          "mimic-cxr/s50000002/impression", "mimic-cxr/s50000003/findings",
-                          "mimic-cxr/s50000003/impression"}
+    assert set(by_id) == {
+        "mimic-cxr/s50000001/findings",
+        "mimic-cxr/s50000001/impression",
+        "mimic-cxr/s50000002/impression",
+        "mimic-cxr/s50000003/findings",
+        "mimic-cxr/s50000003/impression",
+    }
     first = by_id["mimic-cxr/s50000001/findings"]
     assert first.task == Task.REPORT_FINDINGS and first.answer_type == AnswerType.OPEN
     assert first.images[0].path.endswith("s50000001/aaaa-pa.jpg")  # the PA image, not the lateral
@@ -96,14 +103,16 @@ def test_missing_column_names_file_and_column(mimic_root: Path, tmp_path: Path) 
 
 # --- Open-I on the real CSVs ----------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def open_i_root(shared_data: Path, tmp_path: Path) -> tuple[Path, list[str]]:
     root = tmp_path / "open-i"
     root.mkdir()
     for name in ("indiana_reports.csv", "indiana_projections.csv"):
         shutil.copy(shared_data / "open-i" / name, root / name)
-    frontal = [row for row in csv.DictReader((root / "indiana_projections.csv").open()) if row["projection"] ==
-               "Frontal"]
+    frontal = [
+        row for row in csv.DictReader((root / "indiana_projections.csv").open()) if row["projection"] == "Frontal"
+    ]
     chosen = frontal[:6]
     for i, row in enumerate(chosen):  # placeholder images for a handful of the real filenames
         write_image(root / "images" / "images_normalized" / row["filename"], 48 + i, 60, seed=i)
@@ -145,6 +154,7 @@ def test_open_i_unreadable_image_is_named(open_i_root: tuple[Path, list[str]], t
 
 # --- MS-CXR -----------------------------------------------------------------------------------------------------
 
+
 def test_ms_cxr_grounding_boxes(ms_cxr_root: Path, tmp_path: Path) -> None:
     samples, _ = convert("ms-cxr", ms_cxr_root, tmp_path)
     assert len(samples) == 3 and all(s.task == Task.GROUNDING for s in samples)
@@ -179,6 +189,7 @@ def test_ms_cxr_box_outside_image(ms_cxr_root: Path, tmp_path: Path) -> None:
 
 # --- Ext-VQA ------------------------------------------------------------------------------------------------------
 
+
 def test_ext_vqa(ext_vqa_root: Path, tmp_path: Path) -> None:
     samples, summary = convert("ext-vqa", ext_vqa_root, tmp_path)
     by_id = {s.id: s for s in samples}
@@ -186,8 +197,11 @@ def test_ext_vqa(ext_vqa_root: Path, tmp_path: Path) -> None:
     verify = by_id["ext-vqa/train/0"]
     assert (verify.answer, verify.answer_type, verify.question_type) == ("yes", AnswerType.CLOSED, "presence")
     multi = by_id["ext-vqa/train/1"]
-    assert (multi.answer, multi.answer_type, multi.question_type) == ("atelectasis | lung opacity",
-                                                                      AnswerType.MULTI, "abnormality")
+    assert (multi.answer, multi.answer_type, multi.question_type) == (
+        "atelectasis | lung opacity",
+        AnswerType.MULTI,
+        "abnormality",
+    )
     assert by_id["ext-vqa/train/2"].answer == "none"  # an empty answer list
     assert by_id["ext-vqa/val/0"].question_type == "plane" and by_id["ext-vqa/val/0"].split == Split.VAL
     assert by_id["ext-vqa/test/0"].answer == "female" and by_id["ext-vqa/test/0"].question_type == "gender"
@@ -209,6 +223,7 @@ def test_ext_vqa_bad_record_names_record_and_field(ext_vqa_root: Path, tmp_path:
 
 
 # --- CXR-VQA ------------------------------------------------------------------------------------------------------
+
 
 def test_cxr_vqa(cxr_vqa_root: Path, tmp_path: Path) -> None:
     samples, _ = convert("cxr-vqa", cxr_vqa_root, tmp_path)
@@ -238,6 +253,7 @@ def test_missing_image_for_study(cxr_vqa_root: Path, tmp_path: Path) -> None:
 
 
 # --- command line -----------------------------------------------------------------------------------------------
+
 
 def test_cli_prepare_and_errors(ms_cxr_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "ms.jsonl"

@@ -17,9 +17,19 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def _sample(i: int, source: str, task: str, split: str, answer: str, qtype: str | None = None) -> Sample:
-    return Sample(id=f"{source}/{i}", source=source, split=split, task=task, images=[ImageRef(path=f"img{i % 3}.png")],
-                  prompt="q", answer=answer, answer_type="open" if task.startswith("report") else "closed",
-                  question_type=qtype, patient_id=f"p{i % 4}", provenance=Provenance(dataset=source))
+    return Sample(
+        id=f"{source}/{i}",
+        source=source,
+        split=split,
+        task=task,
+        images=[ImageRef(path=f"img{i % 3}.png")],
+        prompt="q",
+        answer=answer,
+        answer_type="open" if task.startswith("report") else "closed",
+        question_type=qtype,
+        patient_id=f"p{i % 4}",
+        provenance=Provenance(dataset=source),
+    )
 
 
 @pytest.fixture

@@ -13,9 +13,16 @@ from deepmedix.io import read_jsonl
 
 def _config(out: Path) -> DemoConfig:
     return DemoConfig(
-        out=out, per_benchmark=2, coldstart_samples=16, grpo_samples=16,
-        max_steps={"sft": 3, "coldstart": 3, "grpo": 2}, max_new_tokens=24, batch_size=8,
-        arena_budget=12, review_samples=3, meteor=False,
+        out=out,
+        per_benchmark=2,
+        coldstart_samples=16,
+        grpo_samples=16,
+        max_steps={"sft": 3, "coldstart": 3, "grpo": 2},
+        max_new_tokens=24,
+        batch_size=8,
+        arena_budget=12,
+        review_samples=3,
+        meteor=False,
     )
 
 
@@ -24,8 +31,15 @@ def test_demo_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     first = Demo(_config(out))
     report = first.run()
-    assert [r.name for r in first.records] == ["prepare", "coldstart_data", "train", "predict", "eval", "arena",
-                                               "review"]
+    assert [r.name for r in first.records] == [
+        "prepare",
+        "coldstart_data",
+        "train",
+        "predict",
+        "eval",
+        "arena",
+        "review",
+    ]
     assert not any(r.skipped for r in first.records)
 
     # every model answered the same test samples
@@ -48,9 +62,15 @@ def test_demo_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
     assert len(rewards) == 2 and "rewards/format/mean" in rewards[0]
 
     html = report.read_text()
-    for heading in ("Report generation", "VQA — accuracy by question type", "GRPO reward by component",
-                    "Report Arena across the stages", "Example X-rays with the reasoning boxes drawn",
-                    "Expert review set", "How to go further"):
+    for heading in (
+        "Report generation",
+        "VQA — accuracy by question type",
+        "GRPO reward by component",
+        "Report Arena across the stages",
+        "Example X-rays with the reasoning boxes drawn",
+        "Expert review set",
+        "How to go further",
+    ):
         assert heading in html, heading
     assert html.count("data:image/png;base64,") >= 5  # stats, VQA, rewards, arena figures, examples
     assert "stage 3 · GRPO (DeepMedix-R1)" in html

@@ -16,8 +16,22 @@ def test_wheel_carries_recipes_and_the_demo_finds_them(tmp_path):
         shutil.copy(ROOT / name, source / name)
     for name in ("src", "recipes"):
         shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "dist")], check=True, cwd=tmp_path)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(source),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
     wheel = next((tmp_path / "dist").glob("deepmedix-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for recipe in sorted((ROOT / "recipes").rglob("*.yaml")):
@@ -27,7 +41,11 @@ def test_wheel_carries_recipes_and_the_demo_finds_them(tmp_path):
     zipfile.ZipFile(wheel).extractall(target)
     found = subprocess.run(
         [sys.executable, "-c", "from deepmedix.demo.pipeline import _packaged_recipes; print(_packaged_recipes())"],
-        env={"PYTHONPATH": str(target), "PATH": ""}, capture_output=True, text=True, check=True, cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
     ).stdout.strip()
     assert Path(found) == target / "deepmedix" / "recipes" / "tiny"
     assert (Path(found) / "grpo.yaml").read_text() == (ROOT / "recipes" / "tiny" / "grpo.yaml").read_text()

@@ -9,9 +9,17 @@ from deepmedix.evaluation.evaluate import PAPER_REPORT_METRICS, paper_average, w
 # Table 1, MIMIC-CXR Findings, DeepMedix-R1: BLEU-1..4, METEOR, ROUGE-L, F1-RadGraph, Macro-14, Micro-14, Macro-5,
 # Micro-5 — printed Average 0.3230.
 TABLE1_ROW = {
-    "bleu_1": 0.3402, "bleu_2": 0.2149, "bleu_3": 0.1479, "bleu_4": 0.1059, "meteor": 0.2895, "rouge_l": 0.3292,
-    "f1_radgraph": 0.2387, "f1_chexbert_macro_14": 0.3126, "f1_chexbert_micro_14": 0.5189,
-    "f1_chexbert_macro_5": 0.4821, "f1_chexbert_micro_5": 0.5726,
+    "bleu_1": 0.3402,
+    "bleu_2": 0.2149,
+    "bleu_3": 0.1479,
+    "bleu_4": 0.1059,
+    "meteor": 0.2895,
+    "rouge_l": 0.3292,
+    "f1_radgraph": 0.2387,
+    "f1_chexbert_macro_14": 0.3126,
+    "f1_chexbert_micro_14": 0.5189,
+    "f1_chexbert_macro_5": 0.4821,
+    "f1_chexbert_micro_5": 0.5726,
 }
 
 

@@ -50,8 +50,20 @@ def test_bench_tiny_predicts_scores_and_resumes(tmp_path, monkeypatch, capsys):
     make_phantom_samples(tmp_path / "bench", 4, seed=3, split="test")
     data = tmp_path / "bench" / "samples.jsonl"
     out = tmp_path / "out"
-    args = ["bench", "--model", "tiny", "--data", str(data), "--out", str(out), "--max-new-tokens", "12",
-            "--batch-size", "2", "--no-meteor"]
+    args = [
+        "bench",
+        "--model",
+        "tiny",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "12",
+        "--batch-size",
+        "2",
+        "--no-meteor",
+    ]
     assert main(args) == 0
     preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 4 and {p["model"] for p in preds} == {"tiny"}

@@ -87,7 +87,8 @@ def test_checkpoint_loaded_strictly(tiny_chexbert, tmp_path):
         cb.CheXbertLabeler(tmp_path / "extra.pth", tok, min_vocab_size=10)
     # an old-transformers buffer is tolerated; a raw state dict without "module." works too
     old = {k.removeprefix("module."): v for k, v in state.items()} | {
-        "bert.embeddings.position_ids": torch.arange(512)[None]}
+        "bert.embeddings.position_ids": torch.arange(512)[None]
+    }
     torch.save(old, tmp_path / "old.pth")
     np.testing.assert_array_equal(
         cb.CheXbertLabeler(tmp_path / "old.pth", tok, min_vocab_size=10).classes(REPORTS[:2], progress=False),
@@ -128,8 +129,9 @@ def test_labels_kept_per_text_and_checkpoint(tiny_chexbert, tmp_path, monkeypatc
     assert calls == []
 
     mixed = [REPORTS[3], "Large right pneumothorax.", REPORTS[1]]
-    np.testing.assert_array_equal(cb.cached_classes(labeler, mixed, open_label_cache(tmp_path)),
-                                  real(mixed, progress=False))
+    np.testing.assert_array_equal(
+        cb.cached_classes(labeler, mixed, open_label_cache(tmp_path)), real(mixed, progress=False)
+    )
     assert calls == [["Large right pneumothorax."]]  # only the text never labelled before
 
     labeler._fingerprint = "another checkpoint"  # other weights: nothing reused
@@ -142,8 +144,9 @@ def test_uncertain_counts_as_present_and_f1_by_hand():
     assert binarize_chexbert_classes(classes)[0, :4].tolist() == [1, 1, 0, 0]
     ref = np.zeros((4, 14), dtype=int)
     pred = np.zeros((4, 14), dtype=int)
-    card, eff, ec = (CHEXBERT_OBSERVATIONS.index(o) for o in ("Cardiomegaly", "Pleural Effusion",
-                                                            "Enlarged Cardiomediastinum"))
+    card, eff, ec = (
+        CHEXBERT_OBSERVATIONS.index(o) for o in ("Cardiomegaly", "Pleural Effusion", "Enlarged Cardiomediastinum")
+    )
     ref[[0, 1], card] = 1
     pred[[0, 2], card] = 1  # TP 1, FP 1, FN 1 → F1 0.5
     ref[[0, 1, 2], eff] = 1

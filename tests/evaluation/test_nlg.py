@@ -36,8 +36,15 @@ def _pycocoevalcap_direct(preds, refs, meteor):
     res = tok.tokenize({i: [{"caption": p}] for i, p in enumerate(preds)})
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     m, _ = meteor.compute_score(gts, res)  # pycocoevalcap's Meteor.compute_score on its own process
-    return {"bleu_1": bleu[0], "bleu_2": bleu[1], "bleu_3": bleu[2], "bleu_4": bleu[3], "meteor": m,
-            "rouge_l": Rouge().compute_score(gts, res)[0], "cider": Cider().compute_score(gts, res)[0]}
+    return {
+        "bleu_1": bleu[0],
+        "bleu_2": bleu[1],
+        "bleu_3": bleu[2],
+        "bleu_4": bleu[3],
+        "meteor": m,
+        "rouge_l": Rouge().compute_score(gts, res)[0],
+        "cider": Cider().compute_score(gts, res)[0],
+    }
 
 
 @pytest.mark.slow

@@ -23,19 +23,25 @@ def ent(tokens, label, relations=()):
 
 
 # "Small left pleural effusion." — effusion located at pleural, pleural modified by left.
-REF = {"text": "small left pleural effusion", "entities": {
-    "1": ent("small", "OBS-DP", [("modify", "4")]),
-    "2": ent("left", "ANAT-DP", [("modify", "3")]),
-    "3": ent("pleural", "ANAT-DP"),
-    "4": ent("effusion", "OBS-DP", [("located_at", "3")]),
-}}
+REF = {
+    "text": "small left pleural effusion",
+    "entities": {
+        "1": ent("small", "OBS-DP", [("modify", "4")]),
+        "2": ent("left", "ANAT-DP", [("modify", "3")]),
+        "3": ent("pleural", "ANAT-DP"),
+        "4": ent("effusion", "OBS-DP", [("located_at", "3")]),
+    },
+}
 # "Left pleural Effusion, no pneumothorax." — effusion found but without its relation; a new absent finding.
-HYP = {"text": "left pleural effusion no pneumothorax", "entities": {
-    "1": ent("left", "ANAT-DP", [("modify", "2")]),
-    "2": ent("pleural", "ANAT-DP"),
-    "3": ent("Effusion", "OBS-DP", [("located_at", "2")]),
-    "4": ent("pneumothorax", "OBS-DA"),
-}}
+HYP = {
+    "text": "left pleural effusion no pneumothorax",
+    "entities": {
+        "1": ent("left", "ANAT-DP", [("modify", "2")]),
+        "2": ent("pleural", "ANAT-DP"),
+        "3": ent("Effusion", "OBS-DP", [("located_at", "2")]),
+        "4": ent("pneumothorax", "OBS-DA"),
+    },
+}
 
 
 def test_reward_levels_by_hand():
@@ -75,7 +81,7 @@ def test_empty_reports_score_zero_and_are_not_sent():
     assert out["f1_radgraph_complete"] == pytest.approx(0.75 / 3)
 
 
-FAKE_RADGRAPH = textwrap.dedent('''
+FAKE_RADGRAPH = textwrap.dedent("""
     import json, os
     class RadGraph:
         def __init__(self, model_type=None, model_cache_dir=None, batch_size=1, **kw):
@@ -87,7 +93,7 @@ FAKE_RADGRAPH = textwrap.dedent('''
             name = self.config["model"]["embedder"]["model_name"]
             return {str(i): {"text": t, "entities": {"1": {"tokens": t.split()[0], "label": name,
                     "relations": []}}} for i, t in enumerate(texts) if t != "unparseable"}  # as radgraph drops one
-''')
+""")
 
 
 def test_subprocess_worker_exchanges_json_and_retargets_the_base_model(tmp_path):
@@ -99,7 +105,7 @@ def test_subprocess_worker_exchanges_json_and_retargets_the_base_model(tmp_path)
     (model / "weights.th").write_bytes(b"x")
     (model / "config.json").write_text('{"model": {"embedder": {"model_name": "microsoft/some-hub-id"}}}')
     python = tmp_path / "python"
-    python.write_text(f"#!/bin/sh\nPYTHONPATH={tmp_path / 'env'} exec {sys.executable} \"$@\"\n")
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={tmp_path / "env"} exec {sys.executable} "$@"\n')
     python.chmod(0o755)
     base = tmp_path / "pubmedbert"
     base.mkdir()
@@ -128,8 +134,12 @@ def tiny_radgraph(tmp_path_factory):
     """A random-weight RadGraph model built by the radgraph package's own classes in the reference environment."""
     out = tmp_path_factory.mktemp("radgraph-model")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    subprocess.run([str(REFERENCE_PYTHON), str(REFERENCE_SCRIPTS / "build_tiny_radgraph.py"), str(out)],
-                   check=True, capture_output=True, env=env)
+    subprocess.run(
+        [str(REFERENCE_PYTHON), str(REFERENCE_SCRIPTS / "build_tiny_radgraph.py"), str(out)],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
     return out / "radgraph", out / "bert"
 
 
@@ -138,17 +148,35 @@ def test_f1_radgraph_equals_the_radgraph_package(tiny_radgraph, tmp_path):
     """Our worker driving the real radgraph package, and our reward on its annotations, give per pair the three
     numbers radgraph's own F1RadGraph gives on the same model — empty reports and the label store included."""
     model, bert = tiny_radgraph
-    hyps = ["Small left pleural effusion.", "", "Mild edema in the right lung base.", "No pneumothorax.",
-            "The heart size is normal, lungs are clear.", "Stable cardiomegaly and mild edema."]
-    refs = ["Left pleural effusion is small.", "No pneumothorax.", "Mild edema.", "No pneumothorax.",
-            "Normal heart size. Clear lungs.", ""]
+    hyps = [
+        "Small left pleural effusion.",
+        "",
+        "Mild edema in the right lung base.",
+        "No pneumothorax.",
+        "The heart size is normal, lungs are clear.",
+        "Stable cardiomegaly and mild edema.",
+    ]
+    refs = [
+        "Left pleural effusion is small.",
+        "No pneumothorax.",
+        "Mild edema.",
+        "No pneumothorax.",
+        "Normal heart size. Clear lungs.",
+        "",
+    ]
     store = open_label_cache(tmp_path)
     ours = f1_radgraph(hyps, refs, REFERENCE_PYTHON, model, base_model=bert, cache=store)
     again = f1_radgraph(hyps, refs, REFERENCE_PYTHON, model, base_model=bert, cache=store)  # served from the store
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     job = {"model_dir": str(model), "base_model": str(bert), "hyps": hyps, "refs": refs}
-    proc = subprocess.run([str(REFERENCE_PYTHON), str(REFERENCE_SCRIPTS / "radgraph_package_f1.py")],
-                          input=json.dumps(job), capture_output=True, text=True, env=env, check=True)
+    proc = subprocess.run(
+        [str(REFERENCE_PYTHON), str(REFERENCE_SCRIPTS / "radgraph_package_f1.py")],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     theirs = json.loads(proc.stdout.strip().splitlines()[-1])
     for level in ("simple", "partial", "complete"):
         assert [p[level] for p in ours["per_sample"]] == pytest.approx(theirs[level], abs=1e-12), level

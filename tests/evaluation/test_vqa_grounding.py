@@ -33,8 +33,12 @@ def test_accuracy_per_sample_mean_per_type_and_object_recall():
     rows = [
         {"prediction": "yes", "reference": "yes", "answer_type": "closed", "question_type": "presence"},
         {"prediction": "no", "reference": "yes", "answer_type": "closed", "question_type": "presence"},
-        {"prediction": "effusion | edema", "reference": "effusion | atelectasis", "answer_type": "multi",
-         "question_type": "abnormality"},
+        {
+            "prediction": "effusion | edema",
+            "reference": "effusion | atelectasis",
+            "answer_type": "multi",
+            "question_type": "abnormality",
+        },
         {"prediction": "effusion", "reference": "effusion", "answer_type": "multi", "question_type": "abnormality"},
         {"prediction": "PA", "reference": "pa", "question_type": "view"},  # no answer_type: guessed closed
     ]
@@ -49,8 +53,10 @@ def test_accuracy_per_sample_mean_per_type_and_object_recall():
 
 
 def test_top_objects_limited():
-    rows = [{"prediction": "", "reference": " | ".join(f"o{i}" for i in range(j + 1)), "answer_type": "multi"}
-            for j in range(15)]
+    rows = [
+        {"prediction": "", "reference": " | ".join(f"o{i}" for i in range(j + 1)), "answer_type": "multi"}
+        for j in range(15)
+    ]
     m = vqa_metrics(rows, top_objects=10)
     assert len(m["object_recall"]) == 10 and "o0" in m["object_recall"] and "o14" not in m["object_recall"]
 
@@ -61,9 +67,13 @@ def test_box_matching_at_iou_threshold():
     s = sample_box_scores(pred, ref, 0.5, (100, 100))
     assert s["pred_hits"] == 2 and s["ref_found"] == 1
     assert s["best_ious"] == pytest.approx([0.9, 0.0])
-    m = grounding_metrics([{"pred_boxes": pred, "reference_boxes": ref, "image_size": [100, 100]},
-                           {"pred_boxes": [], "reference_boxes": [[0, 0, 5, 5]], "image_size": [100, 100]},
-                           {"pred_boxes": [[1, 1, 2, 2]], "reference_boxes": []}])  # no reference: not scored
+    m = grounding_metrics(
+        [
+            {"pred_boxes": pred, "reference_boxes": ref, "image_size": [100, 100]},
+            {"pred_boxes": [], "reference_boxes": [[0, 0, 5, 5]], "image_size": [100, 100]},
+            {"pred_boxes": [[1, 1, 2, 2]], "reference_boxes": []},
+        ]
+    )  # no reference: not scored
     assert m["n_grounded"] == 2
     assert m["box_precision"] == pytest.approx(2 / 3)
     assert m["box_recall"] == pytest.approx(1 / 3)

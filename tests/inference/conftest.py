@@ -25,8 +25,13 @@ FIXED_COMPLETION = (
 class ScriptedBackend(Backend):
     """Returns a fixed completion (or one per prompt via ``by_prompt``) and records every request."""
 
-    def __init__(self, completion: str = FIXED_COMPLETION, frame: ModelFrame = QWEN25_VL_FRAME,
-                 model_name: str = "scripted", by_prompt: dict[str, str] | None = None):
+    def __init__(
+        self,
+        completion: str = FIXED_COMPLETION,
+        frame: ModelFrame = QWEN25_VL_FRAME,
+        model_name: str = "scripted",
+        by_prompt: dict[str, str] | None = None,
+    ):
         self.completion = completion
         self.frame = frame
         self.model_name = model_name
@@ -74,9 +79,12 @@ def write_samples(folder: Path, n: int = 5, size: tuple[int, int] = (512, 512)) 
             "split": "test",
             "task": task,
             "images": [{"path": f"img/s{i}.png", "width": size[0], "height": size[1]}],
-            "prompt": {"vqa": f"Question {i}?", "grounding": "Locate the opacity.",
-                       "report_findings": "Write the FINDINGS section.",
-                       "report_impression": "Write the IMPRESSION section."}[task],
+            "prompt": {
+                "vqa": f"Question {i}?",
+                "grounding": "Locate the opacity.",
+                "report_findings": "Write the FINDINGS section.",
+                "report_impression": "Write the IMPRESSION section.",
+            }[task],
             "answer": "yes" if task == "vqa" else "Clear lungs.",
             "answer_type": "closed" if task == "vqa" else "open",
             "provenance": {"dataset": "synthetic"},

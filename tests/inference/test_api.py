@@ -71,8 +71,9 @@ def test_completion_fixture_is_well_formed() -> None:
 
 def test_boxes_in_the_answer_itself_are_grounded_too() -> None:
     backend = ScriptedBackend(completion="<think>Step 1: look.</think> The answer is: \\boxed{[126, 252, 252, 504]}")
-    result = GroundedAnswerer(backend).answer(grey_image(1024, 1024), question="Where is the opacity?",
-                                              task="grounding")
+    result = GroundedAnswerer(backend).answer(
+        grey_image(1024, 1024), question="Where is the opacity?", task="grounding"
+    )
     assert result.answer == "[126, 252, 252, 504]"
     assert result.answer_boxes_model == [[126.0, 252.0, 252.0, 504.0]]
     assert result.answer_boxes == [[256.0, 512.0, 512.0, 1024.0]]

@@ -21,8 +21,16 @@ from tests.inference.conftest import ScriptedBackend, grey_image
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +64,9 @@ def page(server_url: str) -> Iterator[Page]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server_url)
-                 else route.abort())  # nothing may be fetched from anywhere else
+        pg.route(
+            "**/*", lambda route: route.continue_() if route.request.url.startswith(server_url) else route.abort()
+        )  # nothing may be fetched from anywhere else
         yield pg
         browser.close()
 

@@ -10,13 +10,28 @@ from deepmedix.cli import main
 from tests.inference.conftest import grey_image
 
 
-def test_infer_with_the_tiny_model_prints_json_and_draws_an_overlay(tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture) -> None:
+def test_infer_with_the_tiny_model_prints_json_and_draws_an_overlay(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     image = tmp_path / "cxr.png"
     grey_image(640, 480).save(image)
     overlay = tmp_path / "overlay.png"
-    rc = main(["infer", "--model", "tiny", str(image), "--question", "Is there an effusion?", "--overlay",
-               str(overlay), "--max-new-tokens", "8", "--out", str(tmp_path / "answer.json")])
+    rc = main(
+        [
+            "infer",
+            "--model",
+            "tiny",
+            str(image),
+            "--question",
+            "Is there an effusion?",
+            "--overlay",
+            str(overlay),
+            "--max-new-tokens",
+            "8",
+            "--out",
+            str(tmp_path / "answer.json"),
+        ]
+    )
     assert rc == 0
     body = json.loads(capsys.readouterr().out)
     assert body["model"] == "tiny" and body["task"] == "vqa" and body["image_size"] == [640, 480]
@@ -30,8 +45,12 @@ def test_infer_with_the_tiny_model_prints_json_and_draws_an_overlay(tmp_path: Pa
 def test_infer_report_section_without_reasoning(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     image = tmp_path / "cxr.png"
     grey_image(128, 128).save(image)
-    assert main(["infer", "--model", "tiny", str(image), "--task", "impression", "--no-reasoning",
-                 "--max-new-tokens", "4"]) == 0
+    assert (
+        main(
+            ["infer", "--model", "tiny", str(image), "--task", "impression", "--no-reasoning", "--max-new-tokens", "4"]
+        )
+        == 0
+    )
     body = json.loads(capsys.readouterr().out)
     assert body["task"] == "report_impression" and "<think>" not in body["prompt"]
 
@@ -43,8 +62,9 @@ def test_infer_report_section_without_reasoning(tmp_path: Path, capsys: pytest.C
         (["--question", "q?", "--backend", "openai"], "--base-url"),
     ],
 )
-def test_infer_bad_input_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str],
-                                           message: str) -> None:
+def test_infer_bad_input_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str
+) -> None:
     image = tmp_path / "cxr.png"
     grey_image(64, 64).save(image)
     assert main(["infer", "--model", "m", str(image), *args]) == 1
@@ -65,9 +85,11 @@ def test_registering_the_commands_imports_nothing_heavy() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, argparse, deepmedix.inference.cli as c; p = argparse.ArgumentParser(); "
-            "c.register(p.add_subparsers()); "
-            "print(sorted(m for m in ('torch', 'transformers', 'fastapi', 'uvicorn', 'vllm') if m in sys.modules))")
+    code = (
+        "import sys, argparse, deepmedix.inference.cli as c; p = argparse.ArgumentParser(); "
+        "c.register(p.add_subparsers()); "
+        "print(sorted(m for m in ('torch', 'transformers', 'fastapi', 'uvicorn', 'vllm') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
 
@@ -81,19 +103,37 @@ def test_serve_builds_the_app_from_the_command_line(tmp_path: Path, monkeypatch:
     started: dict = {}
     monkeypatch.setattr(server, "serve", lambda app, host, port: started.update(app=app, host=host, port=port))
     samples = write_samples(tmp_path / "d", n=2)
-    assert main(["serve", "--model", "tiny", "--port", "8123", "--samples", str(samples), "--max-upload-mb", "1",
-                 "--max-new-tokens", "4"]) == 0
+    assert (
+        main(
+            [
+                "serve",
+                "--model",
+                "tiny",
+                "--port",
+                "8123",
+                "--samples",
+                str(samples),
+                "--max-upload-mb",
+                "1",
+                "--max-new-tokens",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert started["host"] == "127.0.0.1" and started["port"] == 8123  # local only unless told otherwise
     client = TestClient(started["app"])
     health = client.get("/health").json()
     assert health["model"] == "tiny" and health["samples"] == 2 and health["limits"]["max_upload_mb"] == 1
-    r = client.post("/api/answer", files={"image": ("a.png", png_bytes(grey_image(100, 80)), "image/png")},
-                    data={"question": "Effusion?"})
+    r = client.post(
+        "/api/answer",
+        files={"image": ("a.png", png_bytes(grey_image(100, 80)), "image/png")},
+        data={"question": "Effusion?"},
+    )
     assert r.status_code == 200 and r.json()["image_size"] == [100, 80]
 
 
-def test_serve_rejects_a_bad_samples_file_before_loading_a_model(tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture) -> None:
+def test_serve_rejects_a_bad_samples_file_before_loading_a_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bad = tmp_path / "s.jsonl"
     bad.write_text('{"id": "x"}\n')
     assert main(["serve", "--model", "no-such-model", "--samples", str(bad)]) == 1

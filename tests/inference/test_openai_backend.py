@@ -34,8 +34,9 @@ def test_sends_protocol_messages_with_images_in_the_model_frame(tmp_path: Path) 
     assert _image_of(content[0]).size == (504, 504)
     # The reply's model-frame boxes come back in the 1024-px original.
     assert result.answer == "pleural effusion"
-    assert result.steps[0].boxes[0] == pytest.approx([50 * 1024 / 504, 300 * 1024 / 504, 200 * 1024 / 504,
-                                                      450 * 1024 / 504], abs=0.06)
+    assert result.steps[0].boxes[0] == pytest.approx(
+        [50 * 1024 / 504, 300 * 1024 / 504, 200 * 1024 / 504, 450 * 1024 / 504], abs=0.06
+    )
 
 
 def test_two_views_become_two_images_and_nothing_is_sent_without_base_url() -> None:

@@ -14,8 +14,11 @@ def _is(c: tuple[int, ...], target: tuple[int, int, int], tol: int = 10) -> bool
 
 def test_each_step_gets_its_own_saturated_colour_on_the_box_edges() -> None:
     img = grey_image(400, 400)
-    steps = [{"text": "a", "boxes": [[100, 150, 200, 300]]}, {"text": "b", "boxes": []},
-             {"text": "c", "boxes": [[250, 250, 350, 350]]}]
+    steps = [
+        {"text": "a", "boxes": [[100, 150, 200, 300]]},
+        {"text": "b", "boxes": []},
+        {"text": "c", "boxes": [[250, 250, 350, 350]]},
+    ]
     out = draw_overlay(img, steps)
     assert out.mode == "RGB" and out.size == img.size
     # Left edge of step 1's box at mid-height, and the bottom edge of step 3's box.

@@ -40,7 +40,11 @@ def test_resume_skips_done_ids_and_repairs_a_torn_last_line(samples_file: Path, 
     predict_file(backend, samples_file, out, batch_size=2, progress=False)
     rows = read_jsonl(out)
     assert sorted(r["id"] for r in rows) == ["s0", "s1", "s2", "s3", "s4"]
-    assert [r.prompt for r in backend.requests] == ["Locate the opacity.", "Write the IMPRESSION section.", "Question 4?"]
+    assert [r.prompt for r in backend.requests] == [
+        "Locate the opacity.",
+        "Write the IMPRESSION section.",
+        "Question 4?",
+    ]
     assert out.read_text().endswith("\n")
     # Nothing left to do: no call at all.
     again = ScriptedBackend()
@@ -89,8 +93,23 @@ def test_cli_predict_with_the_tiny_model(samples_file: Path, tmp_path: Path, cap
     from deepmedix.cli import main
 
     out = tmp_path / "tiny.jsonl"
-    rc = main(["predict", "--model", "tiny", "--data", str(samples_file), "--out", str(out), "--batch-size", "3",
-               "--limit", "4", "--max-new-tokens", "8"])
+    rc = main(
+        [
+            "predict",
+            "--model",
+            "tiny",
+            "--data",
+            str(samples_file),
+            "--out",
+            str(out),
+            "--batch-size",
+            "3",
+            "--limit",
+            "4",
+            "--max-new-tokens",
+            "8",
+        ]
+    )
     assert rc == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["s0", "s1", "s2", "s3"]

@@ -21,6 +21,7 @@ def _client(samples: Path | None = None, **limits: float) -> TestClient:
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims width×height in its header, with almost no pixel data (what an attacker sends)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -29,7 +30,9 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 
 def _ask(client: TestClient, data: bytes, name: str = "cxr.png", **form: str):
-    return client.post("/api/answer", files={"image": (name, data, "image/png")}, data=form or {"question": "Effusion?"})
+    return client.post(
+        "/api/answer", files={"image": (name, data, "image/png")}, data=form or {"question": "Effusion?"}
+    )
 
 
 def _good(client: TestClient) -> None:
@@ -56,8 +59,11 @@ def test_answer_returns_grounded_steps_in_original_pixels() -> None:
 
 
 def test_task_without_question_writes_a_report_section() -> None:
-    r = _client().post("/api/answer", files={"image": ("a.png", png_bytes(grey_image(64, 64)), "image/png")},
-                       data={"task": "findings", "reasoning": "false"})
+    r = _client().post(
+        "/api/answer",
+        files={"image": ("a.png", png_bytes(grey_image(64, 64)), "image/png")},
+        data={"task": "findings", "reasoning": "false"},
+    )
     assert r.status_code == 200
     assert r.json()["task"] == "report_findings" and r.json()["prompt"].startswith("Write the FINDINGS")
 
@@ -75,8 +81,9 @@ def test_task_without_question_writes_a_report_section() -> None:
     ],
     ids=["not-an-image", "truncated", "30000-pixels", "30000-wide", "empty-question", "bad-task", "empty-file"],
 )
-def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(payload: bytes, form: dict, status: int,
-                                                                 message: str) -> None:
+def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(
+    payload: bytes, form: dict, status: int, message: str
+) -> None:
     client = _client()
     r = _ask(client, payload, **form)
     assert r.status_code == status, r.text
@@ -99,8 +106,11 @@ def test_missing_image_and_missing_question() -> None:
     assert r.status_code == 400 and "upload an image" in r.json()["detail"]
     r = client.post("/api/answer", files={"image": ("a.png", png_bytes(grey_image(64, 64)), "image/png")})
     assert r.status_code == 400 and "question" in r.json()["detail"]
-    r = client.post("/api/answer", files={"image": ("a.png", png_bytes(grey_image(64, 64)), "image/png")},
-                    data={"question": "q", "sample": "abc"})
+    r = client.post(
+        "/api/answer",
+        files={"image": ("a.png", png_bytes(grey_image(64, 64)), "image/png")},
+        data={"question": "q", "sample": "abc"},
+    )
     assert r.status_code == 422 and "field 'sample'" in r.json()["detail"]
 
 

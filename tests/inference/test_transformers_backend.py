@@ -28,8 +28,9 @@ def test_prompt_is_the_training_prompt(tiny_backend: TransformersBackend) -> Non
 
 def test_frame_matches_what_the_processor_feeds_the_model(tiny_backend: TransformersBackend) -> None:
     img = grey_image(512, 305)
-    inputs = tiny_backend.processor(text=["<|vision_start|><|image_pad|><|vision_end|>x"], images=[[img.convert("RGB")]],
-                                    return_tensors="pt")
+    inputs = tiny_backend.processor(
+        text=["<|vision_start|><|image_pad|><|vision_end|>x"], images=[[img.convert("RGB")]], return_tensors="pt"
+    )
     _, gh, gw = inputs["image_grid_thw"][0].tolist()
     patch = tiny_backend.processor.image_processor.patch_size
     assert tiny_backend.frame.input_size(512, 305) == (gw * patch, gh * patch)

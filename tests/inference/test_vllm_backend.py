@@ -46,15 +46,18 @@ def test_engine_prompts_and_images(fake_vllm: type[_FakeLLM]) -> None:
     backend = load_backend("tiny", "vllm", max_new_tokens=77)
     llm = fake_vllm.instances[0]
     assert llm.kwargs["limit_mm_per_prompt"] == {"image": 2}
-    assert llm.kwargs["mm_processor_kwargs"] == {"min_pixels": backend.frame.min_pixels,
-                                                 "max_pixels": backend.frame.max_pixels}
+    assert llm.kwargs["mm_processor_kwargs"] == {
+        "min_pixels": backend.frame.min_pixels,
+        "max_pixels": backend.frame.max_pixels,
+    }
     one, two = grey_image(300, 200), [grey_image(100, 100), grey_image(120, 100)]
     texts = backend.generate([GenerationRequest([one], "Effusion?"), GenerationRequest(two, "Compare.", False)])
     assert texts == [FIXED_COMPLETION, FIXED_COMPLETION]
     prompts, sampling = llm.calls[0]
     assert sampling.kwargs == {"max_tokens": 77, "temperature": 0.0}
-    expected = backend._processor.apply_chat_template(build_messages("Effusion?"), tokenize=False,
-                                                      add_generation_prompt=True)
+    expected = backend._processor.apply_chat_template(
+        build_messages("Effusion?"), tokenize=False, add_generation_prompt=True
+    )
     assert prompts[0]["prompt"] == expected
     assert prompts[0]["multi_modal_data"]["image"].size == (300, 200)
     assert prompts[1]["prompt"].count("<|image_pad|>") == 2

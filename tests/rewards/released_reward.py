@@ -13,13 +13,16 @@
 
 import re
 from typing import Dict, List
+
 # import sacrebleu
 from nltk.translate.bleu_score import sentence_bleu, SmoothingFunction
+
 # from rouge import Rouge
 from rouge_score import rouge_scorer
 
 
 # --- mathruler 0.1.0, mathruler/grader.py -------------------------------------------------------------------------
+
 
 def extract_boxed_content(text: str) -> str:
     """
@@ -48,6 +51,7 @@ def extract_boxed_content(text: str) -> str:
 
 # --- DeepReasoning/DeepMedix-R1, src/reward.py ---------------------------------------------------------------------
 
+
 def format_reward(predict: str) -> float:
     pattern = re.compile(r"<think>.*</think>.*\\boxed\{.*\}.*", re.DOTALL)
     format_match = re.fullmatch(pattern, predict)
@@ -56,19 +60,19 @@ def format_reward(predict: str) -> float:
 
 def coordinate_reward(predict_str: str) -> float:  # bounding box的奖励
     value = 0.0
-    think_pattern = r'<think>(.*?)</think>'
+    think_pattern = r"<think>(.*?)</think>"
     think_matches = re.findall(think_pattern, predict_str, re.DOTALL)
 
     if not think_matches:
         return value
 
     text = think_matches[0]
-    pattern = r'\[([-+]?\d*\.?\d+(?:,\s*[-+]?\d*\.?\d+){3})\]'
+    pattern = r"\[([-+]?\d*\.?\d+(?:,\s*[-+]?\d*\.?\d+){3})\]"
     # pattern = r'\[([-+]?\d*\.?\d+),\s*([-+]?\d*\.?\d+),\s*([-+]?\d*\.?\d+),\s*([-+]?\d*\.?\d+)\]'
     matches = re.findall(pattern, text)
 
     value = 0.0
-    match_list = [item.split(',') for item in matches]
+    match_list = [item.split(",") for item in matches]
     for item in match_list:
         new_item = [float(a.strip()) for a in item]
         # print(new_item)
@@ -88,13 +92,13 @@ def accuracy_xray_reward_new(predict_str: str, ground_truth: str) -> float:  # x
     min_bleu_threshold = 0.1
     answer = extract_boxed_content(predict_str)
     if len(answer) == 0:  # 为空
-        answer = ' '
+        answer = " "
 
-    if '|' in ground_truth and len(ground_truth.strip().split()) <= 20:  # 列表类型的
-        lable_list = ground_truth.strip().split('|')
+    if "|" in ground_truth and len(ground_truth.strip().split()) <= 20:  # 列表类型的
+        lable_list = ground_truth.strip().split("|")
         lable_list = [item.strip().lower() for item in lable_list]
 
-        pre_list = answer.strip().split('|')
+        pre_list = answer.strip().split("|")
         pre_list = [item.strip().lower() for item in pre_list]
         ture_set = set(lable_list) & set(pre_list)
         precision = len(ture_set) / len(pre_list) if len(pre_list) > 0 else 0
@@ -102,7 +106,6 @@ def accuracy_xray_reward_new(predict_str: str, ground_truth: str) -> float:  # x
         # 计算F1
         f1 = 2 * (precision * recall) / (precision + recall) if (precision + recall) > 0 else 0
         return f1 * 1.5
-
 
     if len(ground_truth.strip().split()) <= 2:
         # return 1.5 if grade_answer(answer, ground_truth) else 0.0
@@ -117,10 +120,9 @@ def accuracy_xray_reward_new(predict_str: str, ground_truth: str) -> float:  # x
     # rouge = Rouge()
     # rouge_scores = rouge.get_scores(answer, ground_truth)
     # rouge_l = rouge_scores[0]['rouge-l']['f']
-    scorer = rouge_scorer.RougeScorer(['rouge1'], use_stemmer=True)
+    scorer = rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True)
     scores = scorer.score(answer, ground_truth)
-    rouge_l = scores['rouge1'].fmeasure
-
+    rouge_l = scores["rouge1"].fmeasure
 
     bleu_score = (bleu1 + bleu4 + rouge_l) / 3
     # print(bleu1, bleu4, rouge_l)
@@ -133,7 +135,9 @@ def accuracy_xray_reward_new(predict_str: str, ground_truth: str) -> float:  # x
     return answer_score
 
 
-def compute_xray_score(predicts: List[str], ground_truths: List[str], format_weight: float = 0.1) -> List[Dict[str, float]]:
+def compute_xray_score(
+    predicts: List[str], ground_truths: List[str], format_weight: float = 0.1
+) -> List[Dict[str, float]]:
     scores = []
     for predict, ground_truth in zip(predicts, ground_truths):
         predict = re.sub(r"\s*(<|>|/)\s*", r"\1", predict)  # handle qwen2.5vl-32b format

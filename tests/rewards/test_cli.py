@@ -10,11 +10,20 @@ import pytest
 from deepmedix.cli import main
 
 LINES = [
-    {"id": "a", "completion": "<think> lung [10, 20, 100, 200] </think> The answer is: \\boxed{Yes.}",
-     "reference": "yes", "answer_type": "closed", "image_size": [504, 504]},
+    {
+        "id": "a",
+        "completion": "<think> lung [10, 20, 100, 200] </think> The answer is: \\boxed{Yes.}",
+        "reference": "yes",
+        "answer_type": "closed",
+        "image_size": [504, 504],
+    },
     {"completion": "<think> [0,0,600,10] </think> \\boxed{a | b}", "reference": "b | c", "answer_type": "multi"},
-    {"completion": [{"role": "assistant", "content": "<think>[1, 2, 3, 4]</think>\\boxed{x}"}], "reference": "x",
-     "answer_type": "closed", "reference_boxes": [[1, 2, 3, 4]]},
+    {
+        "completion": [{"role": "assistant", "content": "<think>[1, 2, 3, 4]</think>\\boxed{x}"}],
+        "reference": "x",
+        "answer_type": "closed",
+        "reference_boxes": [[1, 2, 3, 4]],
+    },
 ]
 
 
@@ -84,8 +93,11 @@ def test_bad_fields_are_named(tmp_path: Path, capsys, record, message: str) -> N
 
 
 def test_skip_leaves_bad_lines_out_and_reports_them(tmp_path: Path, capsys) -> None:
-    src = _write(tmp_path / "in.jsonl", LINES[:1], ["{oops\n", json.dumps({"completion": "x"}) + "\n",
-                                                     json.dumps(LINES[1]) + "\n"])
+    src = _write(
+        tmp_path / "in.jsonl",
+        LINES[:1],
+        ["{oops\n", json.dumps({"completion": "x"}) + "\n", json.dumps(LINES[1]) + "\n"],
+    )
     assert main(["reward", "score", str(src), "--on-error", "skip"]) == 0
     out, err = capsys.readouterr()
     assert [json.loads(line)["line"] for line in out.splitlines()] == [1, 4]

@@ -14,8 +14,9 @@ LESION = (100, 100, 200, 200)
 def _coordinate(boxes: list[tuple[float, ...]], references: list[tuple[float, ...]], size=SIZE) -> float:
     cited = " ".join(f"[{', '.join(str(v) for v in b)}]" for b in boxes)
     text = f"<think> Step 1: {cited} </think> The answer is: \\boxed{{x}}"
-    return score_completion(text, "x", "closed", image_size=size, reference_boxes=references,
-                            mode="grounded").coordinate
+    return score_completion(
+        text, "x", "closed", image_size=size, reference_boxes=references, mode="grounded"
+    ).coordinate
 
 
 def test_citing_the_reference_box_exactly_earns_the_full_budget() -> None:
@@ -67,7 +68,11 @@ def test_without_reference_boxes_it_is_the_paper_reward() -> None:
     for refs in (None, []):
         grounded = score_completion(text, "no", "closed", image_size=SIZE, reference_boxes=refs, mode="grounded")
         assert (grounded.answer, grounded.format, grounded.coordinate, grounded.total) == (
-            paper.answer, paper.format, paper.coordinate, paper.total)
+            paper.answer,
+            paper.format,
+            paper.coordinate,
+            paper.total,
+        )
         assert grounded.details["coordinate_rule"] == "paper"
 
 

@@ -25,9 +25,15 @@ def _trl_call(func, completions, **columns):
     metrics: dict[str, list[float]] = {}
     extra: dict[str, list] = {}
     prompts = [[{"role": "user", "content": "q"}] for _ in completions]
-    out = func(prompts=prompts, completions=completions, completion_ids=[[1, 2]] * len(completions),
-               trainer_state=object(), log_extra=lambda col, values: extra.setdefault(col, []).extend(values),
-               log_metric=lambda name, value: metrics.setdefault(name, []).append(value), **columns)
+    out = func(
+        prompts=prompts,
+        completions=completions,
+        completion_ids=[[1, 2]] * len(completions),
+        trainer_state=object(),
+        log_extra=lambda col, values: extra.setdefault(col, []).extend(values),
+        log_metric=lambda name, value: metrics.setdefault(name, []).append(value),
+        **columns,
+    )
     return out, metrics
 
 
@@ -73,15 +79,22 @@ def test_missing_columns() -> None:
         _trl_call(total, [RIGHT], answer=["yes"])
     # release mode guesses the type from the label, as the released code did
     assert _trl_call(make_trl_total_reward("release"), [RIGHT], answer=["yes"])[0] == pytest.approx(
-        [0.9 * 1.5 + 0.1 + 0.05])
+        [0.9 * 1.5 + 0.1 + 0.05]
+    )
     with pytest.raises(ValueError, match="mode must be one of"):
         make_trl_reward_funcs("strict")
 
 
 def test_grounded_reads_reference_boxes_column() -> None:
     total = make_trl_total_reward("grounded", lam=0.1)
-    out, _ = _trl_call(total, [RIGHT, RIGHT], answer=["yes", "yes"], answer_type=["closed", "closed"],
-                       image_size=[[504, 504], [504, 504]], reference_boxes=[[[10, 20, 100, 200]], None])
+    out, _ = _trl_call(
+        total,
+        [RIGHT, RIGHT],
+        answer=["yes", "yes"],
+        answer_type=["closed", "closed"],
+        image_size=[[504, 504], [504, 504]],
+        reference_boxes=[[[10, 20, 100, 200]], None],
+    )
     assert out == pytest.approx([0.9 * 1.5 + 0.1 + 0.15, 0.9 * 1.5 + 0.1 + 0.05])
 
 
@@ -92,8 +105,11 @@ def test_easyr1_release_mode_equals_the_released_function() -> None:
     inputs = [
         {"response": RIGHT, "response_length": 20, "ground_truth": "yes"},
         {"response": OUTSIDE, "response_length": 12, "ground_truth": "b | c"},
-        {"response": "<think>the heart</think> \\boxed{heart size normal}", "response_length": 9,
-         "ground_truth": "the heart size is normal"},
+        {
+            "response": "<think>the heart</think> \\boxed{heart size normal}",
+            "response_length": 9,
+            "ground_truth": "the heart size is normal",
+        },
     ]
     ours = compute_score(inputs, mode="release")
     expected = compute_xray_score([i["response"] for i in inputs], [i["ground_truth"] for i in inputs])

@@ -156,7 +156,9 @@ def test_conversational_completion_equals_plain_text() -> None:
     text = _completion("no", "[1, 2, 3, 4]")
     plain = score_completion(text, "no", "closed")
     assert score_completion([{"role": "assistant", "content": text}], "no", "closed") == plain
-    parts = [{"role": "assistant", "content": [{"type": "text", "text": text[:10]}, {"type": "text", "text": text[10:]}]}]
+    parts = [
+        {"role": "assistant", "content": [{"type": "text", "text": text[:10]}, {"type": "text", "text": text[10:]}]}
+    ]
     assert score_completion(parts, "no", "closed") == plain
 
 

@@ -8,21 +8,55 @@ from hypothesis import strategies as st
 
 from deepmedix.rewards import metrics, score_completion
 
-_PIECES = st.sampled_from([
-    "<think>", "</think>", "< think >", "\\boxed{", "}", "{", "|", " ", "\n", "the", "heart", "normal", "yes", "no",
-    "effusions", "[1, 2, 3, 4]", "[0, 0, 504, 504]", "[10, 10, 5, 5]", "[-3, 0, 9, 9]", "[0, 0, 9999, 9]",
-    "[1.5, 2.5, 100, 200]", "[", "]", ",", "7", ".",
-])
+_PIECES = st.sampled_from(
+    [
+        "<think>",
+        "</think>",
+        "< think >",
+        "\\boxed{",
+        "}",
+        "{",
+        "|",
+        " ",
+        "\n",
+        "the",
+        "heart",
+        "normal",
+        "yes",
+        "no",
+        "effusions",
+        "[1, 2, 3, 4]",
+        "[0, 0, 504, 504]",
+        "[10, 10, 5, 5]",
+        "[-3, 0, 9, 9]",
+        "[0, 0, 9999, 9]",
+        "[1.5, 2.5, 100, 200]",
+        "[",
+        "]",
+        ",",
+        "7",
+        ".",
+    ]
+)
 TEXT = st.one_of(st.text(max_size=120), st.lists(_PIECES, max_size=40).map("".join))
-LABEL = st.one_of(st.text(max_size=40), st.lists(_PIECES, max_size=8).map("".join),
-                  st.sampled_from(["yes", "a | b | c", "the heart is normal", ""]))
+LABEL = st.one_of(
+    st.text(max_size=40),
+    st.lists(_PIECES, max_size=8).map("".join),
+    st.sampled_from(["yes", "a | b | c", "the heart is normal", ""]),
+)
 SIZE = st.one_of(st.none(), st.tuples(st.integers(1, 2000), st.integers(1, 2000)))
 BOX = st.tuples(*[st.floats(-100, 1200, allow_nan=False)] * 4)
 
 
 @settings(max_examples=150, deadline=None)
-@given(TEXT, LABEL, st.sampled_from(["closed", "multi", "open"]), SIZE, st.lists(BOX, max_size=3),
-       st.sampled_from(["paper", "release", "grounded"]))
+@given(
+    TEXT,
+    LABEL,
+    st.sampled_from(["closed", "multi", "open"]),
+    SIZE,
+    st.lists(BOX, max_size=3),
+    st.sampled_from(["paper", "release", "grounded"]),
+)
 def test_components_stay_in_bounds(text, label, answer_type, size, refs, mode) -> None:
     s = score_completion(text, label, answer_type, size, refs, mode=mode)
     assert 0.0 <= s.answer <= 1.5 + 1e-12
@@ -34,8 +68,10 @@ def test_components_stay_in_bounds(text, label, answer_type, size, refs, mode) -
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), max_size=40),
-       st.lists(st.sampled_from(["a", "b", "c", "d", "f"]), max_size=40))
+@given(
+    st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), max_size=40),
+    st.lists(st.sampled_from(["a", "b", "c", "d", "f"]), max_size=40),
+)
 def test_bit_parallel_lcs_equals_dynamic_programming(a, b) -> None:
     from rouge_score.rouge_scorer import _lcs_table
 
@@ -44,15 +80,19 @@ def test_bit_parallel_lcs_equals_dynamic_programming(a, b) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from(["the", "heart", "is", "normal", "no", "effusion"]), max_size=25),
-       st.lists(st.sampled_from(["the", "heart", "is", "normal", "no", "edema"]), min_size=1, max_size=25))
+@given(
+    st.lists(st.sampled_from(["the", "heart", "is", "normal", "no", "effusion"]), max_size=25),
+    st.lists(st.sampled_from(["the", "heart", "is", "normal", "no", "edema"]), min_size=1, max_size=25),
+)
 def test_fast_bleu_equals_nltk(reference, hypothesis) -> None:
     from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
     smooth = SmoothingFunction().method2
     metrics.clear_caches()
-    expected = (sentence_bleu([reference], hypothesis, weights=(1, 0, 0, 0), smoothing_function=smooth),
-                sentence_bleu([reference], hypothesis, weights=(0.25,) * 4, smoothing_function=smooth))
+    expected = (
+        sentence_bleu([reference], hypothesis, weights=(1, 0, 0, 0), smoothing_function=smooth),
+        sentence_bleu([reference], hypothesis, weights=(0.25,) * 4, smoothing_function=smooth),
+    )
     assert metrics.bleu_1_4(reference, hypothesis) == expected
 
 
@@ -68,8 +108,10 @@ def test_fast_rouge_equals_rouge_score(target, prediction) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(*[st.one_of(st.floats(-10, 600), st.sampled_from([0.0, 504.0, float("inf")]))] * 4),
-                max_size=6), SIZE)
+@given(
+    st.lists(st.tuples(*[st.one_of(st.floats(-10, 600), st.sampled_from([0.0, 504.0, float("inf")]))] * 4), max_size=6),
+    SIZE,
+)
 def test_validity_rule_is_the_frame_rule(boxes, size) -> None:
     from deepmedix.data.frame import box_inside
     from deepmedix.rewards.core import validity_coordinate

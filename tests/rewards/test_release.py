@@ -124,14 +124,20 @@ def _same(text: str, label: str) -> None:
     ours = _release(text, label)
     ref = compute_xray_score([text], [label])[0]
     assert (ours.total, ours.answer, ours.format, ours.coordinate) == (
-        ref["overall"], ref["accuracy"], ref["format"], ref["coordinate"])
+        ref["overall"],
+        ref["accuracy"],
+        ref["format"],
+        ref["coordinate"],
+    )
 
 
 def test_equals_the_released_code_on_real_labels(shared_data) -> None:
     lines = (shared_data / "curated" / "text" / "iu_xray_reports.jsonl").read_text(encoding="utf-8").splitlines()
     reports = [t for rec in map(json.loads, lines[:150]) for t in (rec["findings"], rec["impression"]) if t]
-    vqa = [json.loads(line)["answer"] for line in
-           (shared_data / "curated" / "vqa_pairs.jsonl").read_text(encoding="utf-8").splitlines()[:150]]
+    vqa = [
+        json.loads(line)["answer"]
+        for line in (shared_data / "curated" / "vqa_pairs.jsonl").read_text(encoding="utf-8").splitlines()[:150]
+    ]
     labels = reports + vqa + ["pleural effusion | edema | atelectasis", "a | a | b", "None", ""]
     rng = random.Random(3)
     boxes = ["[10, 20, 30, 40]", "[1,2,3,600]", "[ 1, 2, 3, 4 ]", "[-5,2,3,4]", "[0.5, .5, 7., 9]"]
@@ -139,22 +145,51 @@ def test_equals_the_released_code_on_real_labels(shared_data) -> None:
         label = rng.choice(labels)
         answer = rng.choice([label, label.upper(), rng.choice(labels), "", "a | b"])
         box = rng.choice(boxes)
-        text = rng.choice([
-            f"< think > step {box} and {box} </ think > The answer is \\boxed{{{answer}}}",
-            f"lead-in <think>{box}</think>\\boxed{{{answer}",
-            answer,
-            f"<think>\\boxed{{{answer}}}</think> <think>{box}</think>",
-        ])
+        text = rng.choice(
+            [
+                f"< think > step {box} and {box} </ think > The answer is \\boxed{{{answer}}}",
+                f"lead-in <think>{box}</think>\\boxed{{{answer}",
+                answer,
+                f"<think>\\boxed{{{answer}}}</think> <think>{box}</think>",
+            ]
+        )
         _same(text, label)
 
 
-_PIECES = st.sampled_from(["<think>", "</think>", "< think >", "</ think>", "\\boxed{", "}", "{", "[", "]", ",",
-                           " ", "\n", "1", "-2", "3.5", "600", "[1, 2, 3, 4]", "[1,2,3,999]", "yes", "a", "|", "/",
-                           ".", "No"])
+_PIECES = st.sampled_from(
+    [
+        "<think>",
+        "</think>",
+        "< think >",
+        "</ think>",
+        "\\boxed{",
+        "}",
+        "{",
+        "[",
+        "]",
+        ",",
+        " ",
+        "\n",
+        "1",
+        "-2",
+        "3.5",
+        "600",
+        "[1, 2, 3, 4]",
+        "[1,2,3,999]",
+        "yes",
+        "a",
+        "|",
+        "/",
+        ".",
+        "No",
+    ]
+)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(_PIECES, max_size=30).map("".join),
-       st.one_of(st.sampled_from(["yes", "a | b", "No", "the heart is normal", "", "/ x"]), st.text(max_size=30)))
+@given(
+    st.lists(_PIECES, max_size=30).map("".join),
+    st.one_of(st.sampled_from(["yes", "a | b", "No", "the heart is normal", "", "/ x"]), st.text(max_size=30)),
+)
 def test_equals_the_released_code_on_arbitrary_text(text: str, label: str) -> None:
     _same(text, label)

@@ -11,10 +11,33 @@ from deepmedix.protocol import BOX_PATTERN, find_boxes, normalize_tags, outline_
 from deepmedix.rewards import metrics, score_completion
 
 _WORDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=14)
-_REPORT_PIECES = st.sampled_from([
-    "the", "heart", "is", "normal", "no", "effusions", "effusion.", "x-ray", "left-sided", "(stable)", "Lungs",
-    "clear;", "2", "cm", "opacities,", "\n", "  ", "\t", "pneumothorax.", "XXXX", "well-expanded", "café", "ünïcode",
-])
+_REPORT_PIECES = st.sampled_from(
+    [
+        "the",
+        "heart",
+        "is",
+        "normal",
+        "no",
+        "effusions",
+        "effusion.",
+        "x-ray",
+        "left-sided",
+        "(stable)",
+        "Lungs",
+        "clear;",
+        "2",
+        "cm",
+        "opacities,",
+        "\n",
+        "  ",
+        "\t",
+        "pneumothorax.",
+        "XXXX",
+        "well-expanded",
+        "café",
+        "ünïcode",
+    ]
+)
 _REPORT = st.lists(_REPORT_PIECES, max_size=30).map(" ".join)
 
 
@@ -44,15 +67,23 @@ def test_open_scores_are_the_same_with_and_without_caches(prediction, reference)
     assert cold == warm == again
     ref, hyp = reference.lower().split(), prediction.lower().split()
     smooth = SmoothingFunction().method2
-    bleu = (sentence_bleu([ref], hyp, weights=(1, 0, 0, 0), smoothing_function=smooth),
-            sentence_bleu([ref], hyp, weights=(0.25,) * 4, smoothing_function=smooth)) if hyp else (0.0, 0.0)
+    bleu = (
+        (
+            sentence_bleu([ref], hyp, weights=(1, 0, 0, 0), smoothing_function=smooth),
+            sentence_bleu([ref], hyp, weights=(0.25,) * 4, smoothing_function=smooth),
+        )
+        if hyp
+        else (0.0, 0.0)
+    )
     rouge_l = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True).score(reference, prediction)["rougeL"].fmeasure
     assert cold == (*bleu, rouge_l)
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from(["the", "heart", "is", "normal", "no", "effusion", "a", "b"]), max_size=30),
-       st.lists(st.sampled_from(["the", "heart", "is", "normal", "no", "edema", "a", "c"]), min_size=1, max_size=30))
+@given(
+    st.lists(st.sampled_from(["the", "heart", "is", "normal", "no", "effusion", "a", "b"]), max_size=30),
+    st.lists(st.sampled_from(["the", "heart", "is", "normal", "no", "edema", "a", "c"]), min_size=1, max_size=30),
+)
 def test_bleu_with_a_cached_reference_equals_a_fresh_one(reference, hypothesis) -> None:
     metrics.clear_caches()
     fresh = metrics.bleu_1_4(reference, hypothesis)
@@ -62,8 +93,13 @@ def test_bleu_with_a_cached_reference_equals_a_fresh_one(reference, hypothesis) 
 
 def test_a_grpo_group_scores_as_if_each_completion_were_alone() -> None:
     reference = "The heart is normal in size. No pleural effusion or pneumothorax. Lungs are clear."
-    answers = ["Heart size normal. No effusion.", "The lungs are clear and the heart is normal in size.",
-               reference, "", "Small left pleural effusion, no pneumothorax."]
+    answers = [
+        "Heart size normal. No effusion.",
+        "The lungs are clear and the heart is normal in size.",
+        reference,
+        "",
+        "Small left pleural effusion, no pneumothorax.",
+    ]
     completions = [f"<think> heart [10, 20, 200, 300] </think> \\boxed{{{a}}}" for a in answers]
     grouped = [score_completion(c, reference, "open", [504, 504]).to_dict() for c in completions]
     alone = []
@@ -74,11 +110,39 @@ def test_a_grpo_group_scores_as_if_each_completion_were_alone() -> None:
     assert grouped[2]["answer"] == pytest.approx(1.5)
 
 
-_BOX_PIECES = st.sampled_from([
-    "[", "]", ",", " ", "\n", "1", "-2", "+3", "3.5", ".5", "7.", ".", "..", "1.2.3", "٣", "e3", "--1",
-    "[1, 2, 3, 4]", "[10,20,30,40]", "[1.2.3, 4, 5, 6]", "[., 1, 2, 3]", "<think>", "</think>", "< think >",
-    "</ think >", "< / think>", "<think >", "\\boxed{", "}",
-])
+_BOX_PIECES = st.sampled_from(
+    [
+        "[",
+        "]",
+        ",",
+        " ",
+        "\n",
+        "1",
+        "-2",
+        "+3",
+        "3.5",
+        ".5",
+        "7.",
+        ".",
+        "..",
+        "1.2.3",
+        "٣",
+        "e3",
+        "--1",
+        "[1, 2, 3, 4]",
+        "[10,20,30,40]",
+        "[1.2.3, 4, 5, 6]",
+        "[., 1, 2, 3]",
+        "<think>",
+        "</think>",
+        "< think >",
+        "</ think >",
+        "< / think>",
+        "<think >",
+        "\\boxed{",
+        "}",
+    ]
+)
 
 
 @settings(max_examples=400, deadline=None)

@@ -14,8 +14,16 @@ import pytest
 
 # Settings every tiny CPU run uses (quiet, single-process data loading, no reporting).
 CPU_ARGS: dict[str, Any] = {
-    "use_cpu": True, "bf16": False, "report_to": "none", "disable_tqdm": True, "log_level": "error",
-    "dataloader_num_workers": 0, "seed": 0, "activation_checkpointing": False, "lr_scheduler_type": "constant", "save_strategy": "no",
+    "use_cpu": True,
+    "bf16": False,
+    "report_to": "none",
+    "disable_tqdm": True,
+    "log_level": "error",
+    "dataloader_num_workers": 0,
+    "seed": 0,
+    "activation_checkpointing": False,
+    "lr_scheduler_type": "constant",
+    "save_strategy": "no",
 }
 STAGE1_STEPS = 40
 STAGE2_STEPS = 150
@@ -40,10 +48,22 @@ def _build_trained(root: Path) -> dict[str, Path]:
     data_dir = root / "data"
     make_phantom_samples(data_dir, 24, seed=0)
     samples_path = data_dir / "samples.jsonl"
-    stage1 = run_stage("sft", config=build_stage_config("sft", {
-        **CPU_ARGS, "model": "tiny", "data": str(samples_path), "output_dir": str(root / "sft"),
-        "max_steps": STAGE1_STEPS, "learning_rate": 3e-3, "per_device_train_batch_size": 4, "logging_steps": 5,
-    }))
+    stage1 = run_stage(
+        "sft",
+        config=build_stage_config(
+            "sft",
+            {
+                **CPU_ARGS,
+                "model": "tiny",
+                "data": str(samples_path),
+                "output_dir": str(root / "sft"),
+                "max_steps": STAGE1_STEPS,
+                "learning_rate": 3e-3,
+                "per_device_train_batch_size": 4,
+                "logging_steps": 5,
+            },
+        ),
+    )
     frame = model_frame(stage1)
     cold_path = root / "coldstart.jsonl"
     lines = []
@@ -51,10 +71,22 @@ def _build_trained(root: Path) -> dict[str, Path]:
         sample.answer = phantom_reasoning(sample, frame)
         lines.append(sample_to_json(sample))
     cold_path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    stage2 = run_stage("coldstart", config=build_stage_config("coldstart", {
-        **CPU_ARGS, "model": str(stage1), "data": str(cold_path), "output_dir": str(root / "coldstart"),
-        "max_steps": STAGE2_STEPS, "learning_rate": 3e-3, "per_device_train_batch_size": 4, "logging_steps": 5,
-    }))
+    stage2 = run_stage(
+        "coldstart",
+        config=build_stage_config(
+            "coldstart",
+            {
+                **CPU_ARGS,
+                "model": str(stage1),
+                "data": str(cold_path),
+                "output_dir": str(root / "coldstart"),
+                "max_steps": STAGE2_STEPS,
+                "learning_rate": 3e-3,
+                "per_device_train_batch_size": 4,
+                "logging_steps": 5,
+            },
+        ),
+    )
     return {"data": samples_path, "coldstart_data": cold_path, "sft": stage1, "coldstart": stage2}
 
 

@@ -23,8 +23,24 @@ def phantom(tmp_path_factory) -> Path:
 
 def test_train_sft_with_overrides(phantom: Path, tmp_path: Path, capsys):
     out = tmp_path / "sft"
-    rc = main(["train", "sft", "--recipe", str(RECIPES / "sft.yaml"), "--data", str(phantom), "--output-dir",
-               str(out), "--max-steps", "2", "--set", "learning_rate=2e-3", "--set", "disable_tqdm=true"])
+    rc = main(
+        [
+            "train",
+            "sft",
+            "--recipe",
+            str(RECIPES / "sft.yaml"),
+            "--data",
+            str(phantom),
+            "--output-dir",
+            str(out),
+            "--max-steps",
+            "2",
+            "--set",
+            "learning_rate=2e-3",
+            "--set",
+            "disable_tqdm=true",
+        ]
+    )
     assert rc == 0
     assert str(out / "final") in capsys.readouterr().out
     info = json.loads((out / "final" / "run_info.json").read_text())
@@ -35,8 +51,17 @@ def test_train_sft_with_overrides(phantom: Path, tmp_path: Path, capsys):
 @pytest.mark.slow
 def test_pipeline_chains_the_three_stages_and_skips_finished_ones(phantom: Path, tmp_path: Path, capsys):
     root = tmp_path / "runs"
-    args = ["pipeline", "--recipes", str(RECIPES), "--data", str(phantom), "--output-dir", str(root),
-            "--max-steps", "2"]
+    args = [
+        "pipeline",
+        "--recipes",
+        str(RECIPES),
+        "--data",
+        str(phantom),
+        "--output-dir",
+        str(root),
+        "--max-steps",
+        "2",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     for stage in ("sft", "coldstart", "grpo"):

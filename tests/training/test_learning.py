@@ -24,13 +24,14 @@ def _generate(model_dir: Path, samples_path: Path, reasoning: bool, max_new_toke
     model, processor = load_model_and_processor(model_dir)
     frame = model_frame(model_dir)
     samples = load_samples(samples_path)
-    texts = [processor.apply_chat_template(build_messages(s.prompt, reasoning), add_generation_prompt=True)
-             for s in samples]
+    texts = [
+        processor.apply_chat_template(build_messages(s.prompt, reasoning), add_generation_prompt=True) for s in samples
+    ]
     images = [load_rgb(s, frame)[0] for s in samples]
     inputs = processor(text=texts, images=images, return_tensors="pt", padding=True, padding_side="left")
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    return processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    return processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 @pytest.mark.slow
@@ -63,13 +64,27 @@ def test_stage3_grpo_raises_reward_and_valid_boxes(trained, tmp_path: Path):
     from deepmedix.training.stages import run_stage
 
     make_phantom_samples(tmp_path / "rl", 32, seed=5, kinds=("presence",))
-    config = build_stage_config("grpo", {
-        **CPU_ARGS, "model": str(trained["coldstart"]), "ref_model": str(trained["sft"]),
-        "data": str(tmp_path / "rl" / "samples.jsonl"),
-        "output_dir": str(tmp_path / "grpo"), "max_steps": 40, "learning_rate": 1e-3, "logging_steps": 1,
-        "num_generations": 8, "per_device_train_batch_size": 16, "max_completion_length": 96, "temperature": 0.8,
-        "beta": 0.01, "loss_type": "grpo", "reward_mode": "paper", "reward_lambda": 0.1,
-    })
+    config = build_stage_config(
+        "grpo",
+        {
+            **CPU_ARGS,
+            "model": str(trained["coldstart"]),
+            "ref_model": str(trained["sft"]),
+            "data": str(tmp_path / "rl" / "samples.jsonl"),
+            "output_dir": str(tmp_path / "grpo"),
+            "max_steps": 40,
+            "learning_rate": 1e-3,
+            "logging_steps": 1,
+            "num_generations": 8,
+            "per_device_train_batch_size": 16,
+            "max_completion_length": 96,
+            "temperature": 0.8,
+            "beta": 0.01,
+            "loss_type": "grpo",
+            "reward_mode": "paper",
+            "reward_lambda": 0.1,
+        },
+    )
     final = run_stage("grpo", config=config)
     rows = [json.loads(line) for line in (tmp_path / "grpo" / "rewards.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 41))
@@ -96,11 +111,23 @@ def test_grpo_kl_reference_is_the_stage1_model(trained, tmp_path: Path):
 
     kls = {}
     for name, ref in (("stage1", str(trained["sft"])), ("initial", None)):
-        config = build_stage_config("grpo", {
-            **CPU_ARGS, "model": str(trained["coldstart"]), "ref_model": ref, "data": str(trained["data"]),
-            "output_dir": str(tmp_path / name), "max_steps": 1, "limit": 4, "logging_steps": 1,
-            "num_generations": 4, "per_device_train_batch_size": 4, "max_completion_length": 24, "beta": 0.04,
-        })
+        config = build_stage_config(
+            "grpo",
+            {
+                **CPU_ARGS,
+                "model": str(trained["coldstart"]),
+                "ref_model": ref,
+                "data": str(trained["data"]),
+                "output_dir": str(tmp_path / name),
+                "max_steps": 1,
+                "limit": 4,
+                "logging_steps": 1,
+                "num_generations": 4,
+                "per_device_train_batch_size": 4,
+                "max_completion_length": 24,
+                "beta": 0.04,
+            },
+        )
         run_stage("grpo", config=config)
         rows = [json.loads(line) for line in (tmp_path / name / "rewards.jsonl").read_text().splitlines()]
         kls[name] = rows[0]["kl"]

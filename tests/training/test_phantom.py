@@ -32,7 +32,7 @@ def test_lesions_are_bright_inside_their_boxes(tmp_path: Path):
         for box in s.boxes:
             x0, y0, x1, y1 = (int(v) for v in box.as_list())
             cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
-            core = pixels[cy - 2:cy + 3, cx - 2:cx + 3].mean()
+            core = pixels[cy - 2 : cy + 3, cx - 2 : cx + 3].mean()
             assert core > 200, (s.id, core)  # the lesion's centre is bright
         # The lungs outside the lesions are dark.
         assert np.median(pixels) < 180
@@ -79,8 +79,9 @@ def test_phantom_reasoning_is_valid_protocol_in_the_model_frame(tmp_path: Path):
         w, h = frame.input_size(s.image.width, s.image.height)
         assert parsed.boxes and all(box_inside(b, w, h) for b in parsed.boxes)
         if s.boxes:  # the cited boxes are the lesions', converted to the model frame
-            expected = [tuple(round(v) for v in frame.to_model(b.as_list(), s.image.width, s.image.height))
-                        for b in s.boxes]
+            expected = [
+                tuple(round(v) for v in frame.to_model(b.as_list(), s.image.width, s.image.height)) for b in s.boxes
+            ]
             assert [tuple(round(v) for v in b) for b in parsed.boxes] == expected
 
 

@@ -49,8 +49,9 @@ def test_accelerate_configs_are_valid_yaml_for_eight_gpus():
 
 
 def test_overrides_win_over_the_recipe(tmp_path: Path):
-    config = load_stage_config("sft", RECIPES / "tiny" / "sft.yaml",
-                               {"output_dir": str(tmp_path), "max_steps": 7, "learning_rate": 0.5})
+    config = load_stage_config(
+        "sft", RECIPES / "tiny" / "sft.yaml", {"output_dir": str(tmp_path), "max_steps": 7, "learning_rate": 0.5}
+    )
     assert (config.output_dir, config.max_steps, config.learning_rate) == (str(tmp_path), 7, 0.5)
 
 

@@ -38,8 +38,16 @@ def phantom(tmp_path_factory) -> Path:
 
 
 def _sft(phantom: Path, out: Path, **extra) -> object:
-    values = {**CPU_ARGS, "model": "tiny", "data": str(phantom), "output_dir": str(out), "max_steps": 6,
-              "per_device_train_batch_size": 2, "learning_rate": 1e-3, "logging_steps": 1}
+    values = {
+        **CPU_ARGS,
+        "model": "tiny",
+        "data": str(phantom),
+        "output_dir": str(out),
+        "max_steps": 6,
+        "per_device_train_batch_size": 2,
+        "learning_rate": 1e-3,
+        "logging_steps": 1,
+    }
     values.update(extra)
     return build_stage_config("sft", values)
 
@@ -88,15 +96,18 @@ def test_lora_adapts_only_the_language_model_and_saves_a_merged_model(phantom: P
     from deepmedix.training.stages import build_sft_trainer
     from deepmedix.training.tiny import tiny_model_path
 
-    config = _sft(phantom, tmp_path / "lora", use_peft=True, lora_r=4, lora_alpha=8, max_steps=3,
-                  learning_rate=5e-3)
+    config = _sft(phantom, tmp_path / "lora", use_peft=True, lora_r=4, lora_alpha=8, max_steps=3, learning_rate=5e-3)
     trainer, *_ = build_sft_trainer(config)
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n and "language_model" in n for n in trainable)
     assert not any("visual" in n for n in trainable)
 
-    final = run_stage("sft", config=_sft(phantom, tmp_path / "lora2", use_peft=True, lora_r=4, lora_alpha=8,
-                                         max_steps=3, learning_rate=5e-3))
+    final = run_stage(
+        "sft",
+        config=_sft(
+            phantom, tmp_path / "lora2", use_peft=True, lora_r=4, lora_alpha=8, max_steps=3, learning_rate=5e-3
+        ),
+    )
     merged = load_file(final / "model.safetensors")
     assert not any("lora_" in k for k in merged)  # a plain model the next stage can load
     base = load_file(tiny_model_path() / "model.safetensors")
@@ -108,15 +119,25 @@ def test_lora_adapts_only_the_language_model_and_saves_a_merged_model(phantom: P
 
 
 def test_coldstart_stage_refuses_samples_without_the_protocol(phantom: Path, tmp_path: Path):
-    config = build_stage_config("coldstart", {**CPU_ARGS, "model": "tiny", "data": str(phantom),
-                                              "output_dir": str(tmp_path / "cs"), "max_steps": 1})
+    config = build_stage_config(
+        "coldstart",
+        {**CPU_ARGS, "model": "tiny", "data": str(phantom), "output_dir": str(tmp_path / "cs"), "max_steps": 1},
+    )
     with pytest.raises(ValueError, match=r"sample 'phantom-3-train-00000-grounding', field 'answer'"):
         run_stage("coldstart", config=config)
 
 
 def test_missing_data_is_a_clear_error(tmp_path: Path):
-    config = build_stage_config("sft", {**CPU_ARGS, "model": "tiny", "data": str(tmp_path / "nope.jsonl"),
-                                        "output_dir": str(tmp_path / "o"), "max_steps": 1})
+    config = build_stage_config(
+        "sft",
+        {
+            **CPU_ARGS,
+            "model": "tiny",
+            "data": str(tmp_path / "nope.jsonl"),
+            "output_dir": str(tmp_path / "o"),
+            "max_steps": 1,
+        },
+    )
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         run_stage("sft", config=config)
 
@@ -137,8 +158,7 @@ def test_sft_trains_a_qwen3_vl_model_too(phantom: Path, tmp_path: Path):
     from deepmedix.training.tiny import build_tiny_model
 
     base = build_tiny_model(tmp_path / "q3", family="qwen3_vl")
-    final = run_stage("sft", config=_sft(phantom, tmp_path / "out", model=str(base), max_steps=4,
-                                         learning_rate=3e-3))
+    final = run_stage("sft", config=_sft(phantom, tmp_path / "out", model=str(base), max_steps=4, learning_rate=3e-3))
     info = json.loads((final / "run_info.json").read_text())
     assert info["global_step"] == 4 and info["last_loss"] < info["first_loss"]
     assert json.loads((final / "config.json").read_text())["model_type"] == "qwen3_vl"
@@ -152,15 +172,27 @@ def test_dataset_keeps_paths_and_converts_what_pil_would_misread(tmp_path: Path)
     from deepmedix.data.schema import Box, ImageRef, Provenance, Sample, sample_to_json
     from deepmedix.training.data import build_dataset
 
-    deep = (np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20)  # 16-bit: PIL alone would clip to white
+    deep = np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20  # 16-bit: PIL alone would clip to white
     Image.fromarray(deep).save(tmp_path / "deep.png")
     Image.fromarray((deep // 256).astype(np.uint8)).save(tmp_path / "plain.png")
     rows = []
     for i, name in enumerate(("deep.png", "plain.png")):
-        rows.append(sample_to_json(Sample(
-            id=f"s{i}", source="t", split="train", task="grounding", images=[ImageRef(path=name, width=64, height=48)],
-            prompt="Where?", answer="here", answer_type="closed", boxes=[Box.from_list([8, 8, 32, 24])],
-            provenance=Provenance(dataset="t"))))
+        rows.append(
+            sample_to_json(
+                Sample(
+                    id=f"s{i}",
+                    source="t",
+                    split="train",
+                    task="grounding",
+                    images=[ImageRef(path=name, width=64, height=48)],
+                    prompt="Where?",
+                    answer="here",
+                    answer_type="closed",
+                    boxes=[Box.from_list([8, 8, 32, 24])],
+                    provenance=Provenance(dataset="t"),
+                )
+            )
+        )
     (tmp_path / "s.jsonl").write_text("\n".join(rows) + "\n")
     frame = frame_for("qwen2_5_vl", max_pixels=112 * 112)
     ds = build_dataset(tmp_path / "s.jsonl", "grpo", frame, reasoning=True, image_cache=tmp_path / "cache")

@@ -95,7 +95,9 @@ def _steps_of(row: dict[str, Any], file: Path, line: int, size: tuple[int, int])
             try:
                 boxes = [[float(v) for v in b] for b in boxes]
             except (TypeError, ValueError):
-                raise ValueError(f"{file}, line {line}, record {row.get('id')!r}: steps[{i}].boxes not numbers") from None
+                raise ValueError(
+                    f"{file}, line {line}, record {row.get('id')!r}: steps[{i}].boxes not numbers"
+                ) from None
             if any(len(b) != 4 for b in boxes):
                 raise ValueError(f"{file}, line {line}, record {row.get('id')!r}: steps[{i}].boxes need 4 numbers")
             steps.append({"text": step["text"], "boxes": boxes})
@@ -111,8 +113,7 @@ def _steps_of(row: dict[str, Any], file: Path, line: int, size: tuple[int, int])
         mw, mh = frame_for(str(row.get("model") or "")).input_size(w, h)
         sx, sy = w / mw, h / mh
     steps = [
-        {"text": s.text, "boxes": [[b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy] for b in s.boxes]}
-        for s in parsed.steps
+        {"text": s.text, "boxes": [[b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy] for b in s.boxes]} for s in parsed.steps
     ]
     return steps, answer
 
@@ -137,7 +138,7 @@ def _resolve_image(raw: Any, pred_file: Path, line: int, sid: str) -> Path:
     if not isinstance(raw, str) or not raw:
         raise ValueError(f"{pred_file}, line {line}, record {sid!r}: field `image` missing")
     p = Path(raw)
-    for cand in ([p] if p.is_absolute() else [pred_file.parent / p, Path.cwd() / p]):
+    for cand in [p] if p.is_absolute() else [pred_file.parent / p, Path.cwd() / p]:
         if cand.is_file():
             return cand.resolve()
     raise FileNotFoundError(f"{pred_file}, line {line}, record {sid!r}: image {raw!r} not found")
@@ -215,9 +216,15 @@ def create_review(
             reference = " | ".join(str(r) for r in reference)
         samples.append(
             {
-                "sample_id": sid, "position": pos, "image": rel, "width": w, "height": h,
-                "prompt": _strip_suffix(str(row0.get("prompt") or "")), "reference": str(reference),
-                "task": row0.get("task"), "benchmark": row0.get("benchmark"),
+                "sample_id": sid,
+                "position": pos,
+                "image": rel,
+                "width": w,
+                "height": h,
+                "prompt": _strip_suffix(str(row0.get("prompt") or "")),
+                "reference": str(reference),
+                "task": row0.get("task"),
+                "benchmark": row0.get("benchmark"),
             }
         )
         for model, (file, pred) in enumerate(zip(files, preds, strict=True)):
@@ -241,8 +248,12 @@ def create_review(
     tokens = {a.name: new_token() for a in annotators}
     admin = new_token()
     meta = {
-        "created_at": now(), "seed": seed, "within_group": within_group, "n_samples": len(chosen),
-        "predictions": [str(f.resolve()) for f in files], "admin_token_hash": hash_token(admin),
+        "created_at": now(),
+        "seed": seed,
+        "within_group": within_group,
+        "n_samples": len(chosen),
+        "predictions": [str(f.resolve()) for f in files],
+        "admin_token_hash": hash_token(admin),
     }
     out.mkdir(parents=True, exist_ok=True)
     conn = connect(out, must_exist=False)
@@ -251,7 +262,8 @@ def create_review(
         with transaction(conn):
             conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
             conn.executemany(
-                "INSERT INTO models VALUES (?, ?, ?)", [(i, n, str(f)) for i, (n, f) in enumerate(zip(names, files, strict=True))]
+                "INSERT INTO models VALUES (?, ?, ?)",
+                [(i, n, str(f)) for i, (n, f) in enumerate(zip(names, files, strict=True))],
             )
             conn.executemany(
                 "INSERT INTO samples VALUES (:sample_id, :position, :image, :width, :height, :prompt, :reference, "

@@ -164,7 +164,7 @@ def to_markdown(res: ReviewResults) -> str:
     notes = ", ".join(f"{DIMENSION_TITLES[d]} {n_items[d]} ({n_ties[d]} tied)" for d in DIMENSIONS)
     return (
         "\n".join(lines)
-        + "\n\nRelevance, Correctness, Completeness: share of \"yes\"; preferences: share of samples preferring the "
+        + '\n\nRelevance, Correctness, Completeness: share of "yes"; preferences: share of samples preferring the '
         "model. Average: mean of the groups. Agreement: share of items on which the groups' (majority) labels match; "
         f"Cohen's κ on the same items. Items compared: {notes}.\n"
     )
@@ -186,8 +186,9 @@ def plot_results(res: ReviewResults, out_png: Path) -> Path:
         ax.bar(xs, [0 if math.isnan(v) else v for v in avg], width * 0.95, label=model, color=colors[m % 4])
         for gi, g in enumerate(res.groups):
             vals = [res.value(model, g, d) for d in DIMENSIONS]
-            ax.scatter(xs, vals, color="black", marker=markers[gi % 5], s=18, zorder=3,
-                       label=f"Group {g}" if m == 0 else None)
+            ax.scatter(
+                xs, vals, color="black", marker=markers[gi % 5], s=18, zorder=3, label=f"Group {g}" if m == 0 else None
+            )
         for x, v in zip(xs, avg, strict=True):
             if not math.isnan(v):
                 ax.text(x, 0.03, f"{v:.2f}", ha="center", fontsize=8, color="white", fontweight="bold")
@@ -215,12 +216,16 @@ def raw_rows(ratings: list[dict[str, Any]], models: list[str]) -> list[dict[str,
         pref = dim in PREFERENCE_DIMENSIONS
         out.append(
             {
-                "annotator": r["annotator"], "group": r["grp"], "sample_id": r["sample_id"], "dimension": dim,
+                "annotator": r["annotator"],
+                "group": r["grp"],
+                "sample_id": r["sample_id"],
+                "dimension": dim,
                 "model": None if pref else models[r["model"]],
                 "step": None if r["step"] < 0 else r["step"] + 1,  # 1-based, as on the page
                 "value": models[r["value"]] if pref else ("yes" if r["value"] else "no"),
                 "shown_left": None if r.get("shown_left") is None else models[r["shown_left"]],
-                "updated_at": r["updated_at"], "origin": r["origin"],
+                "updated_at": r["updated_at"],
+                "origin": r["origin"],
             }
         )
     return out
@@ -249,11 +254,13 @@ def write_results(review_dir: str | Path, out_dir: str | Path) -> dict[str, Path
 
     write_csv("table2.csv", ["model", "group", *DIMENSIONS], table_rows(res))
     write_csv(
-        "cells.csv", ["model", "group", "dimension", "value", "n"],
+        "cells.csv",
+        ["model", "group", "dimension", "value", "n"],
         [[c.model, c.group, c.dimension, c.value, c.n] for c in res.cells],
     )
     write_csv(
-        "agreement.csv", ["group_a", "group_b", "dimension", "n_items", "n_ties", "percent_agreement", "cohen_kappa"],
+        "agreement.csv",
+        ["group_a", "group_b", "dimension", "n_items", "n_ties", "percent_agreement", "cohen_kappa"],
         [[*a.groups, a.dimension, a.n_items, a.n_ties, a.percent_agreement, a.cohen_kappa] for a in res.agreements],
     )
     atomic_write_text(out / "table2.md", to_markdown(res))

@@ -280,8 +280,12 @@ def create_app(review_dir: str | Path) -> FastAPI:
             ).fetchone()
             rows.append(
                 {
-                    "annotator": a.name, "group": a.group, "assigned": len(progress),
-                    "complete": sum(progress.values()), "ratings": last["n"], "last_rating_at": last["t"],
+                    "annotator": a.name,
+                    "group": a.group,
+                    "assigned": len(progress),
+                    "complete": sum(progress.values()),
+                    "ratings": last["n"],
+                    "last_rating_at": last["t"],
                     "finished_at": a.finished_at,
                 }
             )

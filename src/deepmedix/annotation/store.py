@@ -212,7 +212,13 @@ class ReviewStore:
         return [dict(r) for r in self.conn.execute(sql, args)]
 
     def put_rating(
-        self, annotator: str, sample_id: str, dimension: str, model: int, step: int, value: int | None,
+        self,
+        annotator: str,
+        sample_id: str,
+        dimension: str,
+        model: int,
+        step: int,
+        value: int | None,
         origin: str = "web",
     ) -> None:
         """Upsert one rating (value None clears it). Refused once the annotator has finished."""
@@ -241,7 +247,9 @@ class ReviewStore:
                 self._put(*row, origin=origin)
         return len(rows)
 
-    def required_keys(self, sample_id: str, n_steps: dict[tuple[str, int], int] | None = None) -> set[tuple[str, int, int]]:
+    def required_keys(
+        self, sample_id: str, n_steps: dict[tuple[str, int], int] | None = None
+    ) -> set[tuple[str, int, int]]:
         """Every (dimension, model, step) a complete review of this sample holds."""
         counts = n_steps if n_steps is not None else self.n_steps()
         keys: set[tuple[str, int, int]] = set()
@@ -257,7 +265,9 @@ class ReviewStore:
         """sample_id → complete, for the annotator's assigned samples, in their order."""
         counts = n_steps if n_steps is not None else self.n_steps()
         have: dict[str, set[tuple[str, int, int]]] = {}
-        rows = self.conn.execute("SELECT sample_id, dimension, model, step FROM ratings WHERE annotator=?", (annotator,))
+        rows = self.conn.execute(
+            "SELECT sample_id, dimension, model, step FROM ratings WHERE annotator=?", (annotator,)
+        )
         for r in rows:
             have.setdefault(r["sample_id"], set()).add((r["dimension"], r["model"], r["step"]))
         required: dict[str, set[tuple[str, int, int]]] = {}

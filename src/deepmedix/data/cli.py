@@ -10,19 +10,27 @@ PREPARE_SOURCES = ("bundled", "mimic-cxr", "open-i", "ms-cxr", "ext-vqa", "cxr-v
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     prepare = subparsers.add_parser(
-        "prepare", help="convert a dataset (or the embedded sample) into a samples JSONL",
+        "prepare",
+        help="convert a dataset (or the embedded sample) into a samples JSONL",
         description="Convert a dataset folder into deepmedix samples (docs/data.md describes each layout). "
-                    "'bundled' writes the embedded CC0 sample and needs no --root.")
+        "'bundled' writes the embedded CC0 sample and needs no --root.",
+    )
     prepare.add_argument("source", choices=PREPARE_SOURCES, help="which dataset")
     prepare.add_argument("--root", type=Path, help="the dataset folder (not needed for 'bundled')")
-    prepare.add_argument("--images", type=Path,
-                         help="MIMIC-CXR-JPG folder holding files/pXX/… (MIMIC-derived sources; default: --root)")
+    prepare.add_argument(
+        "--images", type=Path, help="MIMIC-CXR-JPG folder holding files/pXX/… (MIMIC-derived sources; default: --root)"
+    )
     prepare.add_argument("--out", type=Path, required=True, help="samples JSONL to write (atomically)")
-    prepare.add_argument("--on-error", choices=("skip", "fail"), default="fail",
-                         help="a bad row stops the run (fail, default) or is skipped and counted (skip)")
+    prepare.add_argument(
+        "--on-error",
+        choices=("skip", "fail"),
+        default="fail",
+        help="a bad row stops the run (fail, default) or is skipped and counted (skip)",
+    )
     prepare.add_argument("--limit", type=int, help="stop after N samples")
-    prepare.add_argument("--relative-paths", action="store_true",
-                         help="write image paths relative to the output file's folder")
+    prepare.add_argument(
+        "--relative-paths", action="store_true", help="write image paths relative to the output file's folder"
+    )
     prepare.add_argument("--no-phantom", action="store_true", help="bundled: leave out the phantom grounding samples")
     prepare.set_defaults(func=prepare_handler)
 
@@ -44,8 +52,10 @@ def prepare_handler(args: argparse.Namespace) -> int:
 
         out = prepare_bundled(args.out, phantom=not args.no_phantom)
         stats = compute_stats(out)
-        print(f"bundled: wrote {stats.total} samples to {out} "
-              f"({', '.join(f'{k} {v}' for k, v in sorted(stats.by_task.items()))})")
+        print(
+            f"bundled: wrote {stats.total} samples to {out} "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(stats.by_task.items()))})"
+        )
         return 0
     if args.root is None:
         raise UserError(f"prepare {args.source} needs --root DIR (the dataset folder; see docs/data.md)")
@@ -53,12 +63,22 @@ def prepare_handler(args: argparse.Namespace) -> int:
     from deepmedix.data.convert import run_conversion
     from deepmedix.data.sources import SOURCES
 
-    summary = run_conversion(SOURCES[args.source], args.source, args.root, args.out, on_error=args.on_error,
-                             limit=args.limit, images_root=args.images, relative_paths=args.relative_paths)
+    summary = run_conversion(
+        SOURCES[args.source],
+        args.source,
+        args.root,
+        args.out,
+        on_error=args.on_error,
+        limit=args.limit,
+        images_root=args.images,
+        relative_paths=args.relative_paths,
+    )
     print("\n".join(summary.lines()))
     if summary.written == 0:
-        raise UserError(f"{args.source}: no samples were written from {args.root}"
-                        + (" (every row was skipped; see the reasons above)" if summary.n_skipped else ""))
+        raise UserError(
+            f"{args.source}: no samples were written from {args.root}"
+            + (" (every row was skipped; see the reasons above)" if summary.n_skipped else "")
+        )
     return 0
 
 

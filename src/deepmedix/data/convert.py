@@ -36,8 +36,9 @@ SPLIT_SALT = "deepmedix-split-v1"
 class RowError(ValueError):
     """One bad input row: names the file, the row (1-based data row, header excluded) and the field."""
 
-    def __init__(self, file: str | Path, row: int | str | None, field: str | None, message: str,
-                 reason: str | None = None):
+    def __init__(
+        self, file: str | Path, row: int | str | None, field: str | None, message: str, reason: str | None = None
+    ):
         self.file, self.row, self.field = str(file), row, field
         self.reason = reason or message.split(":")[0]
         where = str(file) + (f", row {row}" if row is not None else "") + (f", field '{field}'" if field else "")
@@ -69,8 +70,9 @@ class ConversionSummary:
         if self.by_split:
             out.append("  splits: " + ", ".join(f"{k} {v}" for k, v in sorted(self.by_split.items())))
         if self.skipped:
-            out.append(f"  skipped {self.n_skipped} rows: " + "; ".join(f"{k} ({v})" for k, v in
-                                                                       self.skipped.most_common()))
+            out.append(
+                f"  skipped {self.n_skipped} rows: " + "; ".join(f"{k} ({v})" for k, v in self.skipped.most_common())
+            )
             out.extend(f"    {m}" for m in self.messages)
         return out
 
@@ -113,6 +115,7 @@ class Conversion:
 
 # --- reading inputs -----------------------------------------------------------------------------------------------
 
+
 def find_file(root: Path, *names: str, required: bool = True) -> Path | None:
     """The first of ``names`` (also tried with ``.gz``) under ``root``; a clear error when none is there."""
     for name in names:
@@ -130,8 +133,9 @@ def _open_text(path: Path) -> io.TextIOBase:
     return path.open(encoding="utf-8-sig", newline="")
 
 
-def read_csv(path: Path, required: tuple[str, ...] | list[str],
-             conversion: Conversion | None = None) -> Iterator[tuple[int, dict[str, str]]]:
+def read_csv(
+    path: Path, required: tuple[str, ...] | list[str], conversion: Conversion | None = None
+) -> Iterator[tuple[int, dict[str, str]]]:
     """Rows of a CSV as ``(row number, dict)``; a missing required column fails at once, naming file and column.
 
     A row with more or fewer cells than the header is malformed: with a ``conversion`` it is skipped or fails by its
@@ -142,16 +146,25 @@ def read_csv(path: Path, required: tuple[str, ...] | list[str],
         columns = [c.strip() for c in (reader.fieldnames or [])]
         missing = [c for c in required if c not in columns]
         if missing:
-            raise RowError(path, "header", missing[0],
-                           f"missing column(s) {', '.join(missing)}; the file has {', '.join(columns) or 'none'}")
+            raise RowError(
+                path,
+                "header",
+                missing[0],
+                f"missing column(s) {', '.join(missing)}; the file has {', '.join(columns) or 'none'}",
+            )
         reader.fieldnames = columns
         for rowno, raw in enumerate(reader, start=1):
             extra = raw.pop(None, None)  # type: ignore[call-overload]  # cells beyond the header
             absent = sum(v is None for v in raw.values())  # cells missing at the end of a short row
             if extra or absent:
                 n_cells = len(columns) + len(extra or []) - absent
-                err = RowError(path, rowno, None, f"malformed row: {n_cells} cells for {len(columns)} columns",
-                               reason="malformed row")
+                err = RowError(
+                    path,
+                    rowno,
+                    None,
+                    f"malformed row: {n_cells} cells for {len(columns)} columns",
+                    reason="malformed row",
+                )
                 if conversion is None:
                     raise err
                 conversion.skip(err)
@@ -184,18 +197,31 @@ def checked_image(path: Path, file: Path, rowno: int | str | None, column: str) 
         raise RowError(file, rowno, column, f"unreadable image: {e}", reason="unreadable image") from None
 
 
-def checked_box(xyxy: tuple[float, float, float, float], width: int, height: int, file: Path, rowno: int,
-                column: str, label: str | None = None) -> Box:
+def checked_box(
+    xyxy: tuple[float, float, float, float],
+    width: int,
+    height: int,
+    file: Path,
+    rowno: int,
+    column: str,
+    label: str | None = None,
+) -> Box:
     x0, y0, x1, y1 = xyxy
     if not (x0 < x1 and y0 < y1):
         raise RowError(file, rowno, column, f"empty box {list(xyxy)}", reason="bad box")
     if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
-        raise RowError(file, rowno, column, f"box {[round(v, 2) for v in xyxy]} lies outside its {width}×{height} "
-                       "image", reason="box outside image")
+        raise RowError(
+            file,
+            rowno,
+            column,
+            f"box {[round(v, 2) for v in xyxy]} lies outside its {width}×{height} image",
+            reason="box outside image",
+        )
     return Box.from_list(xyxy, label=label)
 
 
 # --- splits -------------------------------------------------------------------------------------------------------
+
 
 def hash_split(key: str, fractions: tuple[float, float, float] = SPLIT_FRACTIONS, salt: str = SPLIT_SALT) -> Split:
     """A deterministic split for a patient key: the same key always lands in the same split."""
@@ -208,15 +234,24 @@ def hash_split(key: str, fractions: tuple[float, float, float] = SPLIT_FRACTIONS
     return Split.TEST
 
 
-OFFICIAL_SPLITS = {"train": Split.TRAIN, "training": Split.TRAIN, "val": Split.VAL, "valid": Split.VAL,
-                   "validate": Split.VAL, "validation": Split.VAL, "dev": Split.VAL, "test": Split.TEST}
+OFFICIAL_SPLITS = {
+    "train": Split.TRAIN,
+    "training": Split.TRAIN,
+    "val": Split.VAL,
+    "valid": Split.VAL,
+    "validate": Split.VAL,
+    "validation": Split.VAL,
+    "dev": Split.VAL,
+    "test": Split.TEST,
+}
 
 
 def official_split(value: str, file: Path, rowno: int | str, column: str = "split") -> Split:
     split = OFFICIAL_SPLITS.get(value.strip().lower())
     if split is None:
-        raise RowError(file, rowno, column, f"unknown split {value!r} (expected train/validate/test)",
-                       reason="unknown split")
+        raise RowError(
+            file, rowno, column, f"unknown split {value!r} (expected train/validate/test)", reason="unknown split"
+        )
     return split
 
 
@@ -247,9 +282,16 @@ def _progress(iterable: Iterator[Sample], desc: str) -> Iterator[Sample]:
     return tqdm(iterable, desc=desc, unit=" samples", disable=None, leave=False)
 
 
-def run_conversion(converter: Converter, source: str, root: str | Path, out: str | Path, on_error: OnError = "fail",
-                   limit: int | None = None, images_root: str | Path | None = None,
-                   relative_paths: bool = False) -> ConversionSummary:
+def run_conversion(
+    converter: Converter,
+    source: str,
+    root: str | Path,
+    out: str | Path,
+    on_error: OnError = "fail",
+    limit: int | None = None,
+    images_root: str | Path | None = None,
+    relative_paths: bool = False,
+) -> ConversionSummary:
     """Convert a dataset folder into a samples JSONL, written atomically (all or nothing).
 
     ``limit`` stops after that many samples; ``relative_paths`` writes image paths relative to the output folder.

@@ -21,8 +21,9 @@ PAPER_MAX_PIXELS = 512 * 512
 QWEN_MIN_PIXELS = 56 * 56
 
 
-def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = QWEN_MIN_PIXELS,
-                 max_pixels: int = PAPER_MAX_PIXELS) -> tuple[int, int]:
+def smart_resize(
+    height: int, width: int, factor: int = 28, min_pixels: int = QWEN_MIN_PIXELS, max_pixels: int = PAPER_MAX_PIXELS
+) -> tuple[int, int]:
     """Qwen2-VL's resize rule, ``(height, width) -> (resized_height, resized_width)``.
 
     Delegates to transformers' own implementation so the frame can never drift from the processor's.

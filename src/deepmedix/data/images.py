@@ -211,8 +211,9 @@ def open_image(
     return _read_raster(data, label, max_side, max_pixels)
 
 
-def image_size(source: str | Path, max_side: int | None = DEFAULT_MAX_SIDE,
-               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+def image_size(
+    source: str | Path, max_side: int | None = DEFAULT_MAX_SIDE, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding pixels (PNG chunks are walked to catch truncation)."""
     path = Path(source)
     try:

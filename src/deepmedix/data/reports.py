@@ -17,25 +17,65 @@ _HEADER = re.compile(r"(?:^|\n)[ \t]*([A-Z][A-Z ()/,&-]*[A-Z)]):[ \t]*", re.MULT
 
 # Header spellings seen in MIMIC-CXR → canonical names (the frequent ones and the known typos).
 _SECTION_SYNONYMS: dict[str, str] = {
-    "impression": "impression", "impressions": "impression", "conclusion": "impression",
-    "conclusions": "impression", "findings and impression": "impression", "findings/impression": "impression",
-    "findings/ impression": "impression", "impresson": "impression", "imprression": "impression",
-    "imoression": "impression", "impressoin": "impression", "imprssion": "impression", "impresion": "impression",
-    "imperssion": "impression", "mpression": "impression", "impession": "impression", "ndication": "impression",
-    "findings": "findings", "finding": "findings", "findins": "findings", "findindgs": "findings",
-    "findgings": "findings", "findngs": "findings", "findnings": "findings", "finidngs": "findings",
-    "reference findings": "findings", "chest, two views": "findings",
-    "comparison": "comparison", "comparisons": "comparison", "reference exam": "comparison",
-    "comparison exam": "comparison", "comparison film": "comparison", "comparision": "comparison",
-    "comparsion": "comparison", "comparrison": "comparison", "comparisions": "comparison",
-    "indication": "indication", "reason for examination": "indication", "reason for exam": "indication",
-    "clinical indication": "indication", "idication": "indication",
-    "history": "history", "clinical history": "history", "clinical information": "history",
-    "patient history": "history", "pfi": "history",
-    "examination": "examination", "exam": "examination", "type of examination": "examination",
-    "technique": "technique", "notification": "notification", "addendum": "addendum",
-    "recommendation(s)": "recommendations", "recommendation": "recommendations", "recommendations": "recommendations",
-    "wet read": "wet read", "wetread": "wet read", "date": "date", "comment": "comment",
+    "impression": "impression",
+    "impressions": "impression",
+    "conclusion": "impression",
+    "conclusions": "impression",
+    "findings and impression": "impression",
+    "findings/impression": "impression",
+    "findings/ impression": "impression",
+    "impresson": "impression",
+    "imprression": "impression",
+    "imoression": "impression",
+    "impressoin": "impression",
+    "imprssion": "impression",
+    "impresion": "impression",
+    "imperssion": "impression",
+    "mpression": "impression",
+    "impession": "impression",
+    "ndication": "impression",
+    "findings": "findings",
+    "finding": "findings",
+    "findins": "findings",
+    "findindgs": "findings",
+    "findgings": "findings",
+    "findngs": "findings",
+    "findnings": "findings",
+    "finidngs": "findings",
+    "reference findings": "findings",
+    "chest, two views": "findings",
+    "comparison": "comparison",
+    "comparisons": "comparison",
+    "reference exam": "comparison",
+    "comparison exam": "comparison",
+    "comparison film": "comparison",
+    "comparision": "comparison",
+    "comparsion": "comparison",
+    "comparrison": "comparison",
+    "comparisions": "comparison",
+    "indication": "indication",
+    "reason for examination": "indication",
+    "reason for exam": "indication",
+    "clinical indication": "indication",
+    "idication": "indication",
+    "history": "history",
+    "clinical history": "history",
+    "clinical information": "history",
+    "patient history": "history",
+    "pfi": "history",
+    "examination": "examination",
+    "exam": "examination",
+    "type of examination": "examination",
+    "technique": "technique",
+    "notification": "notification",
+    "addendum": "addendum",
+    "recommendation(s)": "recommendations",
+    "recommendation": "recommendations",
+    "recommendations": "recommendations",
+    "wet read": "wet read",
+    "wetread": "wet read",
+    "date": "date",
+    "comment": "comment",
 }
 _MAIN_SECTIONS = ("impression", "findings", "history", "comparison", "addendum")
 # A header that describes the views taken is the findings section in MIMIC-CXR's convention.
@@ -73,14 +113,15 @@ def split_sections(text: str) -> list[tuple[str, str]]:
     sections = [("preamble", text[: matches[0].start()])]
     for i, m in enumerate(matches):
         end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        sections.append((normalize_section_name(m.group(1)), text[m.end(): end]))
+        sections.append((normalize_section_name(m.group(1)), text[m.end() : end]))
     return sections
 
 
 def extract_sections(text: str) -> ReportSections:
     """FINDINGS and IMPRESSION of a report (``None`` when the report has no such section, or it is empty)."""
-    sections = [(n, t) for n, t in split_sections(text)
-                if not (n in ("findings", "impression") and not t.strip())]  # empty duplicates are dropped
+    sections = [
+        (n, t) for n, t in split_sections(text) if not (n in ("findings", "impression") and not t.strip())
+    ]  # empty duplicates are dropped
 
     def last(name: str) -> str | None:
         for n, t in reversed(sections):

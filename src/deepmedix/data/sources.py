@@ -31,8 +31,10 @@ from deepmedix.data.reports import extract_sections
 from deepmedix.data.schema import AnswerType, ImageRef, Provenance, Sample, Split, Task
 from deepmedix.protocol import task_prompt
 
-MIMIC_CXR_CITATION = ("Johnson AEW et al. MIMIC-CXR-JPG, a large publicly available database of labeled chest "
-                      "radiographs. arXiv:1901.07042 (2019); PhysioNet.")
+MIMIC_CXR_CITATION = (
+    "Johnson AEW et al. MIMIC-CXR-JPG, a large publicly available database of labeled chest "
+    "radiographs. arXiv:1901.07042 (2019); PhysioNet."
+)
 PHYSIONET_LICENSE = "PhysioNet Credentialed Health Data License 1.5.0"
 FRONTAL_VIEWS = ("PA", "AP", "AP AXIAL", "PA LLD", "AP LLD", "AP RLD", "PA RLD")
 _YES_NO = {"yes", "no"}
@@ -58,10 +60,16 @@ def _frontal_rank(view: str | None) -> int:
 
 # --- MIMIC-CXR ----------------------------------------------------------------------------------------------------
 
+
 def _find_report(root: Path, subject: str, study: str) -> Path | None:
     rel = Path(f"p{subject[:2]}") / f"p{subject}" / f"s{study}.txt"
-    for base in (root / "files", root / "mimic-cxr-reports" / "files", root / "mimic-cxr-reports", root / "reports"
-                 / "files", root):
+    for base in (
+        root / "files",
+        root / "mimic-cxr-reports" / "files",
+        root / "mimic-cxr-reports",
+        root / "reports" / "files",
+        root,
+    ):
         if (base / rel).is_file():
             return base / rel
     return None
@@ -78,7 +86,8 @@ def convert_mimic_cxr(root: Path, conversion: Conversion) -> Iterator[Sample]:
     for rowno, row in read_csv(split_file, ("dicom_id", "split"), conversion):
         with conversion.row():
             splits[require(row, "dicom_id", split_file, rowno)] = official_split(
-                require(row, "split", split_file, rowno), split_file, rowno)
+                require(row, "split", split_file, rowno), split_file, rowno
+            )
 
     # study → candidate images (rank, dicom_id, view, row number)
     studies: dict[tuple[str, str], list[tuple[int, str, str | None, int]]] = defaultdict(list)
@@ -98,39 +107,62 @@ def convert_mimic_cxr(root: Path, conversion: Conversion) -> Iterator[Sample]:
                 continue
             _, dicom_id, view, rowno = frontal[0]
             if dicom_id not in splits:
-                raise RowError(split_file, None, "dicom_id", f"image {dicom_id} (study s{study}) has no split",
-                               reason="no split")
+                raise RowError(
+                    split_file, None, "dicom_id", f"image {dicom_id} (study s{study}) has no split", reason="no split"
+                )
             report_path = _find_report(root, subject, study)
             if report_path is None:
-                raise RowError(meta_file, rowno, "study_id", f"no report file s{study}.txt for patient p{subject}",
-                               reason="report not found")
+                raise RowError(
+                    meta_file,
+                    rowno,
+                    "study_id",
+                    f"no report file s{study}.txt for patient p{subject}",
+                    reason="report not found",
+                )
             try:
                 text = report_path.read_text(encoding="utf-8", errors="replace")
             except OSError as e:
-                raise RowError(report_path, None, None, f"unreadable report ({e})", reason="unreadable report") from None
+                raise RowError(
+                    report_path, None, None, f"unreadable report ({e})", reason="unreadable report"
+                ) from None
             sections = extract_sections(text)
             image_path = mimic_image_path(images_root, subject, study, dicom_id)
             width, height = checked_image(image_path, meta_file, rowno, "dicom_id")
             image = ImageRef(path=str(image_path), view=view, width=width, height=height)
-            for task, answer in ((Task.REPORT_FINDINGS, sections.findings),
-                                 (Task.REPORT_IMPRESSION, sections.impression)):
+            for task, answer in (
+                (Task.REPORT_FINDINGS, sections.findings),
+                (Task.REPORT_IMPRESSION, sections.impression),
+            ):
                 if not answer:
                     conversion.note_skip(f"no {task.value.split('_')[1]} section")
                     continue
                 yield Sample(
-                    id=f"mimic-cxr/s{study}/{task.value.split('_')[1]}", source="mimic-cxr", split=splits[dicom_id],
-                    task=task, images=[image], prompt=task_prompt(task.value), answer=answer,
-                    answer_type=AnswerType.OPEN, patient_id=subject, study_id=study,
-                    provenance=Provenance(dataset="MIMIC-CXR-JPG 2.0.0 + MIMIC-CXR reports",
-                                          file=str(report_path.relative_to(root)), record=f"s{study}",
-                                          license=PHYSIONET_LICENSE, citation=MIMIC_CXR_CITATION),
+                    id=f"mimic-cxr/s{study}/{task.value.split('_')[1]}",
+                    source="mimic-cxr",
+                    split=splits[dicom_id],
+                    task=task,
+                    images=[image],
+                    prompt=task_prompt(task.value),
+                    answer=answer,
+                    answer_type=AnswerType.OPEN,
+                    patient_id=subject,
+                    study_id=study,
+                    provenance=Provenance(
+                        dataset="MIMIC-CXR-JPG 2.0.0 + MIMIC-CXR reports",
+                        file=str(report_path.relative_to(root)),
+                        record=f"s{study}",
+                        license=PHYSIONET_LICENSE,
+                        citation=MIMIC_CXR_CITATION,
+                    ),
                 )
 
 
 # --- Open-I (Indiana University, Kaggle layout) ---------------------------------------------------------------------
 
-OPEN_I_CITATION = ("Demner-Fushman D et al. Preparing a collection of radiology examinations for distribution and "
-                   "retrieval. J Am Med Inform Assoc 23(2):304-310 (2016).")
+OPEN_I_CITATION = (
+    "Demner-Fushman D et al. Preparing a collection of radiology examinations for distribution and "
+    "retrieval. J Am Med Inform Assoc 23(2):304-310 (2016)."
+)
 
 
 def _clean_open_i(text: str | None) -> str | None:
@@ -145,8 +177,10 @@ def convert_open_i(root: Path, conversion: Conversion) -> Iterator[Sample]:
     reports_file = find_file(root, "indiana_reports.csv")
     projections_file = find_file(root, "indiana_projections.csv")
     assert reports_file is not None and projections_file is not None
-    image_dir = next((d for d in (root / "images" / "images_normalized", root / "images_normalized", root / "images")
-                      if d.is_dir()), root / "images" / "images_normalized")
+    image_dir = next(
+        (d for d in (root / "images" / "images_normalized", root / "images_normalized", root / "images") if d.is_dir()),
+        root / "images" / "images_normalized",
+    )
 
     frontal: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for rowno, row in read_csv(projections_file, ("uid", "filename", "projection"), conversion):
@@ -164,8 +198,10 @@ def convert_open_i(root: Path, conversion: Conversion) -> Iterator[Sample]:
                 conversion.note_skip("no findings or impression")
                 continue
             if not frontal.get(uid):
-                conversion.note_skip("no frontal image", f"{reports_file}, row {rowno}: uid {uid} has no frontal "
-                                     "image in indiana_projections.csv")
+                conversion.note_skip(
+                    "no frontal image",
+                    f"{reports_file}, row {rowno}: uid {uid} has no frontal image in indiana_projections.csv",
+                )
                 continue
             proj_row, filename = sorted(frontal[uid], key=lambda t: t[1])[0]
             image_path = image_dir / filename
@@ -176,25 +212,40 @@ def convert_open_i(root: Path, conversion: Conversion) -> Iterator[Sample]:
                 if not answer:
                     continue
                 yield Sample(
-                    id=f"open-i/{uid}/{task.value.split('_')[1]}", source="open-i", split=split, task=task,
-                    images=[image], prompt=task_prompt(task.value), answer=answer, answer_type=AnswerType.OPEN,
-                    patient_id=uid, study_id=uid,
-                    provenance=Provenance(dataset="Open-I Indiana University chest X-ray collection (Kaggle layout)",
-                                          file=reports_file.name, record=f"row {rowno} (uid {uid})",
-                                          license="Open-I / NLM terms of use", citation=OPEN_I_CITATION),
+                    id=f"open-i/{uid}/{task.value.split('_')[1]}",
+                    source="open-i",
+                    split=split,
+                    task=task,
+                    images=[image],
+                    prompt=task_prompt(task.value),
+                    answer=answer,
+                    answer_type=AnswerType.OPEN,
+                    patient_id=uid,
+                    study_id=uid,
+                    provenance=Provenance(
+                        dataset="Open-I Indiana University chest X-ray collection (Kaggle layout)",
+                        file=reports_file.name,
+                        record=f"row {rowno} (uid {uid})",
+                        license="Open-I / NLM terms of use",
+                        citation=OPEN_I_CITATION,
+                    ),
                 )
 
 
 # --- MS-CXR -------------------------------------------------------------------------------------------------------
 
-MS_CXR_CITATION = ("Boecking B et al. Making the most of text semantics to improve biomedical vision-language "
-                   "processing. ECCV 2022; MS-CXR, PhysioNet (2022).")
+MS_CXR_CITATION = (
+    "Boecking B et al. Making the most of text semantics to improve biomedical vision-language "
+    "processing. ECCV 2022; MS-CXR, PhysioNet (2022)."
+)
 _MIMIC_PATH = re.compile(r"p(\d{2})/p(\d+)/s(\d+)/")
 
 
 def grounding_prompt(phrase: str) -> str:
-    return (f"Find the region of this chest X-ray described as \"{phrase}\". Locate it with bounding boxes and name "
-            "the finding.")
+    return (
+        f'Find the region of this chest X-ray described as "{phrase}". Locate it with bounding boxes and name '
+        "the finding."
+    )
 
 
 def convert_ms_cxr(root: Path, conversion: Conversion) -> Iterator[Sample]:
@@ -216,8 +267,13 @@ def convert_ms_cxr(root: Path, conversion: Conversion) -> Iterator[Sample]:
             rel = require(first, "path", ann_file, rowno)
             m = _MIMIC_PATH.search(rel)
             if m is None:
-                raise RowError(ann_file, rowno, "path", f"not a MIMIC-CXR-JPG path (files/pXX/pN/sN/…): {rel!r}",
-                               reason="malformed path")
+                raise RowError(
+                    ann_file,
+                    rowno,
+                    "path",
+                    f"not a MIMIC-CXR-JPG path (files/pXX/pN/sN/…): {rel!r}",
+                    reason="malformed path",
+                )
             subject, study = m.group(2), m.group(3)
             image_path = images_root / rel
             width, height = checked_image(image_path, ann_file, rowno, "path")
@@ -232,18 +288,41 @@ def convert_ms_cxr(root: Path, conversion: Conversion) -> Iterator[Sample]:
                 w, h = as_float(r, "w", ann_file, r_no), as_float(r, "h", ann_file, r_no)
                 xyxy = (x, y, x + w, y + h)
                 checked_box(xyxy, int(orig_w), int(orig_h), ann_file, r_no, "x,y,w,h", label=phrase)
-                boxes.append(checked_box((x * sx, y * sy, (x + w) * sx, (y + h) * sy), width, height, ann_file, r_no,
-                                         "x,y,w,h", label=phrase))
+                boxes.append(
+                    checked_box(
+                        (x * sx, y * sy, (x + w) * sx, (y + h) * sy),
+                        width,
+                        height,
+                        ann_file,
+                        r_no,
+                        "x,y,w,h",
+                        label=phrase,
+                    )
+                )
             split_value = (first.get("split") or "").strip()
             split = official_split(split_value, ann_file, rowno) if split_value else hash_split(f"mimic:{subject}")
             yield Sample(
-                id=f"ms-cxr/{dicom_id}/{hash_key(phrase):08x}", source="ms-cxr", split=split,
-                task=Task.GROUNDING, images=[ImageRef(path=str(image_path), width=width, height=height)],
-                prompt=grounding_prompt(phrase), answer=category.lower(), answer_type=AnswerType.CLOSED,
-                question_type="grounding", boxes=boxes, patient_id=subject, study_id=study,
-                provenance=Provenance(dataset="MS-CXR", file=ann_file.name,
-                                      record=f"rows {', '.join(str(r) for r, _ in rows)}", license=PHYSIONET_LICENSE,
-                                      citation=MS_CXR_CITATION, phrase=phrase, original_size=[orig_w, orig_h]),
+                id=f"ms-cxr/{dicom_id}/{hash_key(phrase):08x}",
+                source="ms-cxr",
+                split=split,
+                task=Task.GROUNDING,
+                images=[ImageRef(path=str(image_path), width=width, height=height)],
+                prompt=grounding_prompt(phrase),
+                answer=category.lower(),
+                answer_type=AnswerType.CLOSED,
+                question_type="grounding",
+                boxes=boxes,
+                patient_id=subject,
+                study_id=study,
+                provenance=Provenance(
+                    dataset="MS-CXR",
+                    file=ann_file.name,
+                    record=f"rows {', '.join(str(r) for r, _ in rows)}",
+                    license=PHYSIONET_LICENSE,
+                    citation=MS_CXR_CITATION,
+                    phrase=phrase,
+                    original_size=[orig_w, orig_h],
+                ),
             )
 
 
@@ -254,8 +333,10 @@ def hash_key(text: str) -> int:
 
 # --- MIMIC-Ext-MIMIC-CXR-VQA ----------------------------------------------------------------------------------------
 
-EXT_VQA_CITATION = ("Bae S et al. EHRXQA: A multi-modal question answering dataset for electronic health records "
-                    "with chest X-ray images. NeurIPS 2023 Datasets and Benchmarks; MIMIC-Ext-MIMIC-CXR-VQA, PhysioNet.")
+EXT_VQA_CITATION = (
+    "Bae S et al. EHRXQA: A multi-modal question answering dataset for electronic health records "
+    "with chest X-ray images. NeurIPS 2023 Datasets and Benchmarks; MIMIC-Ext-MIMIC-CXR-VQA, PhysioNet."
+)
 
 
 def join_answers(answers: list[str]) -> str:
@@ -312,39 +393,57 @@ def _ext_vqa_sample(rec: Any, path: Path, index: int, split_name: str, root: Pat
     answer = answers[0].strip() if closed else (join_answers(answers) or "none")
     split = official_split(str(rec.get("split") or split_name), path, where)
     return Sample(
-        id=f"ext-vqa/{split.value}/{rec.get('idx', index)}", source="ext-vqa", split=split, task=Task.VQA,
-        images=[ImageRef(path=str(image_path), width=width, height=height)], prompt=task_prompt("vqa", question),
-        answer=answer, answer_type=AnswerType.CLOSED if closed else AnswerType.MULTI, question_type=content_type,
-        patient_id=subject, study_id=study,
-        provenance=Provenance(dataset="MIMIC-Ext-MIMIC-CXR-VQA", file=f"dataset/{path.name}", record=where,
-                              license=PHYSIONET_LICENSE, citation=EXT_VQA_CITATION,
-                              semantic_type=semantic_type or None, template=rec.get("template")),
+        id=f"ext-vqa/{split.value}/{rec.get('idx', index)}",
+        source="ext-vqa",
+        split=split,
+        task=Task.VQA,
+        images=[ImageRef(path=str(image_path), width=width, height=height)],
+        prompt=task_prompt("vqa", question),
+        answer=answer,
+        answer_type=AnswerType.CLOSED if closed else AnswerType.MULTI,
+        question_type=content_type,
+        patient_id=subject,
+        study_id=study,
+        provenance=Provenance(
+            dataset="MIMIC-Ext-MIMIC-CXR-VQA",
+            file=f"dataset/{path.name}",
+            record=where,
+            license=PHYSIONET_LICENSE,
+            citation=EXT_VQA_CITATION,
+            semantic_type=semantic_type or None,
+            template=rec.get("template"),
+        ),
     )
 
 
 # --- Medical-CXR-VQA ------------------------------------------------------------------------------------------------
 
-CXR_VQA_CITATION = ("Hu X et al. Interpretable medical image visual question answering via multi-modal relationship "
-                    "graph learning. Medical Image Analysis 97:103279 (2024); Medical-CXR-VQA, PhysioNet.")
+CXR_VQA_CITATION = (
+    "Hu X et al. Interpretable medical image visual question answering via multi-modal relationship "
+    "graph learning. Medical Image Analysis 97:103279 (2024); Medical-CXR-VQA, PhysioNet."
+)
 
 
 def convert_cxr_vqa(root: Path, conversion: Conversion) -> Iterator[Sample]:
     """medical_cxr_vqa_questions.csv (+ mimic_all.csv for the study's image) → VQA samples."""
-    qa_file = find_file(root, "medical_cxr_vqa_questions.csv", "medical-cxr-vqa-questions.csv",
-                        "mimic_llm_questions.csv")
+    qa_file = find_file(
+        root, "medical_cxr_vqa_questions.csv", "medical-cxr-vqa-questions.csv", "mimic_llm_questions.csv"
+    )
     assert qa_file is not None
     images_root = _images_root(root, conversion)
     # study → [(rank, dicom_id, view)] from mimic_all.csv or MIMIC-CXR-JPG's metadata, when present
     study_images: dict[str, list[tuple[int, str, str | None]]] = defaultdict(list)
     meta = find_file(root, "mimic_all.csv", "mimic-cxr-2.0.0-metadata.csv", required=False) or find_file(
-        images_root, "mimic-cxr-2.0.0-metadata.csv", required=False)
+        images_root, "mimic-cxr-2.0.0-metadata.csv", required=False
+    )
     if meta is not None:
         for rowno, row in read_csv(meta, ("dicom_id", "study_id"), conversion):
             with conversion.row():
                 view = (row.get("ViewPosition") or row.get("view") or "").strip()
                 view = {"postero-anterior": "PA", "antero-posterior": "AP"}.get(view.lower(), view) or None
                 study_images[require(row, "study_id", meta, rowno).lstrip("s")].append(
-                    (_frontal_rank(view), require(row, "dicom_id", meta, rowno), view))
+                    (_frontal_rank(view), require(row, "dicom_id", meta, rowno), view)
+                )
     for rowno, row in read_csv(qa_file, ("subject_id", "study_id", "question_type", "question", "answer"), conversion):
         with conversion.row():
             subject = require(row, "subject_id", qa_file, rowno).lstrip("p")
@@ -356,24 +455,40 @@ def convert_cxr_vqa(root: Path, conversion: Conversion) -> Iterator[Sample]:
             if not dicom_id:
                 options = sorted(study_images.get(study, []))
                 if not options:
-                    raise RowError(qa_file, rowno, "study_id", f"no image known for study s{study} (no dicom_id "
-                                   "column, and the study is not in mimic_all.csv)", reason="image not found")
+                    raise RowError(
+                        qa_file,
+                        rowno,
+                        "study_id",
+                        f"no image known for study s{study} (no dicom_id "
+                        "column, and the study is not in mimic_all.csv)",
+                        reason="image not found",
+                    )
                 _, dicom_id, view = options[0]
             image_path = mimic_image_path(images_root, subject, study, dicom_id)
-            width, height = checked_image(image_path, qa_file, rowno, "dicom_id" if row.get("dicom_id") else
-                                          "study_id")
+            width, height = checked_image(image_path, qa_file, rowno, "dicom_id" if row.get("dicom_id") else "study_id")
             parts = [p.strip() for p in re.split(r",\s*|\s+and\s+", answer) if p.strip()]
             multi = qtype == "abnormality" and answer.lower() not in _YES_NO and len(parts) > 1
             split_value = (row.get("split") or "").strip()
             split = official_split(split_value, qa_file, rowno) if split_value else hash_split(f"mimic:{subject}")
             yield Sample(
-                id=f"cxr-vqa/{row.get('idx') or rowno}", source="cxr-vqa", split=split, task=Task.VQA,
+                id=f"cxr-vqa/{row.get('idx') or rowno}",
+                source="cxr-vqa",
+                split=split,
+                task=Task.VQA,
                 images=[ImageRef(path=str(image_path), view=view, width=width, height=height)],
-                prompt=task_prompt("vqa", question), answer=join_answers(parts) if multi else answer,
-                answer_type=AnswerType.MULTI if multi else AnswerType.CLOSED, question_type=qtype,
-                patient_id=subject, study_id=study,
-                provenance=Provenance(dataset="Medical-CXR-VQA", file=qa_file.name, record=f"row {rowno}",
-                                      license=PHYSIONET_LICENSE, citation=CXR_VQA_CITATION),
+                prompt=task_prompt("vqa", question),
+                answer=join_answers(parts) if multi else answer,
+                answer_type=AnswerType.MULTI if multi else AnswerType.CLOSED,
+                question_type=qtype,
+                patient_id=subject,
+                study_id=study,
+                provenance=Provenance(
+                    dataset="Medical-CXR-VQA",
+                    file=qa_file.name,
+                    record=f"row {rowno}",
+                    license=PHYSIONET_LICENSE,
+                    citation=CXR_VQA_CITATION,
+                ),
             )
 
 

@@ -34,18 +34,31 @@ class DatasetStats:
     @staticmethod
     def length_summary(lengths: list[int]) -> dict[str, float]:
         arr = np.asarray(lengths, dtype=float)
-        return {"n": int(arr.size), "mean": float(arr.mean()), "median": float(np.median(arr)),
-                "p90": float(np.percentile(arr, 90)), "max": float(arr.max())}
+        return {
+            "n": int(arr.size),
+            "mean": float(arr.mean()),
+            "median": float(np.median(arr)),
+            "p90": float(np.percentile(arr, 90)),
+            "max": float(arr.max()),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "total": self.total, "images": self.images, "patients": self.patients, "with_boxes": self.with_boxes,
-            "by_source": dict(self.by_source), "by_task": dict(self.by_task), "by_split": dict(self.by_split),
+            "total": self.total,
+            "images": self.images,
+            "patients": self.patients,
+            "with_boxes": self.with_boxes,
+            "by_source": dict(self.by_source),
+            "by_task": dict(self.by_task),
+            "by_split": dict(self.by_split),
             "by_answer_type": dict(self.by_answer_type),
-            "by_source_task_split": [{"source": s, "task": t, "split": sp, "n": n}
-                                     for (s, t, sp), n in sorted(self.by_source_task_split.items())],
-            "by_question_type": [{"source": s, "question_type": q, "n": n}
-                                 for (s, q), n in sorted(self.by_question_type.items())],
+            "by_source_task_split": [
+                {"source": s, "task": t, "split": sp, "n": n}
+                for (s, t, sp), n in sorted(self.by_source_task_split.items())
+            ],
+            "by_question_type": [
+                {"source": s, "question_type": q, "n": n} for (s, q), n in sorted(self.by_question_type.items())
+            ],
             "answer_words": {t: self.length_summary(v) for t, v in sorted(self.answer_lengths.items())},
         }
 
@@ -100,8 +113,14 @@ def print_stats(stats: DatasetStats, title: str = "") -> None:
         lengths.add_column(col, justify="left" if col == "task" else "right")
     for task, values in sorted(stats.answer_lengths.items()):
         summary = stats.length_summary(values)
-        lengths.add_row(task, str(summary["n"]), f"{summary['mean']:.1f}", f"{summary['median']:.0f}",
-                        f"{summary['p90']:.0f}", f"{summary['max']:.0f}")
+        lengths.add_row(
+            task,
+            str(summary["n"]),
+            f"{summary['mean']:.1f}",
+            f"{summary['median']:.0f}",
+            f"{summary['p90']:.0f}",
+            f"{summary['max']:.0f}",
+        )
     console.print(lengths)
 
 

@@ -11,12 +11,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="the whole system on the embedded default: data → 3 training stages → XrayBench → arena → review → report",
         description="Runs every part of DeepMedix-R1 and writes OUT/report.html. Each stage is skipped when its "
-                    "outputs are complete, so a rerun is quick; --fresh redoes everything.",
+        "outputs are complete, so a rerun is quick; --fresh redoes everything.",
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     p.add_argument("--fresh", action="store_true", help="delete OUT and start over")
-    p.add_argument("--recipes", type=Path, default=None,
-                   help="folder with sft.yaml, coldstart.yaml, grpo.yaml (default: recipes/tiny)")
+    p.add_argument(
+        "--recipes",
+        type=Path,
+        default=None,
+        help="folder with sft.yaml, coldstart.yaml, grpo.yaml (default: recipes/tiny)",
+    )
     p.add_argument("--data", type=Path, default=None, help="samples JSONL (default: the bundled sample)")
     p.add_argument("--per-benchmark", type=int, default=10, help="test samples per benchmark group (0: all)")
     p.add_argument("--coldstart-samples", type=int, default=160, help="training samples given to the teacher")
@@ -40,11 +44,24 @@ def _demo(args: argparse.Namespace) -> int:
     from deepmedix.demo.pipeline import DemoConfig, run_demo
 
     cfg = DemoConfig(
-        out=args.out, recipes=args.recipes, data=args.data, fresh=args.fresh, per_benchmark=args.per_benchmark,
-        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, backend=args.backend, teacher=args.teacher,
-        teacher_model=args.teacher_model, judge=args.judge, judge_model=args.judge_model,
-        arena_budget=args.arena_budget, coldstart_samples=args.coldstart_samples, grpo_samples=args.grpo_samples,
-        review_samples=args.review_samples, chexbert=args.chexbert, meteor=not args.no_meteor,
+        out=args.out,
+        recipes=args.recipes,
+        data=args.data,
+        fresh=args.fresh,
+        per_benchmark=args.per_benchmark,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        backend=args.backend,
+        teacher=args.teacher,
+        teacher_model=args.teacher_model,
+        judge=args.judge,
+        judge_model=args.judge_model,
+        arena_budget=args.arena_budget,
+        coldstart_samples=args.coldstart_samples,
+        grpo_samples=args.grpo_samples,
+        review_samples=args.review_samples,
+        chexbert=args.chexbert,
+        meteor=not args.no_meteor,
         max_steps={"sft": 4, "coldstart": 4, "grpo": 2} if args.quick else None,
     )
     run_demo(cfg)

@@ -68,7 +68,9 @@ def _packaged_recipes() -> Path:
     for candidate in (package.parents[1] / "recipes" / "tiny", package / "recipes" / "tiny"):
         if (candidate / "sft.yaml").is_file():
             return candidate
-    raise FileNotFoundError("recipes/tiny not found: pass --recipes DIR (a folder with sft.yaml, coldstart.yaml, grpo.yaml)")
+    raise FileNotFoundError(
+        "recipes/tiny not found: pass --recipes DIR (a folder with sft.yaml, coldstart.yaml, grpo.yaml)"
+    )
 
 
 class Demo:
@@ -128,8 +130,10 @@ class Demo:
             rng.shuffle(members)
             test.extend(members[: self.cfg.per_benchmark] if self.cfg.per_benchmark > 0 else members)
         if not train or not test:
-            raise ValueError(f"{self.cfg.data or 'the bundled sample'} needs train and test samples "
-                             f"(found {len(train)} train, {len(test)} test)")
+            raise ValueError(
+                f"{self.cfg.data or 'the bundled sample'} needs train and test samples "
+                f"(found {len(train)} train, {len(test)} test)"
+            )
         # Stages 2 and 3 lean on samples whose answers can be checked (closed, multi, boxed): a small model learns
         # the protocol from them, and the reward has a signal to follow.
         checkable = [s for s in train if s.answer_type != AnswerType.OPEN or s.boxes]
@@ -158,10 +162,16 @@ class Demo:
         overrides: dict[str, dict[str, Any]] = {"sft": {"model": base}, "coldstart": {"data": cold}}
         for stage, steps in (self.cfg.max_steps or {}).items():
             overrides.setdefault(stage, {})["max_steps"] = steps
-        finals = run_pipeline(self.recipes, data=data["train"], grpo_data=data["grpo"],
-                              output_root=self.out / "models", overrides=overrides)
+        finals = run_pipeline(
+            self.recipes,
+            data=data["train"],
+            grpo_data=data["grpo"],
+            output_root=self.out / "models",
+            overrides=overrides,
+        )
         return {stage: str(path) for stage, path in finals.items()} | {
-            "rewards": str(self.out / "models" / "grpo" / "rewards.jsonl")}
+            "rewards": str(self.out / "models" / "grpo" / "rewards.jsonl")
+        }
 
     def synthesize(self, data: str, base: str) -> str:
         from deepmedix.training.coldstart import synthesize
@@ -179,8 +189,9 @@ class Demo:
         else:
             from deepmedix.endpoints import ChatEndpoint, EndpointConfig
 
-            teacher = EndpointTeacher(ChatEndpoint(EndpointConfig(base_url=self.cfg.teacher,
-                                                                  model=self.cfg.teacher_model, max_tokens=2048)))
+            teacher = EndpointTeacher(
+                ChatEndpoint(EndpointConfig(base_url=self.cfg.teacher, model=self.cfg.teacher_model, max_tokens=2048))
+            )
         summary = synthesize(data, out, teacher, frame=model_frame(base))  # every stage shares the base's frame
         self.console.print(f"cold start: kept {summary.kept} of {summary.total}; dropped {dict(summary.dropped)}")
         if summary.kept == 0:
@@ -191,8 +202,15 @@ class Demo:
         from deepmedix.inference.predict import predict_file
 
         out = self.out / "predictions" / f"{name}.jsonl"
-        predict_file(model, test, out, backend=self.cfg.backend, batch_size=self.cfg.batch_size,
-                     max_new_tokens=self.cfg.max_new_tokens, reasoning=reasoning)
+        predict_file(
+            model,
+            test,
+            out,
+            backend=self.cfg.backend,
+            batch_size=self.cfg.batch_size,
+            max_new_tokens=self.cfg.max_new_tokens,
+            reasoning=reasoning,
+        )
         return str(out)
 
     def evaluate(self, predictions: dict[str, str]) -> dict[str, str]:
@@ -200,7 +218,9 @@ class Demo:
         from deepmedix.evaluation.report import write_reports
 
         outputs = {}
-        options = EvalOptions(chexbert=self.cfg.chexbert, meteor=self.cfg.meteor, cache_dir=self.out / "eval" / ".cache")
+        options = EvalOptions(
+            chexbert=self.cfg.chexbert, meteor=self.cfg.meteor, cache_dir=self.out / "eval" / ".cache"
+        )
         with Evaluator(options) as ev:  # one METEOR process for every model
             for name, path in predictions.items():
                 metrics = ev.evaluate(load_predictions(path))
@@ -222,8 +242,15 @@ class Demo:
 
             judge = LLMJudge(ChatEndpoint(EndpointConfig(base_url=self.cfg.judge, model=self.cfg.judge_model)))
         out_dir = self.out / "arena"
-        run_arena([predictions[m] for m in MODELS], judge, out_dir, budget=self.cfg.arena_budget,
-                  seed=self.cfg.seed, names=list(MODELS), bootstrap_rounds=200)
+        run_arena(
+            [predictions[m] for m in MODELS],
+            judge,
+            out_dir,
+            budget=self.cfg.arena_budget,
+            seed=self.cfg.seed,
+            names=list(MODELS),
+            bootstrap_rounds=200,
+        )
         return {"scores": str(out_dir / "scores.json"), "dir": str(out_dir)}
 
     def review(self, predictions: dict[str, str]) -> dict[str, str]:
@@ -233,9 +260,12 @@ class Demo:
         if out_dir.exists():
             shutil.rmtree(out_dir)  # an unfinished earlier attempt: the set is cheap to recreate
         created = create_review(
-            [predictions["stage3"], predictions["base"]], ["DeepMedix-R1 (stage 3)", "base model (think)"], out_dir,
+            [predictions["stage3"], predictions["base"]],
+            ["DeepMedix-R1 (stage 3)", "base model (think)"],
+            out_dir,
             parse_annotators("physician1:1,physician2:1,physician3:2,physician4:2"),
-            n_samples=self.cfg.review_samples, seed=self.cfg.seed,
+            n_samples=self.cfg.review_samples,
+            seed=self.cfg.seed,
         )
         lines = [f"admin\t{created.admin_token}"] + [f"{a}\t{t}" for a, t in created.tokens.items()]
         tokens = out_dir / "tokens.txt"
@@ -254,14 +284,25 @@ class Demo:
 
         data = self.stage("prepare", "1/7 prepare the data", self.prepare)
         base = self.cfg.base_model or _recipe_model(self.recipes / "sft.yaml")
-        cold = self.stage("coldstart_data", "2/7 cold-start data: teacher + filter",
-                          lambda: {"data": self.synthesize(data["coldstart_input"], base)})["data"]
-        trained = self.stage("train", "3/7 training: stage 1 SFT → stage 2 cold-start SFT → stage 3 GRPO",
-                             lambda: self.train(data, cold, base))
+        cold = self.stage(
+            "coldstart_data",
+            "2/7 cold-start data: teacher + filter",
+            lambda: {"data": self.synthesize(data["coldstart_input"], base)},
+        )["data"]
+        trained = self.stage(
+            "train",
+            "3/7 training: stage 1 SFT → stage 2 cold-start SFT → stage 3 GRPO",
+            lambda: self.train(data, cold, base),
+        )
         s1, s2, s3 = trained["sft"], trained["coldstart"], trained["grpo"]
         models = {"base": (base, True), "stage1": (s1, False), "stage2": (s2, True), "stage3": (s3, True)}
-        preds = self.stage("predict", "4/7 predictions of every model on the test samples", lambda: {
-            name: self.predict(name, path, data["test"], reasoning) for name, (path, reasoning) in models.items()})
+        preds = self.stage(
+            "predict",
+            "4/7 predictions of every model on the test samples",
+            lambda: {
+                name: self.predict(name, path, data["test"], reasoning) for name, (path, reasoning) in models.items()
+            },
+        )
         metrics = self.stage("eval", "5/7 XrayBench metrics", lambda: self.evaluate(preds))
         arena = self.stage("arena", "6/7 Report Arena across the stages", lambda: self.arena(preds))
         review = self.stage("review", "7/7 expert review set", lambda: self.review(preds))
@@ -272,8 +313,9 @@ class Demo:
         total = time.perf_counter() - started
         self.console.rule("[bold green]done")
         self.console.print(f"report: [bold]{report}[/bold]  ({total:.0f} s)")
-        self.console.print(f"open the review set: deepmedix review serve --dir {review['dir']}  "
-                           f"(personal links: {review['tokens']})")
+        self.console.print(
+            f"open the review set: deepmedix review serve --dir {review['dir']}  (personal links: {review['tokens']})"
+        )
         return report
 
 

@@ -11,17 +11,34 @@ from typing import Any
 from deepmedix.io import atomic_write_text, read_jsonl
 
 REPORT_COLUMNS = (
-    ("bleu_1", "BLEU-1"), ("bleu_2", "BLEU-2"), ("bleu_3", "BLEU-3"), ("bleu_4", "BLEU-4"), ("meteor", "METEOR"),
-    ("rouge_l", "ROUGE-L"), ("cider", "CIDEr"), ("f1_radgraph", "F1-RadGraph"),
-    ("f1_chexbert_micro_5", "CheXbert Micro-5"), ("f1_chexbert_macro_5", "CheXbert Macro-5"),
-    ("f1_chexbert_micro_14", "CheXbert Micro-14"), ("f1_chexbert_macro_14", "CheXbert Macro-14"),
-    ("f1_chexpert_rules_micro_14", "Rules Micro-14"), ("f1_chexpert_rules_macro_14", "Rules Macro-14"),
+    ("bleu_1", "BLEU-1"),
+    ("bleu_2", "BLEU-2"),
+    ("bleu_3", "BLEU-3"),
+    ("bleu_4", "BLEU-4"),
+    ("meteor", "METEOR"),
+    ("rouge_l", "ROUGE-L"),
+    ("cider", "CIDEr"),
+    ("f1_radgraph", "F1-RadGraph"),
+    ("f1_chexbert_micro_5", "CheXbert Micro-5"),
+    ("f1_chexbert_macro_5", "CheXbert Macro-5"),
+    ("f1_chexbert_micro_14", "CheXbert Micro-14"),
+    ("f1_chexbert_macro_14", "CheXbert Macro-14"),
+    ("f1_chexpert_rules_micro_14", "Rules Micro-14"),
+    ("f1_chexpert_rules_macro_14", "Rules Macro-14"),
     ("average", "Average"),
 )
-GROUNDING_COLUMNS = (("box_precision", "box precision"), ("box_recall", "box recall"),
-                     ("mean_best_iou", "mean best IoU"), ("boxes_per_sample", "boxes / sample"))
-MODEL_TITLES = {"base": "base model (think)", "stage1": "stage 1 · SFT (DeepMedix)",
-                "stage2": "stage 2 · cold start", "stage3": "stage 3 · GRPO (DeepMedix-R1)"}
+GROUNDING_COLUMNS = (
+    ("box_precision", "box precision"),
+    ("box_recall", "box recall"),
+    ("mean_best_iou", "mean best IoU"),
+    ("boxes_per_sample", "boxes / sample"),
+)
+MODEL_TITLES = {
+    "base": "base model (think)",
+    "stage1": "stage 1 · SFT (DeepMedix)",
+    "stage2": "stage 2 · cold start",
+    "stage3": "stage 3 · GRPO (DeepMedix-R1)",
+}
 
 
 def _png_data_url(fig: Any) -> str:
@@ -42,6 +59,7 @@ def _file_data_url(path: str | Path | None) -> str | None:
 
 def _table(metrics: dict[str, dict], group: str, columns: tuple[tuple[str, str], ...], sub: str | None = None) -> dict:
     """Rows per model for one benchmark group; the best value of each column is marked."""
+
     def value(name: str, key: str) -> float | None:
         m = metrics[name].get(group) or {}
         if sub:
@@ -60,8 +78,12 @@ def _table(metrics: dict[str, dict], group: str, columns: tuple[tuple[str, str],
         best = max(col) if len(set(col)) > 1 else None
         for r in rows:
             v = r["raw"][j]
-            r.setdefault("cells", []).append({"text": "—" if v is None else f"{v:.4f}",
-                                               "best": v is not None and v == best and key != "boxes_per_sample"})
+            r.setdefault("cells", []).append(
+                {
+                    "text": "—" if v is None else f"{v:.4f}",
+                    "best": v is not None and v == best and key != "boxes_per_sample",
+                }
+            )
     return {"benchmark": group, "metrics": [label for _, label in present], "rows": rows}
 
 
@@ -79,7 +101,9 @@ def _vqa_table(metrics: dict[str, dict], group: str) -> dict:
         best = max(col) if len(set(col)) > 1 else None
         for r in rows:
             v = r["raw"][j]
-            r.setdefault("cells", []).append({"text": "—" if v is None else f"{v:.3f}", "best": v is not None and v == best})
+            r.setdefault("cells", []).append(
+                {"text": "—" if v is None else f"{v:.3f}", "best": v is not None and v == best}
+            )
     return {"benchmark": group, "metrics": [c[1] for c in cols], "rows": rows}
 
 
@@ -95,7 +119,9 @@ def _vqa_figure(metrics: dict[str, dict], groups: list[str]) -> str | None:
     fig, axes = plt.subplots(1, len(groups), figsize=(max(6, 4.2 * len(groups)), 3.4), squeeze=False)
     names = list(metrics)
     for ax, group in zip(axes[0], groups, strict=True):
-        types = sorted({t for m in metrics.values() for t in ((m.get(group) or {}).get("accuracy_by_question_type") or {})})
+        types = sorted(
+            {t for m in metrics.values() for t in ((m.get(group) or {}).get("accuracy_by_question_type") or {})}
+        )
         x = np.arange(len(types))
         width = 0.8 / max(len(names), 1)
         for i, name in enumerate(names):
@@ -150,9 +176,13 @@ def _reward_caption(rewards_path: str | None) -> str:
         return sum(vals) / len(vals) if vals else float("nan")
 
     parts = []
-    for key, label in (("reward", "total reward"), ("rewards/answer/mean", "answer"),
-                       ("rewards/format/mean", "format"), ("rewards/coordinate/mean", "coordinate"),
-                       ("rewards/valid_box_share/mean", "share of outputs whose boxes are all valid")):
+    for key, label in (
+        ("reward", "total reward"),
+        ("rewards/answer/mean", "answer"),
+        ("rewards/format/mean", "format"),
+        ("rewards/coordinate/mean", "coordinate"),
+        ("rewards/valid_box_share/mean", "share of outputs whose boxes are all valid"),
+    ):
         if key in rows[0]:
             parts.append(f"{label} {mean(key, rows[:k]):.3f} → {mean(key, rows[-k:]):.3f}")
     return f"Mean over the first and last {k} of {len(rows)} steps: " + "; ".join(parts) + "."
@@ -168,7 +198,9 @@ def _examples(predictions: dict[str, str], per_model: int = 2) -> list[dict[str,
             continue
         rows = read_jsonl(predictions[name], tolerate_torn_tail=True)
         # reasoning that cites boxes first (that is what the figure is for), grounding questions before others
-        rows.sort(key=lambda r: (-sum(len(s.get("boxes") or []) for s in r.get("steps") or []), r.get("task") != "grounding"))
+        rows.sort(
+            key=lambda r: (-sum(len(s.get("boxes") or []) for s in r.get("steps") or []), r.get("task") != "grounding")
+        )
         for r in rows[:per_model]:
             try:
                 from deepmedix.data.images import open_image
@@ -179,17 +211,31 @@ def _examples(predictions: dict[str, str], per_model: int = 2) -> list[dict[str,
                 continue
             buf = io.BytesIO()
             drawn.save(buf, format="PNG")
-            out.append({
-                "image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
-                "model": MODEL_TITLES.get(name, name), "id": r.get("id"), "task": r.get("task"),
-                "prompt": r.get("prompt", "").split("\n\n")[0], "steps": [s.get("text", "") for s in r.get("steps") or []],
-                "answer": r.get("prediction", ""), "reference": r.get("reference", ""),
-            })
+            out.append(
+                {
+                    "image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
+                    "model": MODEL_TITLES.get(name, name),
+                    "id": r.get("id"),
+                    "task": r.get("task"),
+                    "prompt": r.get("prompt", "").split("\n\n")[0],
+                    "steps": [s.get("text", "") for s in r.get("steps") or []],
+                    "answer": r.get("prediction", ""),
+                    "reference": r.get("reference", ""),
+                }
+            )
     return out
 
 
-def write_demo_report(out: Path, records: list, data: dict[str, str], predictions: dict[str, str],
-                      metrics_paths: dict[str, str], arena: dict[str, str], review: dict[str, str], cfg: Any) -> Path:
+def write_demo_report(
+    out: Path,
+    records: list,
+    data: dict[str, str],
+    predictions: dict[str, str],
+    metrics_paths: dict[str, str],
+    arena: dict[str, str],
+    review: dict[str, str],
+    cfg: Any,
+) -> Path:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     metrics = {name: json.loads(Path(p).read_text()) for name, p in metrics_paths.items()}
@@ -209,19 +255,26 @@ def write_demo_report(out: Path, records: list, data: dict[str, str], prediction
 
     rewards_log = next((r.outputs.get("rewards") for r in records if r.name == "train"), None)
     notes = sorted({n for m in metrics.values() for g in report_groups for n in (m.get(g) or {}).get("notes", [])})
-    judge = "the offline rules-labeler judge (prefers the report whose CheXpert-style labels agree more with the "\
-            "reference's; not an LLM)" if cfg.judge == "offline" else f"the LLM judge {cfg.judge_model} at {cfg.judge}"
+    judge = (
+        "the offline rules-labeler judge (prefers the report whose CheXpert-style labels agree more with the "
+        "reference's; not an LLM)"
+        if cfg.judge == "offline"
+        else f"the LLM judge {cfg.judge_model} at {cfg.judge}"
+    )
     context = {
         "title": "DeepMedix-R1, end to end",
         "subtitle": f"{'the tiny random Qwen2.5-VL on the bundled sample' if cfg.data is None else cfg.data} · "
-                    f"output in {out}",
+        f"output in {out}",
         "stages": [{"name": r.name, "seconds": r.seconds, "skipped": r.skipped} for r in records],
         "data_note": (
             "Bundled data: VQA-RAD chest radiographs with their question–answer pairs (CC0), NIH ChestX-ray14 "
             "images with findings/impression written by a fixed template from their official labels (not radiologist "
             "reports), and synthetic phantom radiographs with lesions at known boxes. The tiny model starts from "
             "random weights: the numbers show that every part runs and how the stages move the metrics, "
-            "not clinical quality." if cfg.data is None else f"Data: {cfg.data}."),
+            "not clinical quality."
+            if cfg.data is None
+            else f"Data: {cfg.data}."
+        ),
         "stats_figure": _file_data_url(data.get("stats_figure")),
         "report_tables": report_tables,
         "metrics_note": " ".join(notes) + " Best value per column in bold.",
@@ -231,15 +284,15 @@ def write_demo_report(out: Path, records: list, data: dict[str, str], prediction
         "reward_figure": _reward_figure(rewards_log),
         "reward_caption": _reward_caption(rewards_log),
         "arena_note": f"{cfg.arena_budget} comparisons drawn by the active sampling rule, each asked in both orders, "
-                      f"judged by {judge}. Scores: inverse-probability-weighted Bradley–Terry, min–max scaled to "
-                      "[0, 1], with bootstrap 95% intervals.",
+        f"judged by {judge}. Scores: inverse-probability-weighted Bradley–Terry, min–max scaled to "
+        "[0, 1], with bootstrap 95% intervals.",
         "arena_scores": arena_scores,
         "arena_figures": arena_figures,
         "examples": _examples(predictions),
         "review_note": "A blinded review set of stage 3 against the base model, for four physicians in two groups. "
-                       "Start the server and open a personal link from the tokens file:",
+        "Start the server and open a personal link from the tokens file:",
         "review_command": f"deepmedix review serve --dir {review.get('dir')}\n# links: {review.get('tokens')}\n"
-                          f"deepmedix review results --dir {review.get('dir')} --out {out / 'review_results'}",
+        f"deepmedix review results --dir {review.get('dir')} --out {out / 'review_results'}",
         "further": [
             "Real data: <code>deepmedix prepare mimic-cxr|open-i|ms-cxr|ext-vqa|cxr-vqa --root DIR --out FILE</code>.",
             "Real weights on GPUs: <code>deepmedix demo --recipes recipes/qwen2.5-vl-7b --data FILE.jsonl</code> "
@@ -250,8 +303,9 @@ def write_demo_report(out: Path, records: list, data: dict[str, str], prediction
             f"{Path(out) / 'models' / 'grpo' / 'final'}</code> and open http://127.0.0.1:8000.",
         ],
     }
-    env = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")),
-                      autoescape=select_autoescape(["html", "jinja"]))
+    env = Environment(
+        loader=FileSystemLoader(Path(__file__).with_name("templates")), autoescape=select_autoescape(["html", "jinja"])
+    )
     html = env.get_template("report.html.jinja").render(**context)
     path = Path(out) / "report.html"
     atomic_write_text(path, html)

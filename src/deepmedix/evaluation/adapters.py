@@ -42,30 +42,80 @@ class Adapter:
 _LABEL = re.compile(r"^\s*\**\s*(findings|impression|answer|report)\s*:?\s*\**\s*:?\s*", re.IGNORECASE)
 
 ADAPTERS: tuple[Adapter, ...] = (
-    Adapter("deepmedix", ("tiny", "deepmedix"), reasoning=True, answer="protocol", loader="transformers",
-            notes="DeepMedix / DeepMedix-R1 and the tiny test model: the grounded protocol, boxes in the Qwen2.5-VL "
-                  "input frame."),
-    Adapter("qwen2.5-vl-think", ("qwen2.5-vl-think",), reasoning=True, answer="protocol", loader="transformers",
-            notes="Qwen2.5-VL asked with the thinking prompt — the paper's \"Qwen2.5-VL-7B (think)\" row. Select "
-                  "with --adapter qwen2.5-vl-think."),
-    Adapter("qwen2.5-vl", ("qwen2.5-vl", "qwen2_5_vl", "qwen2-vl", "qwen3-vl"), reasoning=False, answer="plain",
-            loader="transformers", notes="Qwen2.5-VL-7B/32B-Instruct, plain prompt, reply read as the answer."),
-    Adapter("huatuogpt-vision-qwen2.5vl", ("huatuogpt-vision-7b-qwen2.5vl",), reasoning=False, answer="plain",
-            loader="transformers", notes="HuatuoGPT-Vision on a Qwen2.5-VL base loads like Qwen2.5-VL."),
-    Adapter("medgemma", ("medgemma",), reasoning=False, answer="plain", loader="transformers",
-            notes="google/medgemma-4b-it (Gemma 3): AutoModelForImageTextToText, plain prompt; its replies often "
-                  "start with a bold section label, which is stripped."),
-    Adapter("chexagent", ("chexagent",), reasoning=False, answer="plain", loader="served",
-            report_prompts=(("report_findings", "Write an example findings section for the CXR"),
-                            ("report_impression", "Write an example impression section for the CXR")),
-            notes="StanfordAIMI/CheXagent-2-3b needs trust_remote_code; serve it with its own code. Its report "
-                  "instructions are the ones in its model card."),
-    Adapter("llava-rad", ("llava-rad", "llava_rad", "llavarad"), reasoning=False, answer="plain", loader="served",
-            report_prompts=(("report_findings", "Describe the findings of the chest x-ray."),),
-            notes="microsoft/llava-rad runs on its authors' LLaVA fork; serve it. Trained to write findings from "
-                  "one fixed instruction."),
-    Adapter("huatuogpt-vision", ("huatuogpt-vision",), reasoning=False, answer="plain", loader="served",
-            notes="FreedomIntelligence/HuatuoGPT-Vision-7B/34B (LLaVA architecture, own code): serve it."),
+    Adapter(
+        "deepmedix",
+        ("tiny", "deepmedix"),
+        reasoning=True,
+        answer="protocol",
+        loader="transformers",
+        notes="DeepMedix / DeepMedix-R1 and the tiny test model: the grounded protocol, boxes in the Qwen2.5-VL "
+        "input frame.",
+    ),
+    Adapter(
+        "qwen2.5-vl-think",
+        ("qwen2.5-vl-think",),
+        reasoning=True,
+        answer="protocol",
+        loader="transformers",
+        notes='Qwen2.5-VL asked with the thinking prompt — the paper\'s "Qwen2.5-VL-7B (think)" row. Select '
+        "with --adapter qwen2.5-vl-think.",
+    ),
+    Adapter(
+        "qwen2.5-vl",
+        ("qwen2.5-vl", "qwen2_5_vl", "qwen2-vl", "qwen3-vl"),
+        reasoning=False,
+        answer="plain",
+        loader="transformers",
+        notes="Qwen2.5-VL-7B/32B-Instruct, plain prompt, reply read as the answer.",
+    ),
+    Adapter(
+        "huatuogpt-vision-qwen2.5vl",
+        ("huatuogpt-vision-7b-qwen2.5vl",),
+        reasoning=False,
+        answer="plain",
+        loader="transformers",
+        notes="HuatuoGPT-Vision on a Qwen2.5-VL base loads like Qwen2.5-VL.",
+    ),
+    Adapter(
+        "medgemma",
+        ("medgemma",),
+        reasoning=False,
+        answer="plain",
+        loader="transformers",
+        notes="google/medgemma-4b-it (Gemma 3): AutoModelForImageTextToText, plain prompt; its replies often "
+        "start with a bold section label, which is stripped.",
+    ),
+    Adapter(
+        "chexagent",
+        ("chexagent",),
+        reasoning=False,
+        answer="plain",
+        loader="served",
+        report_prompts=(
+            ("report_findings", "Write an example findings section for the CXR"),
+            ("report_impression", "Write an example impression section for the CXR"),
+        ),
+        notes="StanfordAIMI/CheXagent-2-3b needs trust_remote_code; serve it with its own code. Its report "
+        "instructions are the ones in its model card.",
+    ),
+    Adapter(
+        "llava-rad",
+        ("llava-rad", "llava_rad", "llavarad"),
+        reasoning=False,
+        answer="plain",
+        loader="served",
+        report_prompts=(("report_findings", "Describe the findings of the chest x-ray."),),
+        notes="microsoft/llava-rad runs on its authors' LLaVA fork; serve it. Trained to write findings from "
+        "one fixed instruction.",
+    ),
+    Adapter(
+        "huatuogpt-vision",
+        ("huatuogpt-vision",),
+        reasoning=False,
+        answer="plain",
+        loader="served",
+        notes="FreedomIntelligence/HuatuoGPT-Vision-7B/34B (LLaVA architecture, own code): serve it.",
+    ),
 )
 
 

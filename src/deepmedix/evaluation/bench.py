@@ -29,9 +29,18 @@ def _samples_for(adapter: Adapter, data: Path, out_dir: Path) -> Path:
     return path
 
 
-def run_benchmark(model: str, data: str | Path, out_dir: str | Path, options: EvalOptions | None = None,
-                  adapter: str | None = None, backend: str = "transformers", batch_size: int = 4,
-                  max_new_tokens: int = 256, limit: int | None = None, **backend_kwargs: Any) -> dict[str, Any]:
+def run_benchmark(
+    model: str,
+    data: str | Path,
+    out_dir: str | Path,
+    options: EvalOptions | None = None,
+    adapter: str | None = None,
+    backend: str = "transformers",
+    batch_size: int = 4,
+    max_new_tokens: int = 256,
+    limit: int | None = None,
+    **backend_kwargs: Any,
+) -> dict[str, Any]:
     """Predict into OUT/predictions.jsonl (already predicted ids are skipped), then score into OUT/metrics.json."""
     from deepmedix.inference.predict import predict_file
 
@@ -47,8 +56,17 @@ def run_benchmark(model: str, data: str | Path, out_dir: str | Path, options: Ev
         )
     log.info("bench %s with adapter %s (reasoning=%s, answer=%s)", model, chosen.name, chosen.reasoning, chosen.answer)
     predictions = out_dir / "predictions.jsonl"
-    predict_file(model, _samples_for(chosen, data, out_dir), predictions, backend=backend, batch_size=batch_size,
-                 max_new_tokens=max_new_tokens, limit=limit, reasoning=chosen.reasoning, **backend_kwargs)
+    predict_file(
+        model,
+        _samples_for(chosen, data, out_dir),
+        predictions,
+        backend=backend,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        limit=limit,
+        reasoning=chosen.reasoning,
+        **backend_kwargs,
+    )
     # The scored answer is the adapter's reading of the raw completion.
     rows = read_jsonl(predictions)
     for r in rows:

@@ -97,8 +97,14 @@ def load_tokenizer(tokenizer_dir: str | Path, min_vocab_size: int = 30000) -> An
 class CheXbertLabeler:
     """Labels reports with a CheXbert checkpoint: ``classes(texts)`` → (n, 14) of 0 blank/1 pos/2 neg/3 uncertain."""
 
-    def __init__(self, checkpoint: str | Path, tokenizer_dir: str | Path, min_vocab_size: int = 30000,
-                 device: str | None = None, batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        tokenizer_dir: str | Path,
+        min_vocab_size: int = 30000,
+        device: str | None = None,
+        batch_size: int | None = None,
+    ) -> None:
         import torch
         from transformers import BertConfig
 
@@ -154,7 +160,7 @@ class CheXbertLabeler:
         # Tokenised once up front so batches can be formed by token count: equal lengths pad least.
         ids = self.tokenizer(unique, truncation=True, max_length=512)["input_ids"] if unique else []
         order = sorted(range(len(unique)), key=lambda i: -len(ids[i]))
-        batches = [order[i: i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         with torch.inference_mode():
             for idx in tqdm(batches, desc="CheXbert", unit="batch", disable=not progress or len(batches) < 2):
                 enc = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
@@ -166,15 +172,20 @@ class CheXbertLabeler:
         return labels[[row[t] for t in cleaned]] if cleaned else labels
 
 
-def cached_classes(labeler: CheXbertLabeler, texts: Sequence[str], cache: Any = None,
-                   progress: bool = True) -> np.ndarray:
+def cached_classes(
+    labeler: CheXbertLabeler, texts: Sequence[str], cache: Any = None, progress: bool = True
+) -> np.ndarray:
     """``labeler.classes(texts)``, each (cleaned) text labelled once per checkpoint across runs when ``cache`` (a
     :func:`deepmedix.evaluation.memo.open_label_cache` store) is given."""
     from deepmedix.evaluation.memo import memoized
 
     cleaned = [clean_report(t) for t in texts]
-    rows = memoized(lambda missing: labeler.classes(missing, progress=progress).tolist(), cleaned, cache,
-                    ("chexbert", labeler.fingerprint))
+    rows = memoized(
+        lambda missing: labeler.classes(missing, progress=progress).tolist(),
+        cleaned,
+        cache,
+        ("chexbert", labeler.fingerprint),
+    )
     return np.asarray(rows, dtype=np.int64).reshape(len(texts), len(CHEXBERT_OBSERVATIONS))
 
 

@@ -49,8 +49,14 @@ def clinical_f1(reference: np.ndarray, prediction: np.ndarray) -> dict[str, obje
     if ref.shape != pred.shape or ref.ndim != 2 or ref.shape[1] != len(CHEXBERT_OBSERVATIONS):
         raise ValueError(f"label matrices must both be (n, 14); got {ref.shape} and {pred.shape}")
     if len(ref) == 0:
-        return {"micro_f1_14": None, "macro_f1_14": None, "micro_f1_5": None, "macro_f1_5": None,
-                "per_observation": {}, "support": {}}
+        return {
+            "micro_f1_14": None,
+            "macro_f1_14": None,
+            "micro_f1_5": None,
+            "macro_f1_5": None,
+            "per_observation": {},
+            "support": {},
+        }
     per = f1_score(ref, pred, average=None, zero_division=0)
     return {
         "micro_f1_14": float(f1_score(ref, pred, average="micro", zero_division=0)),

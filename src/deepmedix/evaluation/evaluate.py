@@ -21,16 +21,36 @@ log = logging.getLogger(__name__)
 
 # The paper's 11 report metrics, in Table 1's order; "Average" is their plain mean.
 PAPER_REPORT_METRICS: tuple[str, ...] = (
-    "bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "f1_radgraph",
-    "f1_chexbert_macro_14", "f1_chexbert_micro_14", "f1_chexbert_macro_5", "f1_chexbert_micro_5",
+    "bleu_1",
+    "bleu_2",
+    "bleu_3",
+    "bleu_4",
+    "meteor",
+    "rouge_l",
+    "f1_radgraph",
+    "f1_chexbert_macro_14",
+    "f1_chexbert_micro_14",
+    "f1_chexbert_macro_5",
+    "f1_chexbert_micro_5",
 )
 METRIC_LABELS: dict[str, str] = {
-    "bleu_1": "BLEU-1", "bleu_2": "BLEU-2", "bleu_3": "BLEU-3", "bleu_4": "BLEU-4", "meteor": "METEOR",
-    "rouge_l": "ROUGE-L", "cider": "CIDEr", "f1_radgraph": "F1-RadGraph",
-    "f1_chexbert_macro_14": "Macro-14", "f1_chexbert_micro_14": "Micro-14", "f1_chexbert_macro_5": "Macro-5",
-    "f1_chexbert_micro_5": "Micro-5", "f1_chexpert_rules_macro_14": "Rules Macro-14",
-    "f1_chexpert_rules_micro_14": "Rules Micro-14", "f1_chexpert_rules_macro_5": "Rules Macro-5",
-    "f1_chexpert_rules_micro_5": "Rules Micro-5", "average": "Average",
+    "bleu_1": "BLEU-1",
+    "bleu_2": "BLEU-2",
+    "bleu_3": "BLEU-3",
+    "bleu_4": "BLEU-4",
+    "meteor": "METEOR",
+    "rouge_l": "ROUGE-L",
+    "cider": "CIDEr",
+    "f1_radgraph": "F1-RadGraph",
+    "f1_chexbert_macro_14": "Macro-14",
+    "f1_chexbert_micro_14": "Micro-14",
+    "f1_chexbert_macro_5": "Macro-5",
+    "f1_chexbert_micro_5": "Micro-5",
+    "f1_chexpert_rules_macro_14": "Rules Macro-14",
+    "f1_chexpert_rules_micro_14": "Rules Micro-14",
+    "f1_chexpert_rules_macro_5": "Rules Macro-5",
+    "f1_chexpert_rules_micro_5": "Rules Micro-5",
+    "average": "Average",
 }
 TASK_KINDS = ("report", "vqa", "grounding")
 
@@ -143,8 +163,10 @@ def load_predictions(path: str | Path) -> list[dict[str, Any]]:
 
 def _clinical_keys(prefix: str, scores: dict[str, Any]) -> dict[str, Any]:
     return {
-        f"{prefix}_micro_14": scores["micro_f1_14"], f"{prefix}_macro_14": scores["macro_f1_14"],
-        f"{prefix}_micro_5": scores["micro_f1_5"], f"{prefix}_macro_5": scores["macro_f1_5"],
+        f"{prefix}_micro_14": scores["micro_f1_14"],
+        f"{prefix}_macro_14": scores["macro_f1_14"],
+        f"{prefix}_micro_5": scores["micro_f1_5"],
+        f"{prefix}_macro_5": scores["macro_f1_5"],
     }
 
 
@@ -159,7 +181,10 @@ def paper_average(metrics: dict[str, Any]) -> tuple[float | None, list[str]]:
 def weighted_average(groups: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Size-weighted mean over report groups of every metric they report (the paper's "Weighted Average")."""
     report_groups = {g: m for g, m in groups.items() if m.get("n_report")}
-    out: dict[str, Any] = {"groups": sorted(report_groups), "n_report": sum(m["n_report"] for m in report_groups.values())}
+    out: dict[str, Any] = {
+        "groups": sorted(report_groups),
+        "n_report": sum(m["n_report"] for m in report_groups.values()),
+    }
     rules = tuple(f"f1_chexpert_rules_{s}" for s in ("micro_14", "macro_14", "micro_5", "macro_5"))
     for k in (*PAPER_REPORT_METRICS, "cider", *rules, "f1_radgraph_simple", "f1_radgraph_complete"):
         have = [(m[k], m["n_report"]) for m in report_groups.values() if m.get(k) is not None]
@@ -219,8 +244,9 @@ class Evaluator:
 
             ckpt = Path(self.options.chexbert)
             tok = self.options.chexbert_tokenizer or ckpt.parent
-            self._chexbert = CheXbertLabeler(ckpt, tok, min_vocab_size=self.options.chexbert_min_vocab,
-                                             batch_size=self.options.chexbert_batch_size)
+            self._chexbert = CheXbertLabeler(
+                ckpt, tok, min_vocab_size=self.options.chexbert_min_vocab, batch_size=self.options.chexbert_batch_size
+            )
         return self._chexbert
 
     def report_metrics(self, group: str, predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
@@ -236,14 +262,21 @@ class Evaluator:
 
             ref_cls = cached_classes(self.chexbert, references, self.label_cache)
             pred_cls = cached_classes(self.chexbert, predictions, self.label_cache)
-            scores = clinical.clinical_f1(clinical.binarize_chexbert_classes(ref_cls),
-                                          clinical.binarize_chexbert_classes(pred_cls))
+            scores = clinical.clinical_f1(
+                clinical.binarize_chexbert_classes(ref_cls), clinical.binarize_chexbert_classes(pred_cls)
+            )
             out.update(_clinical_keys("f1_chexbert", scores))
             out["per_observation_f1_chexbert"] = scores["per_observation"]
             out["observation_support"] = scores["support"]
         else:
-            out.update(dict.fromkeys(_clinical_keys("f1_chexbert", dict.fromkeys(
-                ("micro_f1_14", "macro_f1_14", "micro_f1_5", "macro_f1_5"))), None))
+            out.update(
+                dict.fromkeys(
+                    _clinical_keys(
+                        "f1_chexbert", dict.fromkeys(("micro_f1_14", "macro_f1_14", "micro_f1_5", "macro_f1_5"))
+                    ),
+                    None,
+                )
+            )
             notes.append("F1-CheXbert absent: no CheXbert checkpoint given (--chexbert)")
         if self.options.rules:
             rules = clinical.rules_f1(predictions, references)
@@ -257,17 +290,25 @@ class Evaluator:
 
             if self.options.radgraph_python is None:
                 raise ValueError("--radgraph needs --radgraph-python (a virtualenv with radgraph and transformers<5)")
-            rg = f1_radgraph(predictions, references, self.options.radgraph_python, self.options.radgraph,
-                             model_type=self.options.radgraph_model_type, base_model=self.options.radgraph_base_model,
-                             cache=self.label_cache)
+            rg = f1_radgraph(
+                predictions,
+                references,
+                self.options.radgraph_python,
+                self.options.radgraph,
+                model_type=self.options.radgraph_model_type,
+                base_model=self.options.radgraph_base_model,
+                cache=self.label_cache,
+            )
             out.update({k: v for k, v in rg.items() if k != "per_sample"})
         else:
             out["f1_radgraph"] = None
             notes.append("F1-RadGraph absent: no RadGraph model given (--radgraph)")
         out["average"], out["average_over"] = paper_average(out)
         if out["average"] is not None and len(out["average_over"]) < len(PAPER_REPORT_METRICS):
-            notes.append(f"average over {len(out['average_over'])} of the paper's 11 metrics: "
-                         + ", ".join(METRIC_LABELS[m] for m in out["average_over"]))
+            notes.append(
+                f"average over {len(out['average_over'])} of the paper's 11 metrics: "
+                + ", ".join(METRIC_LABELS[m] for m in out["average_over"])
+            )
         pred_words, ref_words = [len(p.split()) for p in predictions], [len(r.split()) for r in references]
         out["mean_prediction_words"] = sum(pred_words) / max(len(pred_words), 1)
         out["mean_reference_words"] = sum(ref_words) / max(len(ref_words), 1)
@@ -294,9 +335,19 @@ class Evaluator:
                 m.update(self.report_metrics(name, [r["answer"] for r in reports], [r["reference"] for r in reports]))
             if vqa:
                 m["n_vqa"] = len(vqa)
-                m.update(vqa_metrics([{"prediction": r["answer"], "reference": r["reference"],
-                                       "answer_type": r.get("answer_type"),
-                                       "question_type": r.get("question_type")} for r in vqa]))
+                m.update(
+                    vqa_metrics(
+                        [
+                            {
+                                "prediction": r["answer"],
+                                "reference": r["reference"],
+                                "answer_type": r.get("answer_type"),
+                                "question_type": r.get("question_type"),
+                            }
+                            for r in vqa
+                        ]
+                    )
+                )
                 m["n"] = len(items)
             grounding_answers = [r for r in items if r["kind"] == "grounding" and r["reference"].strip()]
             if grounding_answers:
@@ -309,8 +360,16 @@ class Evaluator:
             grounded = [r for r in items if r.get("reference_boxes")]
             if grounded:
                 m["grounding"] = grounding_metrics(
-                    [{"pred_boxes": r["pred_boxes"], "reference_boxes": r["reference_boxes"],
-                      "image_size": r.get("image_size")} for r in grounded], self.options.iou_threshold)
+                    [
+                        {
+                            "pred_boxes": r["pred_boxes"],
+                            "reference_boxes": r["reference_boxes"],
+                            "image_size": r.get("image_size"),
+                        }
+                        for r in grounded
+                    ],
+                    self.options.iou_threshold,
+                )
             results[name] = m
         out: dict[str, Any] = dict(results)
         if sum(1 for m in results.values() if m.get("n_report")) > 1:
@@ -329,10 +388,13 @@ def evaluate_file(predictions: str | Path, out_dir: str | Path, options: EvalOpt
     rows = load_predictions(predictions)
     with Evaluator(options) as ev:
         metrics = ev.evaluate(rows)
-    metrics["_meta"] = {"predictions": str(predictions), "n_lines": len(rows),
-                        "chexbert": str(options.chexbert) if options.chexbert else None,
-                        "radgraph": str(options.radgraph) if options.radgraph else None,
-                        "iou_threshold": options.iou_threshold}
+    metrics["_meta"] = {
+        "predictions": str(predictions),
+        "n_lines": len(rows),
+        "chexbert": str(options.chexbert) if options.chexbert else None,
+        "radgraph": str(options.radgraph) if options.radgraph else None,
+        "iou_threshold": options.iou_threshold,
+    }
     atomic_write_json(out_dir / "metrics.json", metrics)
     write_reports(metrics, out_dir, figures=options.figures)
     return metrics

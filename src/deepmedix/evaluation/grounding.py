@@ -30,14 +30,16 @@ MASK_SIZE = 224
 def _mask(boxes: Sequence[Box], width: float, height: float, size: int = MASK_SIZE) -> np.ndarray:
     mask = np.zeros((size, size), dtype=bool)
     for b in boxes:
-        x0, y0, x1, y1 = (np.clip(np.array([b[0] / width, b[1] / height, b[2] / width, b[3] / height]), 0, 1)
-                          * size).astype(int)
+        x0, y0, x1, y1 = (
+            np.clip(np.array([b[0] / width, b[1] / height, b[2] / width, b[3] / height]), 0, 1) * size
+        ).astype(int)
         mask[y0:y1, x0:x1] = True
     return mask
 
 
-def sample_box_scores(pred: Sequence[Box], ref: Sequence[Box], threshold: float = 0.5,
-                      image_size: tuple[float, float] | None = None) -> dict[str, Any]:
+def sample_box_scores(
+    pred: Sequence[Box], ref: Sequence[Box], threshold: float = 0.5, image_size: tuple[float, float] | None = None
+) -> dict[str, Any]:
     """Counts and per-sample values for one sample."""
     matrix = np.array([[iou(p, r) for r in ref] for p in pred]) if pred and ref else np.zeros((len(pred), len(ref)))
     out: dict[str, Any] = {
@@ -65,8 +67,11 @@ def _mean(values: list[float]) -> float | None:
 
 def grounding_metrics(rows: Sequence[dict[str, Any]], threshold: float = 0.5) -> dict[str, Any]:
     """rows: {"pred_boxes": [...], "reference_boxes": [...], "image_size"?: [W, H]} for samples with reference boxes."""
-    scored = [sample_box_scores(r["pred_boxes"], r["reference_boxes"], threshold, r.get("image_size"))
-              for r in rows if r.get("reference_boxes")]
+    scored = [
+        sample_box_scores(r["pred_boxes"], r["reference_boxes"], threshold, r.get("image_size"))
+        for r in rows
+        if r.get("reference_boxes")
+    ]
     if not scored:
         return {"n_grounded": 0}
     n_pred = sum(s["n_pred"] for s in scored)

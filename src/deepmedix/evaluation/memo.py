@@ -28,8 +28,12 @@ def open_label_cache(cache_dir: str | Path) -> ResponseCache:
         raise ValueError(f"{path}: cannot open the label store ({e}); pass --cache-dir DIR or --no-cache") from e
 
 
-def memoized(compute: Callable[[list[str]], Sequence[Any]], texts: Sequence[str], cache: ResponseCache | None,
-             namespace: Sequence[Any]) -> list[Any]:
+def memoized(
+    compute: Callable[[list[str]], Sequence[Any]],
+    texts: Sequence[str],
+    cache: ResponseCache | None,
+    namespace: Sequence[Any],
+) -> list[Any]:
     """``compute(texts)`` with every text already in ``cache`` under ``namespace`` served from it; the rest are
     computed in one call (each distinct text once) and stored."""
     if cache is None:

@@ -55,9 +55,18 @@ def ptb_tokenize(texts: Sequence[str]) -> list[str]:
         src = Path(tmp) / "sentences.txt"
         src.write_text("\n".join(lines), encoding="utf-8")
         proc = subprocess.run(
-            ["java", "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase",
-             src.name],
-            cwd=tmp, capture_output=True, check=False,
+            [
+                "java",
+                "-cp",
+                str(jar),
+                "edu.stanford.nlp.process.PTBTokenizer",
+                "-preserveLines",
+                "-lowerCase",
+                src.name,
+            ],
+            cwd=tmp,
+            capture_output=True,
+            check=False,
         )
     if proc.returncode != 0:
         raise RuntimeError(f"PTB tokenizer failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-500:]}")
@@ -65,7 +74,7 @@ def ptb_tokenize(texts: Sequence[str]) -> list[str]:
     # Empty trailing inputs can come back without their (empty) lines; anything else is a protocol break.
     if len(out) < len(lines):
         out += [""] * (len(lines) - len(out))
-    if any(o.strip() for o in out[len(lines):]):
+    if any(o.strip() for o in out[len(lines) :]):
         raise RuntimeError(f"PTB tokenizer returned {len(out)} lines for {len(lines)} texts")
     return [" ".join(w for w in o.rstrip().split(" ") if w not in PUNCTUATIONS) for o in out[: len(lines)]]
 
@@ -149,11 +158,10 @@ class NLGScorer:
         if len(predictions) != len(references):
             raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
         tokens = ptb_tokenize(list(predictions) + list(references))
-        return self.score_tokenized(tokens[: len(predictions)], tokens[len(predictions):])
+        return self.score_tokenized(tokens[: len(predictions)], tokens[len(predictions) :])
 
 
 def nlg_metrics(predictions: Sequence[str], references: Sequence[str], meteor: bool = True) -> dict[str, float | None]:
     """Corpus-level NLG metrics for one set of pairs (starts and stops its own METEOR process)."""
     with NLGScorer(meteor=meteor) as scorer:
         return scorer.score(predictions, references)["corpus"]
-

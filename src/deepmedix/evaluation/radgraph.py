@@ -91,8 +91,15 @@ def f1_radgraph_from_annotations(
 class RadGraphSubprocess:
     """Annotates reports with the RadGraph model in another Python (a virtualenv with radgraph + transformers<5)."""
 
-    def __init__(self, python: str | Path, model_dir: str | Path, model_type: str = "radgraph",
-                 base_model: str | Path | None = None, timeout_s: float = 3600, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        python: str | Path,
+        model_dir: str | Path,
+        model_type: str = "radgraph",
+        base_model: str | Path | None = None,
+        timeout_s: float = 3600,
+        batch_size: int = 64,
+    ) -> None:
         self.python = str(python)
         self.model_dir = Path(model_dir)
         self.model_type = model_type
@@ -106,17 +113,33 @@ class RadGraphSubprocess:
             raise FileNotFoundError(f"{self.model_dir}: RadGraph model folder not found")
 
     def __call__(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        cmd = [self.python, str(WORKER), "--model-dir", str(self.model_dir), "--model-type", self.model_type,
-               "--batch-size", str(self.batch_size)]
+        cmd = [
+            self.python,
+            str(WORKER),
+            "--model-dir",
+            str(self.model_dir),
+            "--model-type",
+            self.model_type,
+            "--batch-size",
+            str(self.batch_size),
+        ]
         if self.base_model:
             cmd += ["--base-model", self.base_model]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         env.pop("PYTHONPATH", None)  # the worker must see only its own environment's packages
-        proc = subprocess.run(cmd, input=json.dumps({"texts": list(texts)}).encode(), capture_output=True,
-                              timeout=self.timeout_s, env=env, check=False)
+        proc = subprocess.run(
+            cmd,
+            input=json.dumps({"texts": list(texts)}).encode(),
+            capture_output=True,
+            timeout=self.timeout_s,
+            env=env,
+            check=False,
+        )
         if proc.returncode != 0:
             tail = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
-            raise RuntimeError(f"RadGraph worker ({self.python}) failed with code {proc.returncode}: " + " | ".join(tail))
+            raise RuntimeError(
+                f"RadGraph worker ({self.python}) failed with code {proc.returncode}: " + " | ".join(tail)
+            )
         try:
             payload = json.loads(proc.stdout.decode().strip().splitlines()[-1])
         except (ValueError, IndexError) as e:
@@ -134,8 +157,14 @@ class RadGraphSubprocess:
         return self._fingerprint
 
 
-def f1_radgraph(predictions: Sequence[str], references: Sequence[str], python: str | Path,
-                model_dir: str | Path, cache: Any = None, **kwargs: Any) -> dict[str, Any]:
+def f1_radgraph(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    python: str | Path,
+    model_dir: str | Path,
+    cache: Any = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
     """F1-RadGraph with the model in another Python; with ``cache`` (a label store) each text is annotated once."""
     from deepmedix.evaluation.memo import memoized
 
@@ -145,4 +174,3 @@ def f1_radgraph(predictions: Sequence[str], references: Sequence[str], python: s
         return memoized(annotator, texts, cache, ("radgraph", annotator.fingerprint)) if cache else annotator(texts)
 
     return f1_radgraph_from_annotations(predictions, references, annotate)
-

@@ -59,12 +59,14 @@ def main():
         model = RadGraph(model_type=args.model_type, model_cache_dir=cache_dir, batch_size=args.batch_size)
         annotations = []
         for start in range(0, len(texts), args.batch_size):
-            chunk = texts[start: start + args.batch_size]
+            chunk = texts[start : start + args.batch_size]
             result = model(chunk)
             for i, text in enumerate(chunk):
                 if str(i) not in result:  # radgraph prints the error and drops a report it cannot post-process
-                    print(f"radgraph returned no annotation for report {start + i}: scored as no entities",
-                          file=sys.stderr)
+                    print(
+                        f"radgraph returned no annotation for report {start + i}: scored as no entities",
+                        file=sys.stderr,
+                    )
                 annotations.append(result.get(str(i), {"text": text, "entities": {}}))
     sys.stdout.write("\n" + json.dumps({"annotations": annotations}) + "\n")
     sys.stdout.flush()

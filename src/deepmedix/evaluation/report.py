@@ -15,10 +15,26 @@ from typing import Any
 from deepmedix.evaluation.evaluate import METRIC_LABELS, PAPER_REPORT_METRICS
 from deepmedix.io import atomic_write_bytes, atomic_write_text
 
-REPORT_TABLE = (*PAPER_REPORT_METRICS, "average", "cider", "f1_chexpert_rules_macro_14",
-                "f1_chexpert_rules_micro_14", "f1_chexpert_rules_macro_5", "f1_chexpert_rules_micro_5")
-GROUNDING_TABLE = ("n_grounded", "box_precision", "box_recall", "mean_best_iou", "boxes_per_sample", "pixel_iou",
-                   "pixel_precision", "pixel_recall", "pixel_precision_pass_rate")
+REPORT_TABLE = (
+    *PAPER_REPORT_METRICS,
+    "average",
+    "cider",
+    "f1_chexpert_rules_macro_14",
+    "f1_chexpert_rules_micro_14",
+    "f1_chexpert_rules_macro_5",
+    "f1_chexpert_rules_micro_5",
+)
+GROUNDING_TABLE = (
+    "n_grounded",
+    "box_precision",
+    "box_recall",
+    "mean_best_iou",
+    "boxes_per_sample",
+    "pixel_iou",
+    "pixel_precision",
+    "pixel_recall",
+    "pixel_precision_pass_rate",
+)
 
 
 def _fmt(v: Any) -> str:
@@ -67,7 +83,10 @@ def make_figures(metrics: dict[str, Any]) -> dict[str, bytes]:
             ax.legend(fontsize=8)
         fig.suptitle("Output length against the reference", y=1.03)
         figs["eval_lengths"] = _png(fig)
-    for source, key in (("CheXbert", "per_observation_f1_chexbert"), ("CheXpert rules", "per_observation_f1_chexpert_rules")):
+    for source, key in (
+        ("CheXbert", "per_observation_f1_chexbert"),
+        ("CheXpert rules", "per_observation_f1_chexpert_rules"),
+    ):
         have = {g: m for g, m in groups.items() if m.get(key)}
         if not have:
             continue
@@ -114,10 +133,16 @@ def markdown_report(metrics: dict[str, Any], figure_files: dict[str, str] | None
     if report:
         cols = [m for m in REPORT_TABLE if any(v.get(m) is not None for v in report.values())]
         lines += ["## Report generation", ""]
-        lines += _table(["group", "n", *(METRIC_LABELS.get(c, c) for c in cols)],
-                        [[g, _fmt(m.get("n_report")), *(_fmt(m.get(c)) for c in cols)] for g, m in report.items()])
-        lines += ["", "Macro/Micro-14/5 are F1-CheXbert; \"Rules\" columns are F1-CheXpert (rules) from the rule "
-                  "labeler, not CheXbert. Average = plain mean of the paper's 11 metrics present.", ""]
+        lines += _table(
+            ["group", "n", *(METRIC_LABELS.get(c, c) for c in cols)],
+            [[g, _fmt(m.get("n_report")), *(_fmt(m.get(c)) for c in cols)] for g, m in report.items()],
+        )
+        lines += [
+            "",
+            'Macro/Micro-14/5 are F1-CheXbert; "Rules" columns are F1-CheXpert (rules) from the rule '
+            "labeler, not CheXbert. Average = plain mean of the paper's 11 metrics present.",
+            "",
+        ]
         for g, m in report.items():
             for note in m.get("notes", []):
                 lines.append(f"- {g}: {note}")
@@ -126,21 +151,38 @@ def markdown_report(metrics: dict[str, Any], figure_files: dict[str, str] | None
     if vqa:
         lines += ["## VQA", ""]
         types = sorted({t for m in vqa.values() for t in m.get("accuracy_by_question_type", {})})
-        lines += _table(["group", "n", "accuracy", *types],
-                        [[g, _fmt(m["n_vqa"]), _fmt(m["accuracy"]),
-                          *(_fmt(m["accuracy_by_question_type"].get(t)) for t in types)] for g, m in vqa.items()])
+        lines += _table(
+            ["group", "n", "accuracy", *types],
+            [
+                [
+                    g,
+                    _fmt(m["n_vqa"]),
+                    _fmt(m["accuracy"]),
+                    *(_fmt(m["accuracy_by_question_type"].get(t)) for t in types),
+                ]
+                for g, m in vqa.items()
+            ],
+        )
         lines.append("")
         for g, m in vqa.items():
             if m.get("object_recall"):
-                lines += [f"Per-object recall, {g} (mean {_fmt(m.get('mean_object_recall'))}): "
-                          + ", ".join(f"{o} {_fmt(v)}" for o, v in m["object_recall"].items()), ""]
+                lines += [
+                    f"Per-object recall, {g} (mean {_fmt(m.get('mean_object_recall'))}): "
+                    + ", ".join(f"{o} {_fmt(v)}" for o, v in m["object_recall"].items()),
+                    "",
+                ]
     grounded = {g: m["grounding"] for g, m in groups.items() if (m.get("grounding") or {}).get("n_grounded")}
     if grounded:
         lines += ["## Grounding of the reasoning", ""]
-        lines += _table(["group", *GROUNDING_TABLE], [[g, *(_fmt(m.get(c)) for c in GROUNDING_TABLE)]
-                                                       for g, m in grounded.items()])
-        lines += ["", f"Box precision/recall at IoU ≥ {_fmt(next(iter(grounded.values())).get('iou_threshold'))}; "
-                  "pixel metrics as RadFact's (union masks on a 224×224 grid).", ""]
+        lines += _table(
+            ["group", *GROUNDING_TABLE], [[g, *(_fmt(m.get(c)) for c in GROUNDING_TABLE)] for g, m in grounded.items()]
+        )
+        lines += [
+            "",
+            f"Box precision/recall at IoU ≥ {_fmt(next(iter(grounded.values())).get('iou_threshold'))}; "
+            "pixel metrics as RadFact's (union masks on a 224×224 grid).",
+            "",
+        ]
     for name, file in (figure_files or {}).items():
         lines += [f"![{name}]({file})", ""]
     return "\n".join(lines)
@@ -179,14 +221,20 @@ def html_report(markdown_text: str, figures: dict[str, bytes]) -> str:
         body.append("</table>")
     for name, png in figures.items():
         data = base64.b64encode(png).decode("ascii")
-        body.append(f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
-                    f"<figcaption>{html.escape(name)}</figcaption></figure>")
-    style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
-             "margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
-             "th{background:#f3f3f3}td:first-child{text-align:left}.note{color:#666;font-size:13px;margin:2px}"
-             "img{max-width:100%}")
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>XrayBench evaluation</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
+        body.append(
+            f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{html.escape(name)}</figcaption></figure>"
+        )
+    style = (
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
+        "margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
+        "th{background:#f3f3f3}td:first-child{text-align:left}.note{color:#666;font-size:13px;margin:2px}"
+        "img{max-width:100%}"
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>XrayBench evaluation</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>"
+    )
 
 
 def write_reports(metrics: dict[str, Any], out_dir: str | Path, figures: bool = True) -> dict[str, Path]:

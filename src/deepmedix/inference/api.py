@@ -1,9 +1,9 @@
 """The Python API: load a backend, ask a grounded question, get the answer with boxes in original pixels.
 
-    from deepmedix.inference.api import load_backend, GroundedAnswerer
-    answerer = GroundedAnswerer(load_backend("tiny"))
-    result = answerer.answer("cxr.png", question="Is there a pleural effusion?")
-    result.answer, result.steps[0].boxes          # boxes in the ORIGINAL image's pixels
+from deepmedix.inference.api import load_backend, GroundedAnswerer
+answerer = GroundedAnswerer(load_backend("tiny"))
+result = answerer.answer("cxr.png", question="Is there a pleural effusion?")
+result.answer, result.steps[0].boxes          # boxes in the ORIGINAL image's pixels
 """
 
 from __future__ import annotations
@@ -129,7 +129,9 @@ class GroundedAnswer:
         return asdict(self)
 
 
-def ground_completion(completion: str, frame: ModelFrame, width: int, height: int) -> tuple[str, bool, list[GroundedStep]]:
+def ground_completion(
+    completion: str, frame: ModelFrame, width: int, height: int
+) -> tuple[str, bool, list[GroundedStep]]:
     """Parse a completion and bring each step's boxes from the model frame to original pixels."""
     parsed = parse_completion(completion)
     steps = [

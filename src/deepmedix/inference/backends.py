@@ -155,8 +155,9 @@ def _processor_and_frame(model: str, input_max_pixels: int | None) -> tuple[str,
         processor = AutoProcessor.from_pretrained(model)
         if input_max_pixels:
             processor.image_processor.max_pixels = int(input_max_pixels)
-        frame = _with_max_pixels(frame_for(getattr(AutoConfig.from_pretrained(model), "model_type", model)),
-                                 input_max_pixels)
+        frame = _with_max_pixels(
+            frame_for(getattr(AutoConfig.from_pretrained(model), "model_type", model)), input_max_pixels
+        )
         return model, processor, frame
     path = resolve_model_path(model)
     processor = load_processor(path, max_pixels=input_max_pixels)
@@ -181,7 +182,9 @@ class VLLMBackend(Backend):
         try:
             from vllm import LLM, SamplingParams
         except ImportError as e:  # pragma: no cover - GPU environments only
-            raise ValueError("backend 'vllm' needs the vllm package (pip install 'deepmedix[vllm]' on a GPU machine)") from e
+            raise ValueError(
+                "backend 'vllm' needs the vllm package (pip install 'deepmedix[vllm]' on a GPU machine)"
+            ) from e
         self.model_name = str(model)
         self.generation = generation or GenerationConfig()
         path, self._processor, self.frame = _processor_and_frame(str(model), input_max_pixels)
@@ -301,9 +304,7 @@ class OpenAIBackend(Backend):
         params = self._params()
         conversations = [openai_messages(r, self.frame) for r in requests]
         g = self.generation
-        keys = [
-            content_key(self.model_name, c, g.temperature, g.max_new_tokens, params) for c in conversations
-        ]
+        keys = [content_key(self.model_name, c, g.temperature, g.max_new_tokens, params) for c in conversations]
         results: list[str | None] = [None] * len(requests)
         todo = []
         for i, key in enumerate(keys):

@@ -20,16 +20,23 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--input-max-pixels", type=int, default=None,
-                   help="pixels the model sees at most (default: the model's processor setting)")
+    p.add_argument(
+        "--input-max-pixels",
+        type=int,
+        default=None,
+        help="pixels the model sees at most (default: the model's processor setting)",
+    )
     p.add_argument("--device", default=None, help="transformers: cpu, cuda, cuda:1 ... (default: best available)")
     p.add_argument("--dtype", default="auto", help="transformers: auto, bfloat16, float16, float32")
     p.add_argument("--base-url", default=None, help="openai: the endpoint, e.g. http://127.0.0.1:8001/v1")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="openai: environment variable with the key")
     p.add_argument("--max-concurrency", type=int, default=4, help="openai: requests in flight")
-    p.add_argument("--frame-model", default=None,
-                   help="openai: the model family for the box frame when the served name does not say it "
-                        "(e.g. Qwen/Qwen2.5-VL-7B-Instruct)")
+    p.add_argument(
+        "--frame-model",
+        default=None,
+        help="openai: the model family for the box frame when the served name does not say it "
+        "(e.g. Qwen/Qwen2.5-VL-7B-Instruct)",
+    )
 
 
 def _backend_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -44,8 +51,12 @@ def _backend_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if args.backend == "transformers":
         kwargs.update(device=args.device, dtype=args.dtype)
     if args.backend == "openai":
-        kwargs.update(base_url=args.base_url, api_key_env=args.api_key_env, max_concurrency=args.max_concurrency,
-                      frame_model=args.frame_model)
+        kwargs.update(
+            base_url=args.base_url,
+            api_key_env=args.api_key_env,
+            max_concurrency=args.max_concurrency,
+            frame_model=args.frame_model,
+        )
     return kwargs
 
 
@@ -114,8 +125,15 @@ def _predict(args: argparse.Namespace) -> int:
     kwargs = _backend_kwargs(args)
     max_new_tokens = kwargs.pop("max_new_tokens")
     out = predict_file(
-        args.model, args.data, args.out, backend=args.backend, batch_size=args.batch_size,
-        max_new_tokens=max_new_tokens, limit=args.limit, reasoning=not args.no_reasoning, **kwargs,
+        args.model,
+        args.data,
+        args.out,
+        backend=args.backend,
+        batch_size=args.batch_size,
+        max_new_tokens=max_new_tokens,
+        limit=args.limit,
+        reasoning=not args.no_reasoning,
+        **kwargs,
     )
     print(out)
     return 0
@@ -132,8 +150,13 @@ def _serve(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{args.samples}: no such samples file")
         load_samples(args.samples)  # a bad file is reported before the model is loaded
     backend = load_backend(args.model, args.backend, **_backend_kwargs(args))
-    app = create_app(GroundedAnswerer(backend), samples_path=args.samples, max_upload_mb=args.max_upload_mb,
-                     max_pixels=args.max_pixels, max_side=args.max_side)
+    app = create_app(
+        GroundedAnswerer(backend),
+        samples_path=args.samples,
+        max_upload_mb=args.max_upload_mb,
+        max_pixels=args.max_pixels,
+        max_side=args.max_side,
+    )
     print(f"deepmedix serve: http://{args.host}:{args.port}/  (model {args.model})", file=sys.stderr)
     serve(app, host=args.host, port=args.port)
     return 0

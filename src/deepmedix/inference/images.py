@@ -12,8 +12,12 @@ from deepmedix.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, CXRImage
 __all__ = ["CXRImage", "ImageError", "ImageTooLargeError", "load_image", "probe_size"]
 
 
-def load_image(source: str | Path | bytes, name: str | None = None, max_side: int | None = DEFAULT_MAX_SIDE,
-               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> CXRImage:
+def load_image(
+    source: str | Path | bytes,
+    name: str | None = None,
+    max_side: int | None = DEFAULT_MAX_SIDE,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> CXRImage:
     """PNG, JPEG or DICOM → an 8-bit grey image at original resolution (the project's one reader)."""
     return open_image(source, name=name, max_side=max_side, max_pixels=max_pixels)
 

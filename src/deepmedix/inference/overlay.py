@@ -86,8 +86,14 @@ def draw_overlay(image: Image.Image, steps: Sequence[Any], highlight: int | None
             lx = min(max(0.0, cx0), max(0.0, w - tw - 2 * pad))
             ly = cy0 - th - 2 * pad if cy0 - th - 2 * pad >= 0 else cy0 + width
             ldraw.rectangle((lx, ly, lx + tw + 2 * pad, ly + th + 2 * pad), fill=LABEL_BACKGROUND)
-            ldraw.text((lx + pad - tb[0], ly + pad - tb[1]), text, font=font, fill=colour + (255,), stroke_width=1,
-                       stroke_fill=colour + (255,))  # a stroke in the same colour: bolder digits
+            ldraw.text(
+                (lx + pad - tb[0], ly + pad - tb[1]),
+                text,
+                font=font,
+                fill=colour + (255,),
+                stroke_width=1,
+                stroke_fill=colour + (255,),
+            )  # a stroke in the same colour: bolder digits
     return Image.alpha_composite(canvas, labels).convert("RGB")
 
 

@@ -19,7 +19,12 @@ from deepmedix.io import append_jsonl, atomic_write_jsonl, read_jsonl
 
 log = logging.getLogger(__name__)
 
-_BENCHMARK_TASK = {"report_findings": "findings", "report_impression": "impression", "vqa": "vqa", "grounding": "grounding"}
+_BENCHMARK_TASK = {
+    "report_findings": "findings",
+    "report_impression": "impression",
+    "vqa": "vqa",
+    "grounding": "grounding",
+}
 
 
 def benchmark_name(source: str, task: str) -> str:
@@ -140,7 +145,9 @@ def predict_file(
                 except (ValueError, OSError) as e:
                     raise ValueError(f"{data}: sample {s.id!r}: field 'images': {e}") from None
             results = answerer.answer_many(views, [s.prompt for s in batch], [str(s.task) for s in batch], reasoning)
-            written += append_jsonl(out, [prediction_record(s, r, reasoning) for s, r in zip(batch, results, strict=True)])
+            written += append_jsonl(
+                out, [prediction_record(s, r, reasoning) for s, r in zip(batch, results, strict=True)]
+            )
             bar.set_postfix(samples_per_s=f"{written / max(1e-9, time.perf_counter() - t0):.2f}", refresh=False)
             bar.update(len(batch))
     finally:
@@ -148,6 +155,12 @@ def predict_file(
         if engine is not model:
             engine.close()
     elapsed = time.perf_counter() - t0
-    log.info("%s: %d predictions in %.1f s (%.2f samples/s); %d were already there", out, written, elapsed,
-             written / max(1e-9, elapsed), len(done))
+    log.info(
+        "%s: %d predictions in %.1f s (%.2f samples/s); %d were already there",
+        out,
+        written,
+        elapsed,
+        written / max(1e-9, elapsed),
+        len(done),
+    )
     return out

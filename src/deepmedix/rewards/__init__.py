@@ -17,7 +17,16 @@ from deepmedix.rewards.core import (
 from deepmedix.rewards.grpo import make_trl_reward_funcs, make_trl_total_reward, trl_reward_weights
 
 __all__ = [
-    "ANSWER_TYPES", "MODES", "RewardScore", "answer_score", "completion_text", "grounded_coordinate",
-    "make_trl_reward_funcs", "make_trl_total_reward", "score_completion", "score_many", "trl_reward_weights",
+    "ANSWER_TYPES",
+    "MODES",
+    "RewardScore",
+    "answer_score",
+    "completion_text",
+    "grounded_coordinate",
+    "make_trl_reward_funcs",
+    "make_trl_total_reward",
+    "score_completion",
+    "score_many",
+    "trl_reward_weights",
     "validity_coordinate",
 ]

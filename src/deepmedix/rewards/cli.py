@@ -24,11 +24,19 @@ def register(subparsers: Any) -> None:
         "Each output line, in input order: {line, answer, format, coordinate, total, ...}; means go to stderr.",
     )
     score.add_argument("input", type=Path, help="JSONL of completions")
-    score.add_argument("--mode", choices=MODES, default="paper",
-                       help="paper (default), release (the authors' released code, quirks included) or grounded")
+    score.add_argument(
+        "--mode",
+        choices=MODES,
+        default="paper",
+        help="paper (default), release (the authors' released code, quirks included) or grounded",
+    )
     score.add_argument("--out", type=Path, default=None, help="output JSONL (default: stdout)")
-    score.add_argument("--on-error", choices=("fail", "skip"), default="fail",
-                       help="a malformed line stops the run (fail, default) or is reported and left out (skip)")
+    score.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="a malformed line stops the run (fail, default) or is reported and left out (skip)",
+    )
     score.add_argument("--lam", type=float, default=0.1, help="format weight lambda (default 0.1)")
     score.set_defaults(func=_score_command)
 
@@ -54,8 +62,9 @@ def _read_record(path: Path, line_no: int, line: str) -> dict[str, Any]:
     return record
 
 
-def score_file(path: Path, mode: str = "paper", lam: float = 0.1, on_error: str = "fail"
-               ) -> tuple[list[dict[str, Any]], list[str]]:
+def score_file(
+    path: Path, mode: str = "paper", lam: float = 0.1, on_error: str = "fail"
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Score every line of ``path``; returns (output rows in input order, error messages of skipped lines)."""
     from tqdm import tqdm
 
@@ -73,12 +82,20 @@ def score_file(path: Path, mode: str = "paper", lam: float = 0.1, on_error: str 
         try:
             record = _read_record(path, line_no, line)
             try:
-                s = score_completion(record["completion"], record["reference"], record.get("answer_type"),
-                                     record.get("image_size"), record.get("reference_boxes"), mode=mode, lam=lam)
+                s = score_completion(
+                    record["completion"],
+                    record["reference"],
+                    record.get("answer_type"),
+                    record.get("image_size"),
+                    record.get("reference_boxes"),
+                    mode=mode,
+                    lam=lam,
+                )
             except ValueError as e:
                 field = _field_named(str(e))
-                raise ValueError(f"{path}, line {line_no}" + (f", field {field!r}" if field else "") + f": {e}"
-                                 ) from None
+                raise ValueError(
+                    f"{path}, line {line_no}" + (f", field {field!r}" if field else "") + f": {e}"
+                ) from None
         except ValueError as e:
             if on_error == "fail":
                 raise

@@ -135,8 +135,9 @@ def _matched_iou_sum(boxes: list[Sequence[float]], references: list[Sequence[flo
     return float(overlaps[rows, cols].sum())
 
 
-def grounded_coordinate(boxes: Sequence[Sequence[float]], image_size: Sequence[float],
-                        reference_boxes: Sequence[Sequence[float]]) -> tuple[float, dict[str, Any]]:
+def grounded_coordinate(
+    boxes: Sequence[Sequence[float]], image_size: Sequence[float], reference_boxes: Sequence[Sequence[float]]
+) -> tuple[float, dict[str, Any]]:
     """Grounded r_coo = min(0.15, 0.15·overlap − 0.2·n_outside − 0.05·(n_duplicate + n_oversized)).
 
     overlap = (sum of IoUs of the best one-to-one matching of kept boxes to reference boxes) / max(n_ref, n_kept):
@@ -159,10 +160,14 @@ def grounded_coordinate(boxes: Sequence[Sequence[float]], image_size: Sequence[f
             kept.append(b)
     references = [list(r) for r in reference_boxes]
     overlap = _matched_iou_sum(kept, references) / max(len(references), len(kept))
-    value = (COORDINATE_CAP * overlap + BOX_INVALID_PENALTY * outside
-             + GROUNDED_WASTE_PENALTY * (duplicate + oversized))
-    details = {"overlap": overlap, "n_boxes": len(boxes), "n_outside": outside, "n_duplicate": duplicate,
-               "n_oversized": oversized}
+    value = COORDINATE_CAP * overlap + BOX_INVALID_PENALTY * outside + GROUNDED_WASTE_PENALTY * (duplicate + oversized)
+    details = {
+        "overlap": overlap,
+        "n_boxes": len(boxes),
+        "n_outside": outside,
+        "n_duplicate": duplicate,
+        "n_oversized": oversized,
+    }
     return min(value, COORDINATE_CAP), details
 
 
@@ -224,10 +229,15 @@ def completion_text(completion: Any) -> str:
 # --- the reward ---------------------------------------------------------------------------------------------------
 
 
-def score_completion(completion: Any, reference: str, answer_type: str | None = None,
-                     image_size: Sequence[float] | None = None,
-                     reference_boxes: Sequence[Sequence[float]] | None = None,
-                     mode: str = "paper", lam: float = DEFAULT_LAMBDA) -> RewardScore:
+def score_completion(
+    completion: Any,
+    reference: str,
+    answer_type: str | None = None,
+    image_size: Sequence[float] | None = None,
+    reference_boxes: Sequence[Sequence[float]] | None = None,
+    mode: str = "paper",
+    lam: float = DEFAULT_LAMBDA,
+) -> RewardScore:
     """Score one completion.
 
     ``reference``: the ground-truth answer. ``answer_type``: closed | multi | open — required in ``paper`` and
@@ -246,8 +256,10 @@ def score_completion(completion: Any, reference: str, answer_type: str | None = 
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     if answer_type not in ANSWER_TYPES:
         if answer_type is None:
-            raise ValueError(f"answer_type is required in {mode} mode (closed|multi|open); it is never guessed "
-                             "(mode 'release' guesses it the way the released code did)")
+            raise ValueError(
+                f"answer_type is required in {mode} mode (closed|multi|open); it is never guessed "
+                "(mode 'release' guesses it the way the released code did)"
+            )
         raise ValueError(f"answer_type must be one of {', '.join(ANSWER_TYPES)}; got {answer_type!r}")
     size = check_image_size(image_size)
     refs = check_reference_boxes(reference_boxes) if mode == "grounded" else None
@@ -270,7 +282,14 @@ def score_completion(completion: Any, reference: str, answer_type: str | None = 
 def score_many(items: Sequence[dict[str, Any]], mode: str = "paper", lam: float = DEFAULT_LAMBDA) -> list[RewardScore]:
     """Score dicts with keys completion, reference, answer_type?, image_size?, reference_boxes?."""
     return [
-        score_completion(it["completion"], it["reference"], it.get("answer_type"), it.get("image_size"),
-                         it.get("reference_boxes"), mode=mode, lam=lam)
+        score_completion(
+            it["completion"],
+            it["reference"],
+            it.get("answer_type"),
+            it.get("image_size"),
+            it.get("reference_boxes"),
+            mode=mode,
+            lam=lam,
+        )
         for it in items
     ]

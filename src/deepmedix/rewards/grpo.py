@@ -40,8 +40,9 @@ def _frozen(value: Any) -> Any:
 
 
 @lru_cache(maxsize=16384)
-def _cached_score(text: str, reference: str, answer_type: str | None, image_size: Any, reference_boxes: Any,
-                  mode: str, lam: float) -> RewardScore:
+def _cached_score(
+    text: str, reference: str, answer_type: str | None, image_size: Any, reference_boxes: Any, mode: str, lam: float
+) -> RewardScore:
     # The component functions are called one after another on the same batch: score each completion once.
     return score_completion(text, reference, answer_type, image_size, reference_boxes, mode=mode, lam=lam)
 
@@ -57,8 +58,9 @@ def _column(kwargs: dict[str, Any], name: str, n: int, required: bool = False) -
     return list(values)
 
 
-def score_batch(completions: Sequence[Any], mode: str = "paper", lam: float = DEFAULT_LAMBDA,
-                **columns: Any) -> list[RewardScore]:
+def score_batch(
+    completions: Sequence[Any], mode: str = "paper", lam: float = DEFAULT_LAMBDA, **columns: Any
+) -> list[RewardScore]:
     """Score a TRL batch: completions (strings or message lists) and the sample columns named above."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
@@ -70,8 +72,17 @@ def score_batch(completions: Sequence[Any], mode: str = "paper", lam: float = DE
     out = []
     for i, completion in enumerate(completions):
         try:
-            out.append(_cached_score(completion_text(completion), answers[i], types[i], _frozen(sizes[i]),
-                                     _frozen(boxes[i]), mode, float(lam)))
+            out.append(
+                _cached_score(
+                    completion_text(completion),
+                    answers[i],
+                    types[i],
+                    _frozen(sizes[i]),
+                    _frozen(boxes[i]),
+                    mode,
+                    float(lam),
+                )
+            )
         except ValueError as e:
             raise ValueError(f"reward, completion {i}: {e}") from None
     return out
@@ -92,8 +103,10 @@ def make_trl_reward_funcs(mode: str = "paper", lam: float = DEFAULT_LAMBDA) -> l
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     funcs = []
     for component, weight in zip(COMPONENTS, trl_reward_weights(lam), strict=True):
-        def reward(prompts: list[Any], completions: list[Any], _component: str = component, **kwargs: Any
-                   ) -> list[float]:
+
+        def reward(
+            prompts: list[Any], completions: list[Any], _component: str = component, **kwargs: Any
+        ) -> list[float]:
             return [getattr(s, _component) for s in score_batch(completions, mode, lam, **kwargs)]
 
         reward.__name__ = component
@@ -103,8 +116,9 @@ def make_trl_reward_funcs(mode: str = "paper", lam: float = DEFAULT_LAMBDA) -> l
     return funcs
 
 
-def make_trl_total_reward(mode: str = "paper", lam: float = DEFAULT_LAMBDA, name: str = "deepmedix_reward"
-                          ) -> Callable[..., list[float]]:
+def make_trl_total_reward(
+    mode: str = "paper", lam: float = DEFAULT_LAMBDA, name: str = "deepmedix_reward"
+) -> Callable[..., list[float]]:
     """One TRL reward function returning the total; it logs the components' means through TRL's ``log_metric``
     (``reward_answer``, ``reward_format``, ``reward_coordinate``) when the trainer provides it."""
     if mode not in MODES:
@@ -126,8 +140,12 @@ def make_trl_total_reward(mode: str = "paper", lam: float = DEFAULT_LAMBDA, name
 # --- EasyR1 ---------------------------------------------------------------------------------------------------------
 
 
-def easyr1_ground_truth(answer: str, answer_type: str | None = None, image_size: Sequence[float] | None = None,
-                        reference_boxes: Sequence[Sequence[float]] | None = None) -> str:
+def easyr1_ground_truth(
+    answer: str,
+    answer_type: str | None = None,
+    image_size: Sequence[float] | None = None,
+    reference_boxes: Sequence[Sequence[float]] | None = None,
+) -> str:
     """EasyR1 hands a reward function only ``response`` and ``ground_truth`` (a string column): this packs the
     sample's answer type, image size and reference boxes into that string as JSON for :func:`compute_score`."""
     payload: dict[str, Any] = {"answer": answer}
@@ -156,8 +174,9 @@ def _unpack_ground_truth(reward_input: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def compute_score(reward_inputs: list[dict[str, Any]] | dict[str, Any], mode: str = "paper",
-                  format_weight: float = DEFAULT_LAMBDA) -> list[dict[str, float]] | dict[str, float]:
+def compute_score(
+    reward_inputs: list[dict[str, Any]] | dict[str, Any], mode: str = "paper", format_weight: float = DEFAULT_LAMBDA
+) -> list[dict[str, float]] | dict[str, float]:
     """EasyR1 reward function (``worker.reward.reward_function=.../grpo.py:compute_score``; ``mode`` and
     ``format_weight`` through ``reward_function_kwargs``). Reads each input's ``response`` and ``ground_truth``
     (plain, or packed by :func:`easyr1_ground_truth`); returns EasyR1's ``overall``/``format``/``accuracy`` plus
@@ -170,9 +189,15 @@ def compute_score(reward_inputs: list[dict[str, Any]] | dict[str, Any], mode: st
         if not isinstance(fields.get("answer"), str):
             raise ValueError(f"reward input {i}: ground_truth must be a string")
         try:
-            s = score_completion(reward_input.get("response", ""), fields["answer"], fields.get("answer_type"),
-                                 fields.get("image_size"), fields.get("reference_boxes"), mode=mode,
-                                 lam=format_weight)
+            s = score_completion(
+                reward_input.get("response", ""),
+                fields["answer"],
+                fields.get("answer_type"),
+                fields.get("image_size"),
+                fields.get("reference_boxes"),
+                mode=mode,
+                lam=format_weight,
+            )
         except ValueError as e:
             raise ValueError(f"reward input {i}: {e}") from None
         out.append({"overall": s.total, "format": s.format, "accuracy": s.answer, "coordinate": s.coordinate})

@@ -212,8 +212,9 @@ def _bleu_from_counts(numerators: list[int], hyp_len: int, ref_len: int) -> tupl
     return bleu1, bleu4
 
 
-def bleu_1_4(reference: Sequence[Any], hypothesis: Sequence[Any], *, _ref: _Reference | None = None
-             ) -> tuple[float, float]:
+def bleu_1_4(
+    reference: Sequence[Any], hypothesis: Sequence[Any], *, _ref: _Reference | None = None
+) -> tuple[float, float]:
     """nltk ``sentence_bleu([reference], hypothesis, weights, SmoothingFunction().method2)`` for BLEU-1 and BLEU-4.
 
     ``reference`` and ``hypothesis`` are token sequences (a ``str`` is a sequence of characters, as nltk reads it).

@@ -109,5 +109,12 @@ def release_score(completion: str, label: str, lam: float = 0.1):  # -> RewardSc
     answer, answer_type = release_answer(text, label)
     coordinate = release_coordinate(text)
     total = (1 - lam) * answer + lam * fmt + coordinate
-    return RewardScore(answer=answer, format=fmt, coordinate=coordinate, total=total, mode="release",
-                       answer_type=answer_type, details={"coordinate_rule": "release"})
+    return RewardScore(
+        answer=answer,
+        format=fmt,
+        coordinate=coordinate,
+        total=total,
+        mode="release",
+        answer_type=answer_type,
+        details={"coordinate_rule": "release"},
+    )

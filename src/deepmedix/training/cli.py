@@ -26,8 +26,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
     from deepmedix.cli import UserError
 
     out: dict[str, object] = {}
-    for flag, key in (("output_dir", "output_dir"), ("max_steps", "max_steps"), ("data", "data"),
-                      ("model", "model"), ("ref_model", "ref_model"), ("seed", "seed")):
+    for flag, key in (
+        ("output_dir", "output_dir"),
+        ("max_steps", "max_steps"),
+        ("data", "data"),
+        ("model", "model"),
+        ("ref_model", "ref_model"),
+        ("seed", "seed"),
+    ):
         value = getattr(args, flag, None)
         if value is not None:
             out[key] = str(value) if isinstance(value, Path) else value
@@ -51,7 +57,10 @@ def _pipeline(args: argparse.Namespace) -> int:
     from deepmedix.training.pipeline import run_pipeline
 
     result = run_pipeline(
-        args.recipes, data=args.data, output_root=args.output_dir, max_steps=args.max_steps,
+        args.recipes,
+        data=args.data,
+        output_root=args.output_dir,
+        max_steps=args.max_steps,
         grpo_data=args.grpo_data,
     )
     for stage, path in result.items():
@@ -65,16 +74,24 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, help="samples JSONL (overrides the recipe's data)")
     p.add_argument("--model", help='starting model: "tiny", a hub id or a folder (overrides the recipe)')
     p.add_argument("--seed", type=int)
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override any recipe key, e.g. --set learning_rate=1e-4 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any recipe key, e.g. --set learning_rate=1e-4 (repeatable)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("tiny-model", help="build the tiny random Qwen2.5-VL used by tests and demos")
     p.add_argument("--out", type=Path, required=True, help="folder to write the model into")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--family", choices=("qwen2_5_vl", "qwen3_vl"), default="qwen2_5_vl",
-                   help="model family (default: Qwen2.5-VL, the paper's base)")
+    p.add_argument(
+        "--family",
+        choices=("qwen2_5_vl", "qwen3_vl"),
+        default="qwen2_5_vl",
+        help="model family (default: Qwen2.5-VL, the paper's base)",
+    )
     p.set_defaults(func=_tiny_model)
 
     p = subparsers.add_parser("train", help="run one training stage from a YAML recipe (sft, coldstart, grpo)")

@@ -144,10 +144,21 @@ def load_stage_config(stage: str, recipe_path: str | Path, overrides: dict[str, 
 def config_summary(config: Any) -> dict[str, Any]:
     """The config as plain JSON values (for run_info.json)."""
     out = config.to_dict()
-    return {k: (v if isinstance(v, str | int | float | bool | list | dict | type(None)) else str(v)) for k, v in out.items()}
+    return {
+        k: (v if isinstance(v, str | int | float | bool | list | dict | type(None)) else str(v)) for k, v in out.items()
+    }
 
 
 __all__ = [
-    "GRPOStageConfig", "LANGUAGE_LORA_TARGETS", "RecipeError", "SFTStageConfig", "STAGE_CONFIGS", "StageFields",
-    "VISION_LORA_TARGETS", "build_stage_config", "config_summary", "load_stage_config", "read_recipe",
+    "GRPOStageConfig",
+    "LANGUAGE_LORA_TARGETS",
+    "RecipeError",
+    "SFTStageConfig",
+    "STAGE_CONFIGS",
+    "StageFields",
+    "VISION_LORA_TARGETS",
+    "build_stage_config",
+    "config_summary",
+    "load_stage_config",
+    "read_recipe",
 ]

@@ -49,8 +49,11 @@ def plot_curves(log_history: list[dict[str, Any]], out_png: str | Path, title: s
     rewards = [r for r in rewards if r[1]]
     loss = _series(log_history, "loss")
     kl = _series(log_history, "kl")
-    panels = [p for p in ("reward" if rewards else None, "kl" if kl[0] else None,
-                          "loss" if loss[0] and not rewards else None) if p]
+    panels = [
+        p
+        for p in ("reward" if rewards else None, "kl" if kl[0] else None, "loss" if loss[0] and not rewards else None)
+        if p
+    ]
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
@@ -60,8 +63,9 @@ def plot_curves(log_history: list[dict[str, Any]], out_png: str | Path, title: s
             for i, (label, xs, ys) in enumerate(rewards):
                 color = f"C{i}"
                 ax.plot(xs, ys, color=color, alpha=0.25, linewidth=0.8)
-                ax.plot(xs, _smooth(ys, window), color=color, label=label,
-                        linewidth=2.0 if label == "total reward" else 1.2)
+                ax.plot(
+                    xs, _smooth(ys, window), color=color, label=label, linewidth=2.0 if label == "total reward" else 1.2
+                )
             ax.set_ylabel(f"mean over generations ({window}-step average)")
             ax.legend(fontsize=8)
             ax.set_title("reward components")

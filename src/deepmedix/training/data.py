@@ -106,8 +106,15 @@ def sample_row(sample: Sample, stage: str, frame: ModelFrame, reasoning: bool, i
     return row
 
 
-def build_dataset(data: str | Path, stage: str, frame: ModelFrame, reasoning: bool, limit: int | None = None,
-                  repeat: int = 1, image_cache: str | Path | None = None):
+def build_dataset(
+    data: str | Path,
+    stage: str,
+    frame: ModelFrame,
+    reasoning: bool,
+    limit: int | None = None,
+    repeat: int = 1,
+    image_cache: str | Path | None = None,
+):
     """A ``datasets.Dataset`` of training rows from a samples JSONL (images decoded lazily, on access).
 
     ``image_cache`` is where converted images go (default: ``.image-cache`` beside the data file).
@@ -124,8 +131,10 @@ def build_dataset(data: str | Path, stage: str, frame: ModelFrame, reasoning: bo
     if not samples:
         raise ValueError(f"training data {path}: no samples")
     cache = Path(image_cache) if image_cache is not None else path.parent / ".image-cache"
-    rows = [sample_row(s, stage, frame, reasoning, cache)
-            for s in track(samples, description=f"reading {path.name}", transient=True, disable=len(samples) < 200)]
+    rows = [
+        sample_row(s, stage, frame, reasoning, cache)
+        for s in track(samples, description=f"reading {path.name}", transient=True, disable=len(samples) < 200)
+    ]
     if stage != "grpo":
         for r in rows:  # SFT needs neither the reward's columns nor ids (they would reach the collator)
             for key in ("answer", "answer_type", "task", "image_size", "reference_boxes", "id"):

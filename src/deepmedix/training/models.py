@@ -137,7 +137,9 @@ def load_processor(name_or_path: str | Path, min_pixels: int | None = None, max_
     else:
         processor = AutoProcessor.from_pretrained(path)
     if not hasattr(processor, "image_processor"):
-        raise ValueError(f"model {name_or_path!r}: its processor has no image processor (got {type(processor).__name__})")
+        raise ValueError(
+            f"model {name_or_path!r}: its processor has no image processor (got {type(processor).__name__})"
+        )
     if max_pixels is None and not _is_local(path):
         max_pixels = PAPER_MAX_PIXELS
     if min_pixels is not None or max_pixels is not None:
@@ -218,8 +220,15 @@ def model_frame(name_or_path_or_config: Any) -> ModelFrame:
 
 
 __all__ = [
-    "ImageTextQwen2_5_VLProcessor", "ImageTextQwen3VLProcessor", "load_model_and_processor", "load_processor",
-    "model_frame", "processor_frame", "register_processors", "resolve_model_path", "set_pixel_bounds",
+    "ImageTextQwen2_5_VLProcessor",
+    "ImageTextQwen3VLProcessor",
+    "load_model_and_processor",
+    "load_processor",
+    "model_frame",
+    "processor_frame",
+    "register_processors",
+    "resolve_model_path",
+    "set_pixel_bounds",
 ]
 
 # Importing this module is what makes ``AutoProcessor.from_pretrained`` work on the folders this project saves.

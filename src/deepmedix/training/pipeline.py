@@ -37,9 +37,14 @@ def _synthesize_coldstart(samples_path: Path, out_path: Path, stage1_model: Path
     return out_path
 
 
-def run_pipeline(recipes: str | Path, data: str | Path | None = None, output_root: str | Path | None = None,
-                 max_steps: int | None = None, grpo_data: str | Path | None = None,
-                 overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Path]:
+def run_pipeline(
+    recipes: str | Path,
+    data: str | Path | None = None,
+    output_root: str | Path | None = None,
+    max_steps: int | None = None,
+    grpo_data: str | Path | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Path]:
     """Run the recipes in ``recipes/`` (sft.yaml, coldstart.yaml, grpo.yaml) in order; returns each final model.
 
     ``data`` feeds stage 1 (and GRPO unless ``grpo_data``); stage-2 data is the coldstart recipe's ``data`` when it

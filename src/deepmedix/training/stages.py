@@ -48,6 +48,7 @@ def package_versions() -> dict[str, str]:
 
 # --- model preparation -----------------------------------------------------------------------------------------
 
+
 def _freeze_vision(model) -> int:
     """Freeze the vision tower and its merger (the paper trains the language model); returns frozen params."""
     frozen = 0
@@ -66,8 +67,13 @@ def peft_config_for(config) -> Any:
     target = config.lora_target_modules or (
         f"({LANGUAGE_LORA_TARGETS})|({VISION_LORA_TARGETS})" if config.train_vision else LANGUAGE_LORA_TARGETS
     )
-    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=target, task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=target,
+        task_type="CAUSAL_LM",
+    )
 
 
 def load_for_training(config):
@@ -79,8 +85,9 @@ def load_for_training(config):
     dtype = config.model_dtype
     if dtype not in ("auto", None):
         dtype = getattr(torch, dtype)
-    model, processor = load_model_and_processor(config.model, dtype=dtype, min_pixels=config.min_pixels,
-                                                max_pixels=config.max_pixels)
+    model, processor = load_model_and_processor(
+        config.model, dtype=dtype, min_pixels=config.min_pixels, max_pixels=config.max_pixels
+    )
     model.train()
     if not config.train_vision and not config.use_peft:
         _freeze_vision(model)
@@ -89,6 +96,7 @@ def load_for_training(config):
 
 
 # --- callbacks --------------------------------------------------------------------------------------------------
+
 
 def reward_log_callback(path: Path):
     """A TrainerCallback appending each logging step's reward components to ``path`` (main process only)."""
@@ -109,6 +117,7 @@ def reward_log_callback(path: Path):
 
 
 # --- saving -----------------------------------------------------------------------------------------------------
+
 
 def _save_final(trainer, processor, config, stage: str, extra: dict[str, Any]) -> Path:
     """Write the final model to a temporary folder beside ``final/`` and rename it into place."""
@@ -137,7 +146,9 @@ def _finish_final(tmp: Path, out: Path, processor, config, stage: str, extra: di
     gen_path = tmp / "generation_config.json"
     if gen_path.is_file():  # keep the placeholder suppression in what is saved
         gen = json.loads(gen_path.read_text(encoding="utf-8"))
-        suppress = set(gen.get("suppress_tokens") or []) | set(generation_defaults(processor.tokenizer)["suppress_tokens"])
+        suppress = set(gen.get("suppress_tokens") or []) | set(
+            generation_defaults(processor.tokenizer)["suppress_tokens"]
+        )
         gen["suppress_tokens"] = sorted(suppress)
         atomic_write_json(gen_path, gen)
     info = {
@@ -182,13 +193,15 @@ def _train_and_save(trainer, processor, config, stage: str, data_sha: str, n_row
         "train_metrics": result.metrics,
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
-        "log_history": [{k: v for k, v in h.items() if isinstance(v, int | float | str)}
-                        for h in trainer.state.log_history],
+        "log_history": [
+            {k: v for k, v in h.items() if isinstance(v, int | float | str)} for h in trainer.state.log_history
+        ],
     }
     return _save_final(trainer, processor, config, stage, extra)
 
 
 # --- stages -----------------------------------------------------------------------------------------------------
+
 
 def _require_data(config) -> Path:
     if not config.data:
@@ -208,10 +221,21 @@ def build_sft_trainer(config, stage: str = "sft", callbacks: list | None = None)
 
     data = _require_data(config)
     model, processor, frame = load_for_training(config)
-    dataset = build_dataset(data, stage, frame, reasoning=bool(config.reasoning), limit=config.limit,
-                            repeat=config.repeat, image_cache=Path(config.output_dir) / "image-cache")
+    dataset = build_dataset(
+        data,
+        stage,
+        frame,
+        reasoning=bool(config.reasoning),
+        limit=config.limit,
+        repeat=config.repeat,
+        image_cache=Path(config.output_dir) / "image-cache",
+    )
     trainer = SFTTrainer(
-        model=model, args=config, train_dataset=dataset, processing_class=processor, callbacks=callbacks,
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=processor,
+        callbacks=callbacks,
         peft_config=peft_config_for(config) if config.use_peft else None,
     )
     return trainer, processor, sha256_file(data), len(dataset)
@@ -246,7 +270,9 @@ def reward_functions(config) -> tuple[list, list[float]]:
             raise RuntimeError(f"GRPO needs the reward functions of deepmedix.rewards ({e})") from None
     funcs = list(make_trl_reward_funcs(mode=config.reward_mode, lam=config.reward_lambda))
     # Each component carries its weight ((1 − λ, λ, 1) for answer, format, coordinate): TRL's weighted sum is r.
-    weights = list(config.reward_weights) if config.reward_weights else [float(getattr(f, "weight", 1.0)) for f in funcs]
+    weights = (
+        list(config.reward_weights) if config.reward_weights else [float(getattr(f, "weight", 1.0)) for f in funcs]
+    )
     if len(weights) == len(funcs) + 1 and weights[-1] == 0.0:  # a config that already carries the monitor's weight
         weights = weights[:-1]
     if len(weights) != len(funcs):
@@ -269,8 +295,15 @@ def build_grpo_trainer(config, callbacks: list | None = None):
 
     data = _require_data(config)
     model, processor, frame = load_for_training(config)
-    dataset = build_dataset(data, "grpo", frame, reasoning=bool(config.reasoning), limit=config.limit,
-                            repeat=config.repeat, image_cache=Path(config.output_dir) / "image-cache")
+    dataset = build_dataset(
+        data,
+        "grpo",
+        frame,
+        reasoning=bool(config.reasoning),
+        limit=config.limit,
+        repeat=config.repeat,
+        image_cache=Path(config.output_dir) / "image-cache",
+    )
     funcs, weights = reward_functions(config)
     config.reward_weights = weights
     callbacks = [reward_log_callback(Path(config.output_dir) / "rewards.jsonl"), *(callbacks or [])]
@@ -279,8 +312,13 @@ def build_grpo_trainer(config, callbacks: list | None = None):
         model.config._name_or_path = resolve_model_path(config.ref_model)
     try:
         trainer = GRPOTrainer(
-            model=model, reward_funcs=funcs, args=config, train_dataset=dataset, processing_class=processor,
-            callbacks=callbacks, peft_config=peft_config_for(config) if config.use_peft else None,
+            model=model,
+            reward_funcs=funcs,
+            args=config,
+            train_dataset=dataset,
+            processing_class=processor,
+            callbacks=callbacks,
+            peft_config=peft_config_for(config) if config.use_peft else None,
         )
     finally:
         model.config._name_or_path = original_path
@@ -291,8 +329,13 @@ def build_grpo_trainer(config, callbacks: list | None = None):
     return trainer, processor, sha256_file(data), len(dataset)
 
 
-def run_stage(stage: str, recipe: str | Path | None = None, overrides: dict[str, Any] | None = None,
-              config: Any = None, callbacks: list | None = None) -> Path:
+def run_stage(
+    stage: str,
+    recipe: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    config: Any = None,
+    callbacks: list | None = None,
+) -> Path:
     """Run a stage from a recipe file (or a ready config); returns the final model's folder.
 
     Skips the work when the output already holds a complete final model; resumes from the last checkpoint when a
@@ -316,6 +359,13 @@ def run_stage(stage: str, recipe: str | Path | None = None, overrides: dict[str,
 
 
 __all__ = [
-    "build_grpo_trainer", "build_sft_trainer", "final_dir", "is_complete", "load_for_training", "package_versions",
-    "reward_functions", "run_stage", "valid_box_share",
+    "build_grpo_trainer",
+    "build_sft_trainer",
+    "final_dir",
+    "is_complete",
+    "load_for_training",
+    "package_versions",
+    "reward_functions",
+    "run_stage",
+    "valid_box_share",
 ]

@@ -27,9 +27,20 @@ VOCAB_SIZE = 512
 
 # Qwen2.5-VL's special tokens, in the order Qwen's tokenizer adds them after its BPE vocabulary.
 QWEN_SPECIAL_TOKENS = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
-    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
-    "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 )
 REASONING_TOKENS = ("<think>", "</think>")
 # Tokens a model must never generate: a generated image/video placeholder breaks the next forward pass.
@@ -69,11 +80,16 @@ def build_tiny_tokenizer():
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model_json["merges"]]
 
     tokenizer = Qwen2Tokenizer(
-        vocab=model_json["vocab"], merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        unk_token=None, model_max_length=32768,
+        vocab=model_json["vocab"],
+        merges=merges,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        model_max_length=32768,
     )
-    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL_TOKENS],
-                         special_tokens=True)
+    tokenizer.add_tokens(
+        [AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL_TOKENS], special_tokens=True
+    )
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in REASONING_TOKENS])
     return tokenizer
 
@@ -127,15 +143,34 @@ def tiny_qwen3_config(tokenizer):
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
     return Qwen3VLConfig(
         text_config={
-            "vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
-                                "mrope_interleaved": True},
-            "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
+            "vocab_size": len(tokenizer),
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "max_position_embeddings": 4096,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": [2, 3, 3],
+                "mrope_interleaved": True,
+            },
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
         },
         vision_config={
-            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": 16,
-            "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": 64, "num_position_embeddings": 64,
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": 64,
+            "num_position_embeddings": 64,
             "deepstack_visual_indexes": [1],
         },
         image_token_id=ids["<|image_pad|>"],
@@ -200,7 +235,11 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, family: str = "qwen2_5_
         norm = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
     side = patch * 2 * 4  # 4×4 merged patches
     image_processor = Qwen2VLImageProcessorPil(
-        min_pixels=(side // 2) ** 2, max_pixels=side * side, patch_size=patch, merge_size=2, temporal_patch_size=2,
+        min_pixels=(side // 2) ** 2,
+        max_pixels=side * side,
+        patch_size=patch,
+        merge_size=2,
+        temporal_patch_size=2,
         **norm,
     )
     processor = processor_cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)

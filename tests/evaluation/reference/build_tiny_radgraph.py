@@ -15,9 +15,43 @@ import torch
 from transformers import BertConfig, BertModel
 
 WORDS = [
-    "heart", "size", "normal", "no", "pleural", "effusion", "small", "left", "right", "mild", "edema", "pneumothorax",
-    "cardiomegaly", "lungs", "are", "clear", "atelectasis", "consolidation", "opacity", "acute", "disease", "tube",
-    "fracture", "and", "of", "in", "there", "is", "the", "lung", "base", "stable", "enlarged", ".", ",", ":", "-",
+    "heart",
+    "size",
+    "normal",
+    "no",
+    "pleural",
+    "effusion",
+    "small",
+    "left",
+    "right",
+    "mild",
+    "edema",
+    "pneumothorax",
+    "cardiomegaly",
+    "lungs",
+    "are",
+    "clear",
+    "atelectasis",
+    "consolidation",
+    "opacity",
+    "acute",
+    "disease",
+    "tube",
+    "fracture",
+    "and",
+    "of",
+    "in",
+    "there",
+    "is",
+    "the",
+    "lung",
+    "base",
+    "stable",
+    "enlarged",
+    ".",
+    ",",
+    ":",
+    "-",
     *"0123456789",  # the tokenizer wrapper tells special tokens apart by tokenising "1" and "2"
 ]
 NER = ["", "ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA"]
@@ -36,8 +70,11 @@ def main(out):
     with open(os.path.join(bert_dir, "vocab.txt"), "w") as f:
         f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=5 + len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64)).save_pretrained(bert_dir)
+    BertModel(
+        BertConfig(
+            vocab_size=5 + len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+        )
+    ).save_pretrained(bert_dir)
 
     bert = {"model_name": "microsoft/BiomedNLP-PubMedBERT-base-uncased-abstract-fulltext", "max_length": 512}
     model_params = {
@@ -45,8 +82,11 @@ def main(out):
             "ner": {},
             "coref": {"spans_per_word": 0.3, "max_antecedents": 100, "coref_prop": 0},
             "relation": {"spans_per_word": 0.5},
-            "events": {"trigger_spans_per_word": 0.3, "argument_spans_per_word": 0.8,
-                       "loss_weights": {"trigger": 1.0, "arguments": 0.5}},
+            "events": {
+                "trigger_spans_per_word": 0.3,
+                "argument_spans_per_word": 0.8,
+                "loss_weights": {"trigger": 1.0, "arguments": 0.5},
+            },
         },
         "feature_size": 20,
         "max_span_width": 8,
@@ -56,8 +96,13 @@ def main(out):
     }
     config = {
         "dataset_reader": {"type": "dygie", "token_indexers": {"bert": dict(bert)}, "max_span_width": 8},
-        "model": {"type": "dygie", "embedder": {"token_embedders": {"bert": dict(bert)}}, "initializer": {},
-                  "module_initializer": {}, **model_params},
+        "model": {
+            "type": "dygie",
+            "embedder": {"token_embedders": {"bert": dict(bert)}},
+            "initializer": {},
+            "module_initializer": {},
+            **model_params,
+        },
         "vocabulary": {},
     }
     with open(os.path.join(model_dir, "config.json"), "w") as f:
@@ -69,7 +114,8 @@ def main(out):
     vocab.save_to_files(os.path.join(model_dir, "vocabulary"))
 
     embedder = text_field_embedders.BasicTextFieldEmbedder(
-        {"bert": token_embedders.PretrainedTransformerMismatchedEmbedder(model_name=bert_dir, max_length=512)})
+        {"bert": token_embedders.PretrainedTransformerMismatchedEmbedder(model_name=bert_dir, max_length=512)}
+    )
     model = dygie.DyGIE(vocab=vocab, embedder=embedder, **json.loads(json.dumps(model_params)))
     with torch.no_grad():  # wide weights, so that spans clear the null label's score of 0 and get labels
         for name, p in model.named_parameters():

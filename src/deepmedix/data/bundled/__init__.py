@@ -24,12 +24,18 @@ from deepmedix.protocol import task_prompt
 ASSETS = Path(__file__).resolve().parent / "assets"
 IMAGES_DIR = "bundled-images"  # beside the output file
 
-VQA_RAD_CITATION = ("Lau JJ, Gayen S, Ben Abacha A, Demner-Fushman D. A dataset of clinically generated visual "
-                    "questions and answers about radiology images. Scientific Data 5:180251 (2018). OSF 89kps.")
-NIH_CITATION = ("Wang X, Peng Y, Lu L, Lu Z, Bagheri M, Summers RM. ChestX-ray8: Hospital-scale chest X-ray database "
-                "and benchmarks. CVPR 2017.")
-TEMPLATE_NOTE = ("label-derived template report: written by a fixed template from the image's NIH ChestX-ray14 "
-                 "labels (NLP-mined, ~90% accurate); NOT a radiologist's report")
+VQA_RAD_CITATION = (
+    "Lau JJ, Gayen S, Ben Abacha A, Demner-Fushman D. A dataset of clinically generated visual "
+    "questions and answers about radiology images. Scientific Data 5:180251 (2018). OSF 89kps."
+)
+NIH_CITATION = (
+    "Wang X, Peng Y, Lu L, Lu Z, Bagheri M, Summers RM. ChestX-ray8: Hospital-scale chest X-ray database "
+    "and benchmarks. CVPR 2017."
+)
+TEMPLATE_NOTE = (
+    "label-derived template report: written by a fixed template from the image's NIH ChestX-ray14 "
+    "labels (NLP-mined, ~90% accurate); NOT a radiologist's report"
+)
 
 # The 14 NIH ChestX-ray14 findings, each with the sentence the template writes for it.
 NIH_FINDINGS: dict[str, str] = {
@@ -48,8 +54,10 @@ NIH_FINDINGS: dict[str, str] = {
     "Pleural_Thickening": "There is pleural thickening.",
     "Hernia": "There is a hiatal hernia.",
 }
-NORMAL_FINDINGS = ("The lungs are clear. The cardiomediastinal silhouette is within normal limits. There is no "
-                   "pleural effusion or pneumothorax.")
+NORMAL_FINDINGS = (
+    "The lungs are clear. The cardiomediastinal silhouette is within normal limits. There is no "
+    "pleural effusion or pneumothorax."
+)
 NORMAL_IMPRESSION = "No acute cardiopulmonary abnormality."
 PHANTOM_PER_SPLIT = {Split.TRAIN: 96, Split.VAL: 6, Split.TEST: 12}
 
@@ -88,15 +96,32 @@ def _vqa_rad_samples(entry: dict[str, Any], image: ImageRef) -> list[Sample]:
     samples = []
     for qa in entry["vqa"]:
         answer_type = AnswerType.CLOSED if qa["answer_type"].upper() == "CLOSED" else AnswerType.OPEN
-        samples.append(Sample(
-            id=f"vqa-rad/{qa['qid']}", source="vqa-rad", split=split, task=Task.VQA, images=[image.model_copy()],
-            prompt=task_prompt("vqa", qa["question"]), answer=str(qa["answer"]).strip(), answer_type=answer_type,
-            question_type=qa["question_type"].strip().lower(), patient_id=f"vqa-rad:{patient}", study_id=patient,
-            provenance=Provenance(dataset="VQA-RAD", file=entry["source_path"], record=f"qid {qa['qid']}",
-                                  license="CC0-1.0", citation=VQA_RAD_CITATION, source_repo=entry["source_repo"],
-                                  source_commit=entry["source_commit"], original_split=qa.get("split"),
-                                  original_size=[entry["orig_width"], entry["orig_height"]]),
-        ))
+        samples.append(
+            Sample(
+                id=f"vqa-rad/{qa['qid']}",
+                source="vqa-rad",
+                split=split,
+                task=Task.VQA,
+                images=[image.model_copy()],
+                prompt=task_prompt("vqa", qa["question"]),
+                answer=str(qa["answer"]).strip(),
+                answer_type=answer_type,
+                question_type=qa["question_type"].strip().lower(),
+                patient_id=f"vqa-rad:{patient}",
+                study_id=patient,
+                provenance=Provenance(
+                    dataset="VQA-RAD",
+                    file=entry["source_path"],
+                    record=f"qid {qa['qid']}",
+                    license="CC0-1.0",
+                    citation=VQA_RAD_CITATION,
+                    source_repo=entry["source_repo"],
+                    source_commit=entry["source_commit"],
+                    original_split=qa.get("split"),
+                    original_size=[entry["orig_width"], entry["orig_height"]],
+                ),
+            )
+        )
     return samples
 
 
@@ -109,35 +134,70 @@ def _nih_samples(entry: dict[str, Any], image: ImageRef) -> list[Sample]:
 
     def provenance(kind: str, note: str | None = None) -> Provenance:
         extra = {"note": note} if note else {}
-        return Provenance(dataset="NIH ChestX-ray14", file=entry["source_path"], record=f"{stem} ({kind})",
-                          license="CC0-1.0", citation=NIH_CITATION, labels=entry["labels"],
-                          label_source=entry.get("label_source"), source_repo=entry["source_repo"],
-                          original_size=[entry["orig_width"], entry["orig_height"]], **extra)
+        return Provenance(
+            dataset="NIH ChestX-ray14",
+            file=entry["source_path"],
+            record=f"{stem} ({kind})",
+            license="CC0-1.0",
+            citation=NIH_CITATION,
+            labels=entry["labels"],
+            label_source=entry.get("label_source"),
+            source_repo=entry["source_repo"],
+            original_size=[entry["orig_width"], entry["orig_height"]],
+            **extra,
+        )
 
     samples = [
-        Sample(id=f"nih-cxr14/{stem}/findings", task=Task.REPORT_FINDINGS, prompt=task_prompt("report_findings"),
-               answer=template_findings(labels), answer_type=AnswerType.OPEN,
-               provenance=provenance("template findings", TEMPLATE_NOTE), images=[image.model_copy()], **common),
-        Sample(id=f"nih-cxr14/{stem}/impression", task=Task.REPORT_IMPRESSION, prompt=task_prompt("report_impression"),
-               answer=template_impression(labels), answer_type=AnswerType.OPEN,
-               provenance=provenance("template impression", TEMPLATE_NOTE), images=[image.model_copy()],
-               **common),
-        Sample(id=f"nih-cxr14/{stem}/abnormality", task=Task.VQA,
-               prompt=task_prompt("vqa", "Which abnormalities are seen in this chest X-ray?"),
-               answer=" | ".join(finding_name(label) for label in labels) if labels else "none",
-               answer_type=AnswerType.MULTI, question_type="abnormality", provenance=provenance("abnormality"),
-               images=[image.model_copy()], **common),
+        Sample(
+            id=f"nih-cxr14/{stem}/findings",
+            task=Task.REPORT_FINDINGS,
+            prompt=task_prompt("report_findings"),
+            answer=template_findings(labels),
+            answer_type=AnswerType.OPEN,
+            provenance=provenance("template findings", TEMPLATE_NOTE),
+            images=[image.model_copy()],
+            **common,
+        ),
+        Sample(
+            id=f"nih-cxr14/{stem}/impression",
+            task=Task.REPORT_IMPRESSION,
+            prompt=task_prompt("report_impression"),
+            answer=template_impression(labels),
+            answer_type=AnswerType.OPEN,
+            provenance=provenance("template impression", TEMPLATE_NOTE),
+            images=[image.model_copy()],
+            **common,
+        ),
+        Sample(
+            id=f"nih-cxr14/{stem}/abnormality",
+            task=Task.VQA,
+            prompt=task_prompt("vqa", "Which abnormalities are seen in this chest X-ray?"),
+            answer=" | ".join(finding_name(label) for label in labels) if labels else "none",
+            answer_type=AnswerType.MULTI,
+            question_type="abnormality",
+            provenance=provenance("abnormality"),
+            images=[image.model_copy()],
+            **common,
+        ),
     ]
     # Presence questions: every positive label, and two absent findings chosen deterministically per image.
     absent = [label for label in NIH_FINDINGS if label not in labels]
     offset = int(stem.replace("_", "")) % len(absent)
     asked = labels + [absent[offset], absent[(offset + 7) % len(absent)]]
     for label in asked:
-        samples.append(Sample(
-            id=f"nih-cxr14/{stem}/presence-{label.lower()}", task=Task.VQA,
-            prompt=task_prompt("vqa", f"Is there {finding_name(label)} in this chest X-ray?"),
-            answer="yes" if label in labels else "no", answer_type=AnswerType.CLOSED, question_type="presence",
-            provenance=provenance(f"presence of {label}"), images=[image.model_copy()], **common))
+        samples.append(
+            Sample(
+                id=f"nih-cxr14/{stem}/presence-{label.lower()}",
+                task=Task.VQA,
+                prompt=task_prompt("vqa", f"Is there {finding_name(label)} in this chest X-ray?"),
+                answer="yes" if label in labels else "no",
+                answer_type=AnswerType.CLOSED,
+                question_type="presence",
+                provenance=provenance(f"presence of {label}"),
+                images=[image.model_copy()],
+                **common,
+            )
+        )
     return samples
 
 

@@ -36,15 +36,25 @@ def build(curated: Path, assets: Path = ASSETS) -> Path:
             img.save(assets / "images" / name, quality=JPEG_QUALITY, optimize=True)
             width, height = img.size
         entry = {
-            "file": f"images/{name}", "dataset": dataset, "original_id": r["original_id"], "width": width,
-            "height": height, "orig_width": r["orig_width"], "orig_height": r["orig_height"], "view": r.get("view"),
-            "license": r["license"], "source_repo": r["source_repo"], "source_commit": r["source_commit"],
+            "file": f"images/{name}",
+            "dataset": dataset,
+            "original_id": r["original_id"],
+            "width": width,
+            "height": height,
+            "orig_width": r["orig_width"],
+            "orig_height": r["orig_height"],
+            "view": r.get("view"),
+            "license": r["license"],
+            "source_repo": r["source_repo"],
+            "source_commit": r["source_commit"],
             "source_path": r["source_path"],
         }
         if dataset == "VQA-RAD":
             entry["patient_id"] = r["original_id"].rsplit(".", 1)[0]  # one MedPix case per image
-            entry["vqa"] = [{k: q[k] for k in ("qid", "question", "answer", "answer_type", "question_type",
-                                              "phrase_type", "split")} for q in r["vqa"]]
+            entry["vqa"] = [
+                {k: q[k] for k in ("qid", "question", "answer", "answer_type", "question_type", "phrase_type", "split")}
+                for q in r["vqa"]
+            ]
         else:
             entry["patient_id"] = r["meta"]["patient_id"]
             entry["labels"] = sorted(r["labels"]["nih14"])

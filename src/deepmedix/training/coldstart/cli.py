@@ -12,8 +12,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = csub.add_parser("synthesize", help="run a teacher over samples, filter, write stage-2 training data")
     s.add_argument("--data", required=True, help="samples JSONL (answers are the ground truth)")
     s.add_argument("--out", required=True, help="stage-2 samples JSONL to write")
-    s.add_argument("--teacher", default="offline",
-                   help="'offline' (template teacher, no model) or the base URL of an OpenAI-compatible endpoint")
+    s.add_argument(
+        "--teacher",
+        default="offline",
+        help="'offline' (template teacher, no model) or the base URL of an OpenAI-compatible endpoint",
+    )
     s.add_argument("--teacher-model", default="gpt-4.1", help="model name at the teacher endpoint")
     s.add_argument("--verifier", default=None, help="base URL of an OpenAI-compatible verifier endpoint (optional)")
     s.add_argument("--verifier-model", default="Qwen/Qwen2.5-VL-32B-Instruct")
@@ -38,15 +41,41 @@ def _synthesize(args: argparse.Namespace) -> int:
     if args.teacher == "offline":
         teacher = TemplateTeacher()
     else:
-        teacher = EndpointTeacher(ChatEndpoint(EndpointConfig(
-            base_url=args.teacher, model=args.teacher_model, api_key_env=args.api_key_env,
-            max_concurrency=args.concurrency, requests_per_minute=args.rpm, max_tokens=2048)))
+        teacher = EndpointTeacher(
+            ChatEndpoint(
+                EndpointConfig(
+                    base_url=args.teacher,
+                    model=args.teacher_model,
+                    api_key_env=args.api_key_env,
+                    max_concurrency=args.concurrency,
+                    requests_per_minute=args.rpm,
+                    max_tokens=2048,
+                )
+            )
+        )
     verifier = None
     if args.verifier:
-        verifier = EndpointVerifier(ChatEndpoint(EndpointConfig(
-            base_url=args.verifier, model=args.verifier_model, api_key_env=args.api_key_env,
-            max_concurrency=args.concurrency, requests_per_minute=args.rpm, max_tokens=16)))
-    summary = synthesize(args.data, args.out, teacher, frame=frame, verifier=verifier, cache_path=args.cache,
-                         limit=args.limit, require_box=not args.allow_no_box)
+        verifier = EndpointVerifier(
+            ChatEndpoint(
+                EndpointConfig(
+                    base_url=args.verifier,
+                    model=args.verifier_model,
+                    api_key_env=args.api_key_env,
+                    max_concurrency=args.concurrency,
+                    requests_per_minute=args.rpm,
+                    max_tokens=16,
+                )
+            )
+        )
+    summary = synthesize(
+        args.data,
+        args.out,
+        teacher,
+        frame=frame,
+        verifier=verifier,
+        cache_path=args.cache,
+        limit=args.limit,
+        require_box=not args.allow_no_box,
+    )
     print(json.dumps(summary.to_dict(), indent=2))
     return 0

@@ -169,8 +169,14 @@ def _verify(
             kept.append(item)
         else:
             summary.dropped["verifier_rejected"] += 1
-            dropped.append({"id": item[0].id, "reason": "verifier_rejected",
-                            "detail": "INVALID" if verdicts.get(k) is False else "no verdict", "completion": item[3]})
+            dropped.append(
+                {
+                    "id": item[0].id,
+                    "reason": "verifier_rejected",
+                    "detail": "INVALID" if verdicts.get(k) is False else "no verdict",
+                    "completion": item[3],
+                }
+            )
     return kept
 
 
