@@ -14,7 +14,8 @@ import sys
 # Capability modules, in the order their commands are listed in ``deepmedix --help``.
 COMMAND_MODULES = (
     "deepmedix.data.cli",  # prepare, stats, sample
-    "deepmedix.training.cli",  # tiny-model, train, coldstart, pipeline
+    "deepmedix.models.cli",  # tiny-model
+    "deepmedix.training.cli",  # train, coldstart, pipeline
     "deepmedix.rewards.cli",  # reward
     "deepmedix.inference.cli",  # infer, predict, serve
     "deepmedix.labeler.cli",  # label

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from deepmedix.data.schema import load_samples
+from deepmedix.models import load_model_and_processor, model_frame
 from deepmedix.protocol import build_messages, parse_completion
 from deepmedix.training.data import load_rgb
-from deepmedix.training.models import load_model_and_processor, model_frame
 
 from .conftest import CPU_ARGS, STAGE1_STEPS
 

@@ -78,7 +78,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(phantom: Path, tmp_path: Pa
 
 
 def test_full_finetuning_keeps_the_vision_tower_frozen(phantom: Path, tmp_path: Path):
-    from deepmedix.training.tiny import tiny_model_path
+    from deepmedix.models.tiny import tiny_model_path
 
     final = run_stage("sft", config=_sft(phantom, tmp_path / "full", max_steps=3))
     base = load_file(tiny_model_path() / "model.safetensors")
@@ -92,9 +92,9 @@ def test_full_finetuning_keeps_the_vision_tower_frozen(phantom: Path, tmp_path: 
 
 
 def test_lora_adapts_only_the_language_model_and_saves_a_merged_model(phantom: Path, tmp_path: Path):
-    from deepmedix.training.models import load_model_and_processor
+    from deepmedix.models import load_model_and_processor
+    from deepmedix.models.tiny import tiny_model_path
     from deepmedix.training.stages import build_sft_trainer
-    from deepmedix.training.tiny import tiny_model_path
 
     config = _sft(phantom, tmp_path / "lora", use_peft=True, lora_r=4, lora_alpha=8, max_steps=3, learning_rate=5e-3)
     trainer, *_ = build_sft_trainer(config)
@@ -155,7 +155,7 @@ def test_valid_box_share_reads_boxes_against_the_model_frame():
 
 
 def test_sft_trains_a_qwen3_vl_model_too(phantom: Path, tmp_path: Path):
-    from deepmedix.training.tiny import build_tiny_model
+    from deepmedix.models.tiny import build_tiny_model
 
     base = build_tiny_model(tmp_path / "q3", family="qwen3_vl")
     final = run_stage("sft", config=_sft(phantom, tmp_path / "out", model=str(base), max_steps=4, learning_rate=3e-3))

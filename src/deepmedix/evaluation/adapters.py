@@ -4,7 +4,7 @@ Every model is asked through the same samples; what differs is whether it is ask
 (``reasoning``), how its reply is turned into the answer that is scored (``answer``), an optional instruction that
 replaces the report prompt (models trained on one fixed instruction), and how it is loaded:
 
-* ``transformers`` — in process, through ``deepmedix.training.models.load_model_and_processor`` (Qwen2.5-VL /
+* ``transformers`` — in process, through ``deepmedix.models.load_model_and_processor`` (Qwen2.5-VL /
   Qwen3-VL classes, anything else through ``AutoModelForImageTextToText``);
 * ``served`` — the model needs its authors' own code (a LLaVA fork, ``trust_remote_code``): serve it with that code
   behind an OpenAI-compatible endpoint and run ``deepmedix bench --backend openai`` against it.

@@ -96,7 +96,7 @@ class TransformersBackend(Backend):
         dtype: str = "auto",
         input_max_pixels: int | None = None,
     ):
-        from deepmedix.training.models import load_model_and_processor, processor_frame
+        from deepmedix.models import load_model_and_processor, processor_frame
 
         self.model_name = str(model)
         self.generation = generation or GenerationConfig()
@@ -148,7 +148,7 @@ def _processor_and_frame(model: str, input_max_pixels: int | None) -> tuple[str,
     try:
         from transformers import AutoConfig
 
-        from deepmedix.training.models import load_processor, processor_frame, resolve_model_path
+        from deepmedix.models import load_processor, processor_frame, resolve_model_path
     except ImportError:  # pragma: no cover - depends on the installed transformers
         from transformers import AutoConfig, AutoProcessor
 

@@ -1,4 +1,4 @@
-"""``deepmedix tiny-model``, ``deepmedix train sft|coldstart|grpo`` and ``deepmedix pipeline``.
+"""``deepmedix train sft|coldstart|grpo`` and ``deepmedix pipeline``.
 
 Registering stays cheap: torch, transformers and TRL are imported inside the handlers.
 """
@@ -9,14 +9,6 @@ import argparse
 from pathlib import Path
 
 STAGES = ("sft", "coldstart", "grpo")
-
-
-def _tiny_model(args: argparse.Namespace) -> int:
-    from deepmedix.training.tiny import build_tiny_model
-
-    out = build_tiny_model(args.out, seed=args.seed, family=args.family)
-    print(f"tiny {args.family} model written to {out}")
-    return 0
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -83,17 +75,6 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("tiny-model", help="build the tiny random Qwen2.5-VL used by tests and demos")
-    p.add_argument("--out", type=Path, required=True, help="folder to write the model into")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--family",
-        choices=("qwen2_5_vl", "qwen3_vl"),
-        default="qwen2_5_vl",
-        help="model family (default: Qwen2.5-VL, the paper's base)",
-    )
-    p.set_defaults(func=_tiny_model)
-
     p = subparsers.add_parser("train", help="run one training stage from a YAML recipe (sft, coldstart, grpo)")
     p.add_argument("stage", choices=STAGES, help="sft: instruction SFT; coldstart: SFT on reasoning data; grpo: RL")
     p.add_argument("--recipe", type=Path, required=True, help="YAML recipe, e.g. recipes/tiny/sft.yaml")

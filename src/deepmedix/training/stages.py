@@ -80,7 +80,7 @@ def load_for_training(config):
     """(model, processor, frame) for a stage, with the vision tower frozen unless ``train_vision``."""
     import torch
 
-    from deepmedix.training.models import load_model_and_processor, processor_frame
+    from deepmedix.models import load_model_and_processor, processor_frame
 
     dtype = config.model_dtype
     if dtype not in ("auto", None):
@@ -139,8 +139,8 @@ def _save_final(trainer, processor, config, stage: str, extra: dict[str, Any]) -
 
 def _finish_final(tmp: Path, out: Path, processor, config, stage: str, extra: dict[str, Any]) -> None:
     """Main process: processor, generation config and run_info.json beside the weights, then the rename."""
+    from deepmedix.models.special_tokens import generation_defaults
     from deepmedix.training.config import config_summary
-    from deepmedix.training.tiny import generation_defaults
 
     processor.save_pretrained(tmp)
     gen_path = tmp / "generation_config.json"
@@ -290,8 +290,8 @@ def build_grpo_trainer(config, callbacks: list | None = None):
     from trl import GRPOTrainer
 
     from deepmedix.io import sha256_file
+    from deepmedix.models import resolve_model_path
     from deepmedix.training.data import build_dataset
-    from deepmedix.training.models import resolve_model_path
 
     data = _require_data(config)
     model, processor, frame = load_for_training(config)
@@ -323,7 +323,7 @@ def build_grpo_trainer(config, callbacks: list | None = None):
     finally:
         model.config._name_or_path = original_path
     if getattr(trainer, "ref_model", None) is not None:
-        from deepmedix.training.models import ensure_suppressed_placeholders
+        from deepmedix.models import ensure_suppressed_placeholders
 
         ensure_suppressed_placeholders(trainer.ref_model, processor)
     return trainer, processor, sha256_file(data), len(dataset)

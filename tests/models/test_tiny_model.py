@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from deepmedix.models import load_model_and_processor, load_processor, model_frame
+from deepmedix.models.tiny import build_tiny_model, tiny_model_path
 from deepmedix.protocol import build_messages, format_completion, parse_completion
-from deepmedix.training.models import load_model_and_processor, load_processor, model_frame
-from deepmedix.training.tiny import build_tiny_model, tiny_model_path
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def test_reloads_with_auto_classes_as_a_multimodal_model(tiny_dir: Path):
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl.chat_template_utils import qwen2_5_vl_chat_template
 
-    import deepmedix.training.models  # noqa: F401  (registers the image-only processor)
+    import deepmedix.models.processors  # noqa: F401  (registers the image-only processor)
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_dir)
     processor = AutoProcessor.from_pretrained(tiny_dir)

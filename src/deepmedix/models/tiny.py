@@ -4,7 +4,7 @@ About 1 MB: a byte-level BPE tokenizer (vocab 512) trained on a bundled corpus o
 prompt text, wrapped as Qwen2Tokenizer with Qwen's special tokens plus ``<think>``/``</think>``; a 2-layer text
 model (hidden 64) and a 2-block vision tower (patch 14, merge 2) whose images are resized to 112×112 (16 tokens).
 It is saved with ``save_pretrained`` and reloads with ``AutoModelForImageTextToText`` / ``AutoProcessor`` once
-:mod:`deepmedix.training.models` has registered the processor class.
+:mod:`deepmedix.models.processors` has registered the processor class.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import tempfile
 from pathlib import Path
 
 from deepmedix.io import cache_root
+from deepmedix.models.processors import ImageTextQwen2_5_VLProcessor, ImageTextQwen3VLProcessor
+from deepmedix.models.special_tokens import QWEN_SPECIAL_TOKENS, REASONING_TOKENS, generation_defaults
+from deepmedix.protocol import REASONING_SUFFIX, TASK_PROMPTS
 
 CORPUS_FILE = Path(__file__).with_name("tiny_corpus.txt")
 TINY_NAME = "tiny"
@@ -25,31 +28,8 @@ TINY_BUILD_VERSION = 1
 BUILD_MARKER = "deepmedix-tiny.json"
 VOCAB_SIZE = 512
 
-# Qwen2.5-VL's special tokens, in the order Qwen's tokenizer adds them after its BPE vocabulary.
-QWEN_SPECIAL_TOKENS = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
-REASONING_TOKENS = ("<think>", "</think>")
-# Tokens a model must never generate: a generated image/video placeholder breaks the next forward pass.
-SUPPRESSED_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
-
 
 def _corpus_lines() -> list[str]:
-    from deepmedix.protocol import REASONING_SUFFIX, TASK_PROMPTS
-
     lines = CORPUS_FILE.read_text(encoding="utf-8").splitlines()
     return [*lines, REASONING_SUFFIX, *TASK_PROMPTS.values()]
 
@@ -181,26 +161,6 @@ def tiny_qwen3_config(tokenizer):
     )
 
 
-def generation_defaults(tokenizer) -> dict:
-    """Generation settings every model of this project is saved with (placeholders suppressed)."""
-    eos = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")]
-    return {
-        "eos_token_id": eos,
-        "pad_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-        "suppress_tokens": suppressed_token_ids(tokenizer),
-        "do_sample": False,
-    }
-
-
-def suppressed_token_ids(tokenizer) -> list[int]:
-    ids = []
-    for tok in SUPPRESSED_TOKENS:
-        tid = tokenizer.convert_tokens_to_ids(tok)
-        if isinstance(tid, int) and tid >= 0 and tid != tokenizer.unk_token_id:
-            ids.append(tid)
-    return ids
-
-
 def build_tiny_model(out_dir: str | Path, seed: int = 0, family: str = "qwen2_5_vl") -> Path:
     """Build a tiny random model (model, tokenizer, processor, generation config) into ``out_dir``.
 
@@ -211,8 +171,6 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, family: str = "qwen2_5_
     from transformers import GenerationConfig
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
     from trl import chat_template_utils
-
-    from deepmedix.training.models import ImageTextQwen2_5_VLProcessor, ImageTextQwen3VLProcessor
 
     if family not in ("qwen2_5_vl", "qwen3_vl"):
         raise ValueError(f"family must be 'qwen2_5_vl' or 'qwen3_vl', got {family!r}")

@@ -1,8 +1,7 @@
 """Loading a vision-language model and its processor by name: ``"tiny"``, a hub id, or a local folder.
 
-Supported families: Qwen2.5-VL (the paper's base) and Qwen3-VL. Without torchvision the stock Qwen processors fail
-in ``__init__`` (their video processor needs it); image-only subclasses are registered with ``AutoProcessor`` here so
-that ``AutoProcessor.from_pretrained`` returns a real multimodal processor instead of a bare tokenizer.
+Supported families: Qwen2.5-VL (the paper's base) and Qwen3-VL; where torchvision is missing, the image-only
+processors of :mod:`deepmedix.models.processors` stand in for the stock ones.
 """
 
 from __future__ import annotations
@@ -11,29 +10,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
-from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
-
 from deepmedix.data.frame import PAPER_MAX_PIXELS, ModelFrame, frame_for
+from deepmedix.models.processors import IMAGE_ONLY_PROCESSORS, set_pixel_bounds
+from deepmedix.models.special_tokens import suppressed_token_ids
+from deepmedix.models.tiny import TINY_NAME, tiny_model_path
 
 log = logging.getLogger(__name__)
-
-
-class ImageTextQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
-    """Qwen2.5-VL's processor for images and text only (no video processor, so no torchvision needed)."""
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-
-
-class ImageTextQwen3VLProcessor(Qwen3VLProcessor):
-    """Qwen3-VL's processor for images and text only (no video processor, so no torchvision needed)."""
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-
-
-IMAGE_ONLY_PROCESSORS = {"qwen2_5_vl": ImageTextQwen2_5_VLProcessor, "qwen3_vl": ImageTextQwen3VLProcessor}
 
 
 def _torchvision_available() -> bool:
@@ -42,29 +24,8 @@ def _torchvision_available() -> bool:
     return is_torchvision_available()
 
 
-_REGISTERED = False
-
-
-def register_processors() -> None:
-    """Make ``AutoProcessor`` know the image-only processors (idempotent).
-
-    Folders saved by this project name the image-only class, which ``AutoProcessor`` finds once it is registered.
-    Hub checkpoints name the stock class explicitly, so registering does not change what they load.
-    """
-    global _REGISTERED
-    if _REGISTERED:
-        return
-    from transformers import AutoProcessor, Qwen2_5_VLConfig, Qwen3VLConfig
-
-    AutoProcessor.register(Qwen2_5_VLConfig, ImageTextQwen2_5_VLProcessor, exist_ok=True)
-    AutoProcessor.register(Qwen3VLConfig, ImageTextQwen3VLProcessor, exist_ok=True)
-    _REGISTERED = True
-
-
 def resolve_model_path(name_or_path: str | Path) -> str:
     """``"tiny"`` → the locally built tiny model's folder; a folder → itself; anything else is a hub id."""
-    from deepmedix.training.tiny import TINY_NAME, tiny_model_path
-
     text = str(name_or_path)
     if text == TINY_NAME:
         return str(tiny_model_path())
@@ -106,20 +67,6 @@ def _is_local(path: str) -> bool:
     return Path(path).is_dir()
 
 
-def set_pixel_bounds(processor, min_pixels: int | None = None, max_pixels: int | None = None) -> None:
-    """Set the image processor's pixel bounds (what ``smart_resize`` keeps an image within)."""
-    from transformers.image_utils import SizeDict
-
-    image_processor = processor.image_processor
-    size = dict(image_processor.size) if image_processor.size is not None else {}
-    size = {k: v for k, v in size.items() if v is not None and k not in ("min_pixels", "max_pixels")}
-    if min_pixels is not None:
-        size["shortest_edge"] = int(min_pixels)
-    if max_pixels is not None:
-        size["longest_edge"] = int(max_pixels)
-    image_processor.size = SizeDict(**size)
-
-
 def load_processor(name_or_path: str | Path, min_pixels: int | None = None, max_pixels: int | None = None):
     """The processor of a model (image-only subclass where torchvision is missing).
 
@@ -128,7 +75,6 @@ def load_processor(name_or_path: str | Path, min_pixels: int | None = None, max_
     """
     from transformers import AutoProcessor
 
-    register_processors()
     path = resolve_model_path(name_or_path)
     model_type = getattr(_load_config(path), "model_type", "")
     if not _torchvision_available() and model_type in IMAGE_ONLY_PROCESSORS:
@@ -162,7 +108,6 @@ def load_model_and_processor(
     :func:`load_processor`). The image-placeholder tokens are kept suppressed in the generation config: a
     generated ``<|image_pad|>`` would break the next forward pass.
     """
-    register_processors()
     path = resolve_model_path(name_or_path)
     config = _load_config(path)
     cls = _model_class(config)
@@ -177,8 +122,6 @@ def load_model_and_processor(
 
 def ensure_suppressed_placeholders(model, processor) -> None:
     """Add the vision placeholder tokens to ``generation_config.suppress_tokens`` if missing."""
-    from deepmedix.training.tiny import suppressed_token_ids
-
     tokenizer = getattr(processor, "tokenizer", processor)
     gen = getattr(model, "generation_config", None)
     if gen is None:
@@ -220,16 +163,10 @@ def model_frame(name_or_path_or_config: Any) -> ModelFrame:
 
 
 __all__ = [
-    "ImageTextQwen2_5_VLProcessor",
-    "ImageTextQwen3VLProcessor",
+    "ensure_suppressed_placeholders",
     "load_model_and_processor",
     "load_processor",
     "model_frame",
     "processor_frame",
-    "register_processors",
     "resolve_model_path",
-    "set_pixel_bounds",
 ]
-
-# Importing this module is what makes ``AutoProcessor.from_pretrained`` work on the folders this project saves.
-register_processors()
