@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.io import json_object
-from deepmedix.protocol import final_answer, find_boxes
+from deepmedix.protocol import BOX_PATTERN, final_answer, find_boxes
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,14 @@ def task_kind(task: str) -> str:
     raise ValueError(f"unknown task {task!r} (expected report*, vqa or grounding)")
 
 
+def answer_without_boxes(answer: str) -> str:
+    """The words of an answer: boxes written in it (a localized answer such as ``right upper zone [30, 12, 48, 30]``)
+    are grounding, read by the box metrics from the completion, not part of the answer that is matched."""
+    if "[" not in answer:
+        return answer
+    return " ".join(BOX_PATTERN.sub(" ", answer).split())
+
+
 def _boxes_field(value: Any, where: str, name: str) -> list[list[float]]:
     if not isinstance(value, list) or not all(
         isinstance(b, list | tuple) and len(b) == 4 and all(isinstance(x, int | float) for x in b) for b in value
@@ -152,7 +160,7 @@ def load_predictions(path: str | Path) -> list[dict[str, Any]]:
             if "reference_boxes" in line and line["reference_boxes"] is not None:
                 line["reference_boxes"] = _boxes_field(line["reference_boxes"], where, "reference_boxes")
             line["kind"], line["group"] = kind, group.strip()
-            line["answer"] = final_answer(pred)
+            line["answer"] = answer_without_boxes(final_answer(pred))
             line["reference"] = ref if isinstance(ref, str) else ""
             line["pred_boxes"] = _predicted_boxes(line)
             rows.append(line)
