@@ -259,8 +259,34 @@ def valid_box_share(completions, image_size, **_: Any) -> list[float]:
     return out
 
 
+def reference_iou(completions, reference_boxes=None, **_: Any) -> list[float | None]:
+    """Per completion, the mean over its sample's reference boxes of the best IoU any cited box reaches (model
+    frame); None for a sample without reference boxes, which TRL leaves out of the logged mean.
+
+    Logged beside the reward (weight 0): whether the cited boxes move towards the reference regions.
+    """
+    from deepmedix.data.frame import iou
+    from deepmedix.protocol import parse_completion
+    from deepmedix.rewards.core import completion_text
+
+    references = reference_boxes if reference_boxes is not None else [None] * len(completions)
+    out: list[float | None] = []
+    for completion, reference in zip(completions, references, strict=True):
+        if not reference:
+            out.append(None)
+            continue
+        cited = parse_completion(completion_text(completion)).boxes
+        best = [max((iou(box, ref) for box in cited), default=0.0) for ref in reference]
+        out.append(sum(best) / len(best))
+    return out
+
+
+# Zero-weight reward functions: TRL logs them beside the reward components (rewards/<name>/mean).
+MONITORS = (valid_box_share, reference_iou)
+
+
 def reward_functions(config) -> tuple[list, list[float]]:
-    """The paper's reward as TRL reward functions (from deepmedix.rewards), plus the zero-weight monitor."""
+    """The paper's reward as TRL reward functions (from deepmedix.rewards), plus the zero-weight monitors."""
     try:
         from deepmedix.rewards.trl import make_trl_reward_funcs
     except ModuleNotFoundError:
@@ -273,11 +299,12 @@ def reward_functions(config) -> tuple[list, list[float]]:
     weights = (
         list(config.reward_weights) if config.reward_weights else [float(getattr(f, "weight", 1.0)) for f in funcs]
     )
-    if len(weights) == len(funcs) + 1 and weights[-1] == 0.0:  # a config that already carries the monitor's weight
-        weights = weights[:-1]
+    extra = weights[len(funcs) :]
+    if len(extra) <= len(MONITORS) and all(w == 0.0 for w in extra):  # a config that already carries monitor weights
+        weights = weights[: len(funcs)]
     if len(weights) != len(funcs):
         raise ValueError(f"reward_weights has {len(weights)} values for {len(funcs)} reward functions")
-    return [*funcs, valid_box_share], [*weights, 0.0]
+    return [*funcs, *MONITORS], [*weights, *(0.0 for _ in MONITORS)]
 
 
 def build_grpo_trainer(config, callbacks: list | None = None):
@@ -365,6 +392,7 @@ __all__ = [
     "is_complete",
     "load_for_training",
     "package_versions",
+    "reference_iou",
     "reward_functions",
     "run_stage",
     "valid_box_share",
