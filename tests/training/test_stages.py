@@ -263,3 +263,29 @@ def test_stage1_grounding_targets_hold_the_reference_boxes_in_the_model_frame(tm
         else:
             assert target == sample.answer  # other questions keep their plain answer
     assert resized  # phantoms larger than the frame: the boxes really were converted
+
+
+def test_preprocessing_once_builds_the_batches_trl_would_and_trains_the_same(phantom: Path, tmp_path: Path):
+    from deepmedix.training.preprocessed import PreprocessedRows
+    from deepmedix.training.stages import build_sft_trainer
+
+    def trainer_for(name: str, once: bool):
+        config = _sft(phantom, tmp_path / name, preprocess_once=once, max_steps=4, per_device_train_batch_size=3)
+        return build_sft_trainer(config, "sft")[0]
+
+    plain, once = trainer_for("plain", False), trainer_for("once", True)
+    assert isinstance(once.train_dataset, PreprocessedRows) and len(once.train_dataset) == len(plain.train_dataset)
+    # samples of one image share one pixel tensor (the phantom's kinds are asked of the same image)
+    pixels = {id(row["pixel_values"]) for row in once.train_dataset.rows}
+    assert len(pixels) < len(once.train_dataset)
+    for indices in ([0, 1, 2], [5, 3, 7, 1]):  # samples of different lengths: padding matters
+        expected = plain.data_collator([plain.train_dataset[i] for i in indices])
+        got = once.data_collator([once.train_dataset[i] for i in indices])
+        assert set(got) == set(expected)
+        for key in expected:
+            assert torch.equal(got[key], expected[key]), key
+    losses = []
+    for trainer in (plain, once):
+        trainer.train()
+        losses.append([h["loss"] for h in trainer.state.log_history if "loss" in h])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)  # same batches in the same order: the same training

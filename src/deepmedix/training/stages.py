@@ -238,6 +238,14 @@ def build_sft_trainer(config, stage: str = "sft", callbacks: list | None = None)
         callbacks=callbacks,
         peft_config=peft_config_for(config) if config.use_peft else None,
     )
+    if config.preprocess_once:
+        from deepmedix.training.preprocessed import preprocess_once
+
+        # the trainer's own collator, run once per sample: the batches stay what TRL would build, without the
+        # per-step image decoding and tokenisation
+        trainer.train_dataset, trainer.data_collator = preprocess_once(
+            trainer.train_dataset, trainer.data_collator, processor.tokenizer.pad_token_id
+        )
     return trainer, processor, sha256_file(data), len(dataset)
 
 
