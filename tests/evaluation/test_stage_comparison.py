@@ -128,3 +128,13 @@ def test_compare_stages_aligns_models_on_shared_held_out_samples(tmp_path: Path)
     assert diff["mean_iou"]["value"] == pytest.approx(expected)
     assert diff["answer_accuracy"]["low"] > 0
     assert result["models"]["stage3"]["mean_iou_grounding"]["value"] is None  # no grounding questions here
+
+
+def test_intervals_stay_defined_when_some_resamples_lack_the_samples_a_metric_needs():
+    from deepmedix.evaluation.stage_comparison import SampleScores
+
+    # one grounding question among many: plenty of resamples contain none of it
+    scores = [SampleScores(f"s{i}", "vqa", 1.0, True, True, 1, 1, 0.8) for i in range(30)]
+    scores.append(SampleScores("g", "grounding", 1.0, True, True, 1, 1, 0.6))
+    m = metric_with_interval(scores, "mean_iou_grounding")
+    assert m["value"] == pytest.approx(0.6) and m["low"] == pytest.approx(0.6) and m["high"] == pytest.approx(0.6)

@@ -120,7 +120,11 @@ def _interval(data: tuple[np.ndarray, ...], statistic, seed: int) -> tuple[float
         method="percentile",
         rng=np.random.default_rng(seed),
     )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    # The percentile interval of the resampled statistics, leaving out the resamples where it is undefined (a resample
+    # without any grounding question has no grounding IoU); scipy's own bounds would turn NaN.
+    tail = 100 * (1 - CONFIDENCE) / 2
+    low, high = np.nanpercentile(result.bootstrap_distribution, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def metric_with_interval(scores: Sequence[SampleScores], metric: str, seed: int = 0) -> dict[str, float | None]:
