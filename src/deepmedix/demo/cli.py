@@ -19,15 +19,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--recipes",
         type=Path,
         default=None,
-        help="folder with sft.yaml, coldstart.yaml, grpo.yaml (default: recipes/tiny)",
+        help="folder with sft.yaml, coldstart.yaml, grpo.yaml (default: recipes/small)",
     )
     p.add_argument("--data", type=Path, default=None, help="samples JSONL (default: the bundled sample)")
     p.add_argument("--per-benchmark", type=int, default=10, help="test samples per benchmark group (0: all)")
-    p.add_argument("--coldstart-samples", type=int, default=160, help="training samples given to the teacher")
+    p.add_argument("--phantom-train", type=int, default=3200, help="phantom training samples (bundled data only)")
+    p.add_argument(
+        "--phantom-heldout", type=int, default=240, help="held-out phantom samples every model answers (bundled data)"
+    )
+    p.add_argument("--coldstart-samples", type=int, default=600, help="training samples given to the teacher")
     p.add_argument("--grpo-samples", type=int, default=160, help="training samples for stage 3")
     p.add_argument("--review-samples", type=int, default=12)
-    p.add_argument("--max-new-tokens", type=int, default=96)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads on a CPU (0: torch's choice; default 1, see docs/demo.md)"
+    )
+    p.add_argument(
+        "--prediction-workers", type=int, default=None, help="models predicted in parallel (default: 2 on a CPU)"
+    )
     p.add_argument("--backend", default="transformers", choices=("transformers", "vllm"))
     p.add_argument("--teacher", default="offline", help="'offline' or an OpenAI-compatible base URL")
     p.add_argument("--teacher-model", default="gpt-4.1")
@@ -49,8 +59,12 @@ def _demo(args: argparse.Namespace) -> int:
         data=args.data,
         fresh=args.fresh,
         per_benchmark=args.per_benchmark,
+        phantom_train=args.phantom_train,
+        phantom_heldout=args.phantom_heldout,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
+        threads=args.threads or None,
+        prediction_workers=args.prediction_workers,
         backend=args.backend,
         teacher=args.teacher,
         teacher_model=args.teacher_model,

@@ -1,8 +1,8 @@
 """The main job: prepare → stage 1 → stage 2 → stage 3 → predictions → XrayBench → Report Arena → review set →
 report. Every stage writes a ``.done`` marker beside its outputs and is skipped on a rerun; ``fresh`` redoes all.
 
-On the embedded default (the tiny random Qwen2.5-VL, the bundled CC0 sample and phantom images) this runs in
-minutes on a laptop CPU. With ``recipes`` pointing at ``recipes/qwen2.5-vl-7b`` and ``data`` at real samples, the
+On the embedded default (the small random Qwen2.5-VL, the bundled CC0 sample and phantom images) this runs in
+minutes on a laptop CPU, and the held-out phantom samples show what each stage taught the model. With ``recipes`` pointing at ``recipes/qwen2.5-vl-7b`` and ``data`` at real samples, the
 same code drives the real recipes on GPUs.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
 import time
@@ -27,21 +28,30 @@ log = logging.getLogger(__name__)
 # The models the demo compares: the base model (asked to think, like the paper's "Qwen2.5-VL-7B (think)"), and the
 # model after each stage (stage 1 = DeepMedix, answers plainly; stage 3 = DeepMedix-R1).
 MODELS = ("base", "stage1", "stage2", "stage3")
+# Phantom radiographs generated for the demo (all four kinds): the training set and a held-out set drawn from other
+# seeds, never trained on, on which the stages are compared. The bundled sample's own phantoms use seeds 0-2.
+PHANTOM_TRAIN_SEED = 100
+PHANTOM_HELDOUT_SEED = 200
+HELDOUT_SOURCE = "phantom"
 
 
 @dataclass
 class DemoConfig:
     out: Path = Path("runs/demo")
-    recipes: Path | None = None  # a folder with sft.yaml, coldstart.yaml, grpo.yaml; None: the packaged tiny recipes
+    recipes: Path | None = None  # a folder with sft.yaml, coldstart.yaml, grpo.yaml; None: the packaged small recipes
     data: Path | None = None  # a samples JSONL; None: the bundled sample + phantom images
-    base_model: str | None = None  # None: the recipe's model ("tiny" for the tiny recipes)
+    base_model: str | None = None  # None: the recipe's model ("small" for the small recipes)
     fresh: bool = False
     per_benchmark: int = 10  # test samples per benchmark group (source × task) that every model answers; 0: all
-    coldstart_samples: int = 160  # training samples given to the cold-start teacher
+    phantom_train: int = 3200  # bundled data only: phantom training samples (grounding, presence, zones, reports)
+    phantom_heldout: int = 240  # bundled data only: held-out phantom samples, all answered by every model
+    coldstart_samples: int = 600  # training samples given to the cold-start teacher
     grpo_samples: int = 160
     max_steps: dict[str, int] | None = None  # per-stage override, e.g. {"sft": 10} for a quick test
-    max_new_tokens: int = 96
-    batch_size: int = 8
+    max_new_tokens: int = 128
+    batch_size: int = 16
+    threads: int | None = 1  # torch threads of the demo's process on a CPU (None: torch's choice); see docs/demo.md
+    prediction_workers: int | None = None  # processes predicting in parallel (None: 2 on a CPU, 1 on a GPU)
     backend: str = "transformers"
     teacher: str = "offline"  # or the base URL of an OpenAI-compatible endpoint
     teacher_model: str = "gpt-4.1"
@@ -62,14 +72,14 @@ class StageRecord:
     outputs: dict[str, str] = field(default_factory=dict)
 
 
-def _packaged_recipes() -> Path:
-    """recipes/tiny of the source tree, or the copy a wheel installs as deepmedix/recipes (see setup.py)."""
+def _packaged_recipes(name: str = "small") -> Path:
+    """recipes/<name> of the source tree, or the copy a wheel installs as deepmedix/recipes (see setup.py)."""
     package = Path(__file__).resolve().parents[1]
-    for candidate in (package.parents[1] / "recipes" / "tiny", package / "recipes" / "tiny"):
+    for candidate in (package.parents[1] / "recipes" / name, package / "recipes" / name):
         if (candidate / "sft.yaml").is_file():
             return candidate
     raise FileNotFoundError(
-        "recipes/tiny not found: pass --recipes DIR (a folder with sft.yaml, coldstart.yaml, grpo.yaml)"
+        f"recipes/{name} not found: pass --recipes DIR (a folder with sft.yaml, coldstart.yaml, grpo.yaml)"
     )
 
 
@@ -88,15 +98,21 @@ class Demo:
     def _marker(self, name: str) -> Path:
         return self.out / ".done" / f"{name}.json"
 
+    def _done(self, name: str) -> bool:
+        """The stage's marker says it finished and every output it listed still exists."""
+        marker = self._marker(name)
+        if not marker.is_file():
+            return False
+        return all(Path(p).exists() for p in json.loads(marker.read_text())["outputs"].values())
+
     def stage(self, name: str, title: str, fn: Callable[[], dict[str, str]]) -> dict[str, str]:
         """Run ``fn`` unless its marker says it finished and every output it listed still exists."""
         marker = self._marker(name)
-        if marker.is_file():
+        if self._done(name):
             done = json.loads(marker.read_text())
-            if all(Path(p).exists() for p in done["outputs"].values()):
-                self.console.print(f"[dim]✓ {title}: done earlier, skipped[/dim]")
-                self.records.append(StageRecord(name, done["seconds"], True, done["outputs"]))
-                return done["outputs"]
+            self.console.print(f"[dim]✓ {title}: done earlier, skipped[/dim]")
+            self.records.append(StageRecord(name, done["seconds"], True, done["outputs"]))
+            return done["outputs"]
         self.console.rule(f"[bold]{title}")
         start = time.perf_counter()
         outputs = fn()
@@ -114,9 +130,7 @@ class Demo:
         if self.cfg.data:
             all_path = Path(self.cfg.data)
         else:
-            from deepmedix.data.bundled import prepare_bundled
-
-            prepare_bundled(all_path)
+            self._bundled_with_phantoms(all_path)
         samples = load_samples(all_path)
         rng = random.Random(self.cfg.seed)
         train = [s for s in samples if s.split != "test"]
@@ -128,7 +142,9 @@ class Demo:
         for name in sorted(groups):
             members = groups[name]
             rng.shuffle(members)
-            test.extend(members[: self.cfg.per_benchmark] if self.cfg.per_benchmark > 0 else members)
+            # the held-out phantoms are all kept: they are the samples on which the stages are compared
+            keep_all = self.cfg.per_benchmark <= 0 or members[0].source == HELDOUT_SOURCE
+            test.extend(members if keep_all else members[: self.cfg.per_benchmark])
         if not train or not test:
             raise ValueError(
                 f"{self.cfg.data or 'the bundled sample'} needs train and test samples "
@@ -154,6 +170,31 @@ class Demo:
         print_stats(stats, title=str(all_path))
         draw_stats(stats, data_dir / "stats.png")
         return {k: str(v) for k, v in paths.items()} | {"stats_figure": str(data_dir / "stats.png")}
+
+    def _bundled_with_phantoms(self, all_path: Path) -> None:
+        """The bundled real images (VQA-RAD, NIH) and the demo's phantoms: a training set (four questions per image)
+        and a held-out set from other seeds, one question per image and the four kinds in equal shares, so that
+        held-out samples are independent (the bootstrap resamples samples). Image paths are relative to
+        ``all_path``'s folder."""
+        from deepmedix.data.bundled import prepare_bundled
+        from deepmedix.data.phantom import SAMPLE_KINDS, make_phantom_samples
+        from deepmedix.data.schema import iter_samples
+
+        data_dir = all_path.parent
+        prepare_bundled(all_path, phantom=False)
+        lines = [sample_to_json(s) for s in iter_samples(all_path, resolve_images=False)]
+        sets = [("phantom-train", self.cfg.phantom_train, PHANTOM_TRAIN_SEED, "train", SAMPLE_KINDS)]
+        per_kind = -(-self.cfg.phantom_heldout // len(SAMPLE_KINDS))
+        sets += [
+            (f"phantom-heldout-{kind}", per_kind, PHANTOM_HELDOUT_SEED + i, "test", (kind,))
+            for i, kind in enumerate(SAMPLE_KINDS)
+        ]
+        for folder, n, seed, split, kinds in sets:
+            for s in make_phantom_samples(data_dir / folder, n, seed=seed, split=split, kinds=kinds):
+                for image in s.images:
+                    image.path = Path(image.path).relative_to(data_dir.resolve()).as_posix()
+                lines.append(sample_to_json(s))
+        atomic_write_jsonl(all_path, lines)
 
     def train(self, data: dict[str, str], cold: str, base: str) -> dict[str, str]:
         """The three stages through the training pipeline (each stage skips itself when complete)."""
@@ -199,25 +240,66 @@ class Demo:
         return str(out)
 
     def predict(self, name: str, model: str, test: str, reasoning: bool) -> str:
-        from deepmedix.inference.predict import predict_file
-
         out = self.out / "predictions" / f"{name}.jsonl"
-        predict_file(
-            model,
-            test,
-            out,
-            backend=self.cfg.backend,
-            batch_size=self.cfg.batch_size,
-            max_new_tokens=self.cfg.max_new_tokens,
-            reasoning=reasoning,
-        )
+        _predict_job(str(out), model, test, self.cfg.backend, self.cfg.batch_size, self.cfg.max_new_tokens, reasoning)
         return str(out)
+
+    def _prediction_workers(self) -> int:
+        if self.cfg.prediction_workers is not None:
+            return self.cfg.prediction_workers
+        return 1 if self.cfg.backend != "transformers" or _has_gpu() else min(2, os.cpu_count() or 1)
+
+    def predict_base_while_training(self, base: str, test: str) -> Any:
+        """On a CPU with a core to spare (training runs one torch thread), the base model's predictions — the
+        longest, since a random model never stops early — start before training, in a worker process; returns the
+        running job (None when there is nothing to overlap)."""
+        if self._prediction_workers() <= 1 or self._done("predict") or self._done("train"):
+            return None
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_one_torch_thread)
+        out = str(self.out / "predictions" / "base.jsonl")
+        job = pool.submit(
+            _predict_job, out, base, test, self.cfg.backend, self.cfg.batch_size, self.cfg.max_new_tokens, True
+        )
+        pool.shutdown(wait=False)  # the job runs on; waited for before the predict stage
+        return job
+
+    def predict_all(self, models: dict[str, tuple[str, bool]], test: str) -> dict[str, str]:
+        """Every model's predictions on the test samples. On a CPU, the models are shared among worker processes of
+        one torch thread each (independent jobs keep every core busy without the stalls of threads contending)."""
+        workers = self._prediction_workers()
+        if workers <= 1:
+            return {name: self.predict(name, path, test, reasoning) for name, (path, reasoning) in models.items()}
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        outs = {name: str(self.out / "predictions" / f"{name}.jsonl") for name in models}
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_torch_thread) as pool:
+            futures = [
+                pool.submit(
+                    _predict_job,
+                    outs[name],
+                    path,
+                    test,
+                    self.cfg.backend,
+                    self.cfg.batch_size,
+                    self.cfg.max_new_tokens,
+                    reasoning,
+                )
+                for name, (path, reasoning) in models.items()
+            ]
+            for future in futures:
+                future.result()  # re-raises a worker's error here
+        return outs
 
     def evaluate(self, predictions: dict[str, str]) -> dict[str, str]:
         from deepmedix.evaluation.evaluate import EvalOptions, Evaluator, load_predictions
         from deepmedix.evaluation.report import write_reports
 
-        outputs = {}
+        outputs = {"stages": self.compare_stages(predictions)}
         options = EvalOptions(
             chexbert=self.cfg.chexbert, meteor=self.cfg.meteor, cache_dir=self.out / "eval" / ".cache"
         )
@@ -229,6 +311,25 @@ class Demo:
                 write_reports(metrics, out_dir)
                 outputs[name] = str(out_dir / "metrics.json")
         return outputs
+
+    def compare_stages(self, predictions: dict[str, str]) -> str:
+        """Every model on the held-out samples (the phantoms when the bundled data is used, else every test sample),
+        with bootstrap intervals and paired stage-to-stage differences → ``eval/stages.json``."""
+        from deepmedix.evaluation.stage_comparison import compare_stages
+
+        heldout = None if self.cfg.data else (lambda row: row.get("source") == HELDOUT_SOURCE)
+        comparison = compare_stages({m: predictions[m] for m in MODELS}, keep=heldout, seed=self.cfg.seed)
+        comparison["heldout"] = (
+            "every test sample"
+            if self.cfg.data
+            else (
+                f"held-out phantom radiographs (seed {PHANTOM_HELDOUT_SEED}; training phantoms use seed "
+                f"{PHANTOM_TRAIN_SEED})"
+            )
+        )
+        path = self.out / "eval" / "stages.json"
+        atomic_write_json(path, comparison)
+        return str(path)
 
     def arena(self, predictions: dict[str, str]) -> dict[str, str]:
         from deepmedix.arena.judges import RulesLabelerJudge
@@ -276,6 +377,10 @@ class Demo:
     # --- the whole job ------------------------------------------------------------------------------------------
 
     def run(self) -> Path:
+        if self.cfg.threads and not _has_gpu():
+            import torch
+
+            torch.set_num_threads(self.cfg.threads)
         if self.cfg.fresh and self.out.exists():
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -289,6 +394,7 @@ class Demo:
             "2/7 cold-start data: teacher + filter",
             lambda: {"data": self.synthesize(data["coldstart_input"], base)},
         )["data"]
+        base_job = self.predict_base_while_training(base, data["test"])
         trained = self.stage(
             "train",
             "3/7 training: stage 1 SFT → stage 2 cold-start SFT → stage 3 GRPO",
@@ -296,12 +402,12 @@ class Demo:
         )
         s1, s2, s3 = trained["sft"], trained["coldstart"], trained["grpo"]
         models = {"base": (base, True), "stage1": (s1, False), "stage2": (s2, True), "stage3": (s3, True)}
+        if base_job is not None:
+            base_job.result()  # finished or re-raised; the predict stage then finds the base model's file complete
         preds = self.stage(
             "predict",
             "4/7 predictions of every model on the test samples",
-            lambda: {
-                name: self.predict(name, path, data["test"], reasoning) for name, (path, reasoning) in models.items()
-            },
+            lambda: self.predict_all(models, data["test"]),
         )
         metrics = self.stage("eval", "5/7 XrayBench metrics", lambda: self.evaluate(preds))
         arena = self.stage("arena", "6/7 Report Arena across the stages", lambda: self.arena(preds))
@@ -309,7 +415,9 @@ class Demo:
 
         from deepmedix.demo.report import write_demo_report
 
-        report = write_demo_report(self.out, self.records, data, preds, metrics, arena, review, self.cfg)
+        report = write_demo_report(
+            self.out, self.records, data, preds, metrics, arena, review, self.cfg, base_model=base
+        )
         total = time.perf_counter() - started
         self.console.rule("[bold green]done")
         self.console.print(f"report: [bold]{report}[/bold]  ({total:.0f} s)")
@@ -317,6 +425,30 @@ class Demo:
             f"open the review set: deepmedix review serve --dir {review['dir']}  (personal links: {review['tokens']})"
         )
         return report
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _one_torch_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _predict_job(
+    out: str, model: str, test: str, backend: str, batch_size: int, max_new_tokens: int, reasoning: bool
+) -> str:
+    """One model's predictions (a module-level function: worker processes run it)."""
+    from deepmedix.inference.predict import predict_file
+
+    predict_file(
+        model, test, out, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens, reasoning=reasoning
+    )
+    return out
 
 
 def _benchmark(sample: Sample) -> str:
