@@ -323,8 +323,8 @@ class Demo:
             "every test sample"
             if self.cfg.data
             else (
-                f"held-out phantom radiographs (seed {PHANTOM_HELDOUT_SEED}; training phantoms use seed "
-                f"{PHANTOM_TRAIN_SEED})"
+                f"held-out phantom radiographs, one question per image (seeds {PHANTOM_HELDOUT_SEED}–"
+                f"{PHANTOM_HELDOUT_SEED + 3}; the training phantoms' seed is {PHANTOM_TRAIN_SEED})"
             )
         )
         path = self.out / "eval" / "stages.json"
