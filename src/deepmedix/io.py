@@ -11,6 +11,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
+from deepmedix.errors import DataError
+
 # mkstemp creates 0600 files; finished outputs get the permissions a plain open() would give (read once: umask
 # can only be read by setting it).
 _UMASK = os.umask(0o022)
@@ -106,7 +108,7 @@ def read_jsonl(path: str | Path, tolerate_torn_tail: bool = False) -> list[dict[
         except json.JSONDecodeError as e:
             if tolerate_torn_tail and i == len(lines) and not line.endswith("\n"):
                 break
-            raise ValueError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
+            raise DataError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
     return rows
 
 
@@ -115,9 +117,9 @@ def json_object(text: str, where: str) -> dict[str, Any]:
     try:
         obj = json.loads(text.strip())  # a trailing newline would move the error to "line 2, column 1"
     except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+        raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     return obj
 
 

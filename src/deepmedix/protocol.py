@@ -12,6 +12,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from deepmedix.errors import OptionError
+
 # --- prompts ---------------------------------------------------------------------------------------------------
 
 TASK_PROMPTS: dict[str, str] = {
@@ -34,7 +36,7 @@ def task_prompt(task: str, question: str | None = None) -> str:
     if task in TASK_PROMPTS and not question:
         return TASK_PROMPTS[task]
     if not question or not question.strip():
-        raise ValueError(f"task {task!r} needs a question")
+        raise OptionError(f"task {task!r} needs a question")
     return question.strip()
 
 

@@ -11,11 +11,12 @@ import pytest
 from data_fixtures import REPORT_BOTH, write_csv, write_image
 
 from deepmedix.cli import main
-from deepmedix.data.convert import RowError, SplitLeakError, hash_split, run_conversion
+from deepmedix.data.convert import hash_split, run_conversion
 from deepmedix.data.frame import box_inside
 from deepmedix.data.reports import extract_sections, normalize_section_name
 from deepmedix.data.schema import AnswerType, Split, Task, load_samples
 from deepmedix.data.sources import SOURCES
+from deepmedix.errors import RowError, SplitLeakError
 
 
 def convert(source: str, root: Path, tmp_path: Path, **kwargs: object) -> tuple[list, object]:

@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from deepmedix.cli import main
+from deepmedix.data.bundled import ASSETS
+from deepmedix.errors import MissingDependencyError
 from deepmedix.inference.api import load_backend
 from deepmedix.inference.backends import GenerationRequest
 from deepmedix.protocol import build_messages
@@ -73,7 +76,21 @@ def test_sampling_options_and_pixel_bounds_reach_vllm(fake_vllm: type[_FakeLLM])
     assert llm.calls[0][1].kwargs == {"max_tokens": 256, "temperature": 0.7, "top_p": 0.9, "seed": 3}
 
 
-def test_missing_vllm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_vllm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "vllm", None)
-    with pytest.raises(ValueError, match="needs the vllm package"):
+    with pytest.raises(MissingDependencyError, match="needs the vllm package"):
         load_backend("tiny", "vllm")
+    rc = main(
+        [
+            "infer",
+            str(ASSETS / "images" / "nih_cxr14_00000001_000.jpg"),
+            "--question",
+            "Is there an effusion?",
+            "--model",
+            "tiny",
+            "--backend",
+            "vllm",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 1 and "needs the vllm package" in err and "Traceback" not in err

@@ -8,7 +8,8 @@ import pytest
 import trl
 
 from deepmedix.cli import main
-from deepmedix.training.config import RecipeError, load_stage_config
+from deepmedix.errors import RecipeError
+from deepmedix.training.config import load_stage_config
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 STAGES = ("sft", "coldstart", "grpo")

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from deepmedix.annotation.store import SCHEMA, connect, db_path, hash_token, new_token, now, transaction
+from deepmedix.errors import DataError, OptionError
 from deepmedix.io import iter_jsonl_objects
 from deepmedix.protocol import REASONING_SUFFIX, parse_completion
 
@@ -45,15 +46,15 @@ def parse_annotators(spec: str | Path) -> list[AnnotatorSpec]:
         if isinstance(data, dict) and "groups" in data:
             for group, names in (data["groups"] or {}).items():
                 if not isinstance(names, list):
-                    raise ValueError(f"{path}: groups.{group} must be a list of annotator names")
+                    raise DataError(f"{path}: groups.{group} must be a list of annotator names")
                 out += [AnnotatorSpec(str(n), str(group)) for n in names]
         else:
             items = data.get("annotators") if isinstance(data, dict) else data
             if not isinstance(items, list):
-                raise ValueError(f"{path}: expected `groups:` mapping or a list of {{name, group}}")
+                raise DataError(f"{path}: expected `groups:` mapping or a list of {{name, group}}")
             for i, item in enumerate(items):
                 if not isinstance(item, dict) or "name" not in item or "group" not in item:
-                    raise ValueError(f"{path}: annotator #{i + 1} needs fields `name` and `group`")
+                    raise DataError(f"{path}: annotator #{i + 1} needs fields `name` and `group`")
                 out.append(AnnotatorSpec(str(item["name"]), str(item["group"])))
     else:
         out = []
@@ -62,17 +63,17 @@ def parse_annotators(spec: str | Path) -> list[AnnotatorSpec]:
                 continue
             name, sep, group = part.strip().partition(":")
             if not sep or not name.strip() or not group.strip():
-                raise ValueError(f"--annotators: {part.strip()!r} is not NAME:GROUP")
+                raise OptionError(f"--annotators: {part.strip()!r} is not NAME:GROUP")
             out.append(AnnotatorSpec(name.strip(), group.strip()))
     names = [a.name for a in out]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ValueError(f"annotators: duplicate name(s) {', '.join(dupes)}")
+        raise OptionError(f"annotators: duplicate name(s) {', '.join(dupes)}")
     if not out:
-        raise ValueError("annotators: none given")
+        raise OptionError("annotators: none given")
     for a in out:
         if not a.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            raise ValueError(f"annotators: name {a.name!r} may hold only letters, digits, '-', '_' and '.'")
+            raise OptionError(f"annotators: name {a.name!r} may hold only letters, digits, '-', '_' and '.'")
     return out
 
 
@@ -90,16 +91,16 @@ def _steps_of(row: dict[str, Any], file: Path, line: int, size: tuple[int, int])
         steps = []
         for i, step in enumerate(row["steps"]):
             if not isinstance(step, dict) or not isinstance(step.get("text"), str):
-                raise ValueError(f"{file}, line {line}, record {row.get('id')!r}: steps[{i}].text missing")
+                raise DataError(f"{file}, line {line}, record {row.get('id')!r}: steps[{i}].text missing")
             boxes = step.get("boxes") or []
             try:
                 boxes = [[float(v) for v in b] for b in boxes]
             except (TypeError, ValueError):
-                raise ValueError(
+                raise DataError(
                     f"{file}, line {line}, record {row.get('id')!r}: steps[{i}].boxes not numbers"
                 ) from None
             if any(len(b) != 4 for b in boxes):
-                raise ValueError(f"{file}, line {line}, record {row.get('id')!r}: steps[{i}].boxes need 4 numbers")
+                raise DataError(f"{file}, line {line}, record {row.get('id')!r}: steps[{i}].boxes need 4 numbers")
             steps.append({"text": step["text"], "boxes": boxes})
         return steps, answer
     # No parsed steps in the line: read the completion; its boxes are in the model's frame.
@@ -124,19 +125,19 @@ def _load_predictions(path: Path) -> dict[str, tuple[int, dict[str, Any]]]:
     by_id: dict[str, tuple[int, dict[str, Any]]] = {}
     for line, row in iter_jsonl_objects(path):
         if "id" not in row:
-            raise ValueError(f"{path}, line {line}: field `id` missing")
+            raise DataError(f"{path}, line {line}: field `id` missing")
         sid = str(row["id"])
         if sid in by_id:
-            raise ValueError(f"{path}, line {line}, record {sid!r}: duplicate id (first on line {by_id[sid][0]})")
+            raise DataError(f"{path}, line {line}, record {sid!r}: duplicate id (first on line {by_id[sid][0]})")
         by_id[sid] = (line, row)
     if not by_id:
-        raise ValueError(f"{path}: no predictions")
+        raise DataError(f"{path}: no predictions")
     return by_id
 
 
 def _resolve_image(raw: Any, pred_file: Path, line: int, sid: str) -> Path:
     if not isinstance(raw, str) or not raw:
-        raise ValueError(f"{pred_file}, line {line}, record {sid!r}: field `image` missing")
+        raise DataError(f"{pred_file}, line {line}, record {sid!r}: field `image` missing")
     p = Path(raw)
     for cand in [p] if p.is_absolute() else [pred_file.parent / p, Path.cwd() / p]:
         if cand.is_file():
@@ -181,23 +182,23 @@ def create_review(
 ) -> CreatedReview:
     """Write ``out_dir/review.sqlite`` and ``out_dir/images/``; return the one-time tokens."""
     if len(predictions) != 2 or len(names) != 2:
-        raise ValueError("a review compares exactly two models: give two --predictions and two --names")
+        raise OptionError("a review compares exactly two models: give two --predictions and two --names")
     if names[0] == names[1]:
-        raise ValueError("--names: the two models need different names")
+        raise OptionError("--names: the two models need different names")
     if within_group not in {"all", "split"}:
-        raise ValueError(f"--within-group must be 'all' or 'split', not {within_group!r}")
+        raise OptionError(f"--within-group must be 'all' or 'split', not {within_group!r}")
     out = Path(out_dir)
     if db_path(out).exists():
-        raise ValueError(f"{db_path(out)} already exists: choose a new --out (a review set is never overwritten)")
+        raise OptionError(f"{db_path(out)} already exists: choose a new --out (a review set is never overwritten)")
     files = [Path(p) for p in predictions]
     preds = [_load_predictions(f) for f in files]
     common = [sid for sid in preds[0] if sid in preds[1]]
     if not common:
-        raise ValueError(f"{files[0]} and {files[1]} share no sample id")
+        raise DataError(f"{files[0]} and {files[1]} share no sample id")
     rng = random.Random(seed)
     if n_samples is None or n_samples >= len(common):
         if n_samples is not None and n_samples > len(common):
-            raise ValueError(f"--samples {n_samples}: only {len(common)} samples are in both prediction files")
+            raise OptionError(f"--samples {n_samples}: only {len(common)} samples are in both prediction files")
         chosen = common[:]
         rng.shuffle(chosen)
     else:
@@ -211,7 +212,7 @@ def create_review(
         rel, w, h = _install_image(src, out / "images", link_images)
         reference = row0.get("reference", preds[1][sid][1].get("reference"))
         if reference is None:
-            raise ValueError(f"{files[0]}, line {line0}, record {sid!r}: field `reference` missing")
+            raise DataError(f"{files[0]}, line {line0}, record {sid!r}: field `reference` missing")
         if isinstance(reference, list):
             reference = " | ".join(str(r) for r in reference)
         samples.append(

@@ -21,6 +21,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from deepmedix.annotation.store import ReviewStore, transaction
+from deepmedix.errors import DataError, OptionError
 from deepmedix.io import atomic_write_json, atomic_write_text
 
 SIDES = ("left", "right")
@@ -194,7 +195,7 @@ def parse_user_map(spec: str | None) -> dict[str, str]:
             continue
         user, sep, name = part.strip().rpartition(":")
         if not sep or not user or not name:
-            raise ValueError(f"--users: {part.strip()!r} is not LABELSTUDIO_USER:ANNOTATOR")
+            raise OptionError(f"--users: {part.strip()!r} is not LABELSTUDIO_USER:ANNOTATOR")
         out[user.strip()] = name.strip()
     return out
 
@@ -219,9 +220,9 @@ def import_labelstudio(
     try:
         tasks = json.loads(export.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{export}: not valid JSON ({e.msg}, line {e.lineno})") from None
+        raise DataError(f"{export}: not valid JSON ({e.msg}, line {e.lineno})") from None
     if not isinstance(tasks, list):
-        raise ValueError(f"{export}: expected a JSON list of tasks (Label Studio's JSON export)")
+        raise DataError(f"{export}: expected a JSON list of tasks (Label Studio's JSON export)")
     user_map = user_map or {}
     rows: list[tuple[str, str, str, int, int, int | None]] = []
     n_ann = skipped = 0
@@ -232,10 +233,10 @@ def import_labelstudio(
         for t_i, task in enumerate(tasks):
             where = f"{export}, task #{t_i + 1} (id {task.get('id') if isinstance(task, dict) else None})"
             if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-                raise ValueError(f"{where}: field `data` missing")
+                raise DataError(f"{where}: field `data` missing")
             sid = task["data"].get("review_sample_id")
             if sid is None or sid not in layout:
-                raise ValueError(f"{where}: data.review_sample_id {sid!r} is not a sample of {review_dir}")
+                raise DataError(f"{where}: data.review_sample_id {sid!r} is not a sample of {review_dir}")
             side_model = {"left": layout[sid], "right": 1 - layout[sid]}
             for a_i, ann in enumerate(task.get("annotations") or task.get("completions") or []):
                 n_ann += 1
@@ -246,7 +247,7 @@ def import_labelstudio(
                 annotator = next((user_map[k] for k in keys if k in user_map), None)
                 annotator = annotator or next((k for k in keys if k in names), None)
                 if annotator not in names:
-                    raise ValueError(
+                    raise DataError(
                         f"{where}, annotation #{a_i + 1}: user {keys[0] if keys else None!r} is no annotator of "
                         f"this review set ({', '.join(sorted(names))}); map it with --users USER:ANNOTATOR"
                     )
@@ -258,7 +259,7 @@ def import_labelstudio(
                         continue
                     picked = (res.get("value") or {}).get("choices") or []
                     if len(picked) != 1:
-                        raise ValueError(
+                        raise DataError(
                             f"{where}, annotation #{a_i + 1}, result #{r_i + 1}: value.choices must "
                             f"hold one choice, got {picked!r}"
                         )
@@ -273,11 +274,11 @@ def import_labelstudio(
                         model, step, dim = -1, -1, m.group(6)
                     if dim.endswith("preference"):
                         if choice not in SIDES:
-                            raise ValueError(f"{where}, result #{r_i + 1} ({dim}): choice {choice!r} is not Left/Right")
+                            raise DataError(f"{where}, result #{r_i + 1} ({dim}): choice {choice!r} is not Left/Right")
                         value = side_model[choice]
                     else:
                         if choice not in YES_NO:
-                            raise ValueError(f"{where}, result #{r_i + 1} ({dim}): choice {choice!r} is not Yes/No")
+                            raise DataError(f"{where}, result #{r_i + 1} ({dim}): choice {choice!r} is not Yes/No")
                         value = YES_NO[choice]
                     rows.append((annotator, sid, dim, model, step, value))
         store.put_many(rows, origin="labelstudio")

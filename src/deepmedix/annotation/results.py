@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.annotation.store import DIMENSION_TITLES, DIMENSIONS, PREFERENCE_DIMENSIONS, ReviewStore
+from deepmedix.errors import DataError
 
 
 @dataclass
@@ -239,7 +240,7 @@ def write_results(review_dir: str | Path, out_dir: str | Path) -> dict[str, Path
 
     res, ratings, models = results_from_store(review_dir)
     if not ratings:
-        raise ValueError(f"{review_dir}: no ratings yet")
+        raise DataError(f"{review_dir}: no ratings yet")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}

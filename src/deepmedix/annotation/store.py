@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from deepmedix.errors import OptionError
+
 DB_NAME = "review.sqlite"
 STEP_DIMENSIONS = ("relevance", "correctness")
 PROCESS_DIMENSIONS = ("completeness",)
@@ -181,7 +183,7 @@ class ReviewStore:
             else:
                 cur = self.conn.execute("UPDATE annotators SET token_hash=? WHERE name=?", (hash_token(token), name))
                 if cur.rowcount == 0:
-                    raise ValueError(f"{self.dir}: no annotator named {name!r}")
+                    raise OptionError(f"{self.dir}: no annotator named {name!r}")
         return token
 
     # --- assignments -------------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import numpy as np
 from scipy.optimize import minimize
 
+from deepmedix.errors import DataError, OptionError
+
 WINNER_VALUES = {"a": 1.0, "b": 0.0, "tie": 0.5}
 UNRESOLVED = ("unparseable", "error")  # comparisons an arena run records but leaves out of the fit
 Scale = Literal["minmax", "maxabs"]
@@ -40,22 +42,22 @@ def battles_from_rows(rows: Iterable[Mapping[str, Any]], source: str = "judgment
     for i, row in enumerate(rows, start=1):
         where = f"{source}, line {i}"
         if not isinstance(row, Mapping):
-            raise ValueError(f"{where}: expected a JSON object")
+            raise DataError(f"{where}: expected a JSON object")
         for key in ("model_a", "model_b"):
             if not isinstance(row.get(key), str) or not row[key]:
-                raise ValueError(f"{where}: field '{key}' must be a non-empty string")
+                raise DataError(f"{where}: field '{key}' must be a non-empty string")
         if row["model_a"] == row["model_b"]:
-            raise ValueError(f"{where}: fields 'model_a' and 'model_b' name the same model {row['model_a']!r}")
+            raise DataError(f"{where}: fields 'model_a' and 'model_b' name the same model {row['model_a']!r}")
         winner = row.get("winner")
         if winner in UNRESOLVED:
             continue
         if winner not in WINNER_VALUES:
-            raise ValueError(f"{where}: field 'winner' must be 'a', 'b' or 'tie', got {winner!r}")
+            raise DataError(f"{where}: field 'winner' must be 'a', 'b' or 'tie', got {winner!r}")
         prob = row.get("prob", 1.0)
         if prob is None:
             prob = 1.0
         if isinstance(prob, bool) or not isinstance(prob, int | float) or not (0.0 < float(prob) <= 1.0):
-            raise ValueError(f"{where}: field 'prob' must be a number in (0, 1], got {prob!r}")
+            raise DataError(f"{where}: field 'prob' must be a number in (0, 1], got {prob!r}")
         battles.append(Battle(row["model_a"], row["model_b"], winner, float(prob)))
     return battles
 
@@ -160,7 +162,7 @@ def scale_scores(point: np.ndarray, scale: Scale = "minmax") -> tuple[float, flo
         if amax == 0.0:
             return centre - 0.5, 1.0
         return centre - amax, 2.0 * amax
-    raise ValueError(f"unknown scale {scale!r}: use 'minmax' or 'maxabs'")
+    raise OptionError(f"unknown scale {scale!r}: use 'minmax' or 'maxabs'")
 
 
 def shared_ranks(ci_low: np.ndarray, ci_high: np.ndarray) -> np.ndarray:
@@ -239,7 +241,7 @@ def fit_arena(
     [0, 1] while the point scores span it.
     """
     if not battles:
-        raise ValueError("no judgments to fit: every comparison was unparseable, failed, or none was made")
+        raise DataError("no judgments to fit: every comparison was unparseable, failed, or none was made")
     d = design(battles, models, weighted)
     m = len(d.models)
     point = fit_bt(d.first, d.second, d.outcome, d.weight, m, l2)

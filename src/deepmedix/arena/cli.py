@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deepmedix.errors import OptionError
+
 if TYPE_CHECKING:
     from deepmedix.arena.bt import ArenaFit
 
@@ -87,7 +89,6 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from deepmedix.cli import UserError
 
     if args.judge == "offline":
         from deepmedix.arena.judges import RulesLabelerJudge
@@ -95,14 +96,14 @@ def _run(args: argparse.Namespace) -> int:
         judge = RulesLabelerJudge()
         batch_size = args.batch_size or 64
         if args.judge_vision:
-            raise UserError("--judge-vision needs an LLM judge endpoint, not 'offline'")
+            raise OptionError("--judge-vision needs an LLM judge endpoint, not 'offline'")
     else:
         if not args.judge.startswith(("http://", "https://")):
-            raise UserError(
+            raise OptionError(
                 f"--judge must be an http(s) URL of an OpenAI-compatible endpoint or 'offline', got {args.judge!r}"
             )
         if not args.judge_model:
-            raise UserError("--judge-model is required with a judge URL (the model name the endpoint serves)")
+            raise OptionError("--judge-model is required with a judge URL (the model name the endpoint serves)")
         from deepmedix.arena.judges import LLMJudge
         from deepmedix.endpoints import ChatEndpoint, EndpointConfig
 

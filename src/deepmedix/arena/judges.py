@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from deepmedix.errors import DataError
+
 PROMPT_VERSION = "arena-judge-v1"
 VERDICTS = ("A", "B", "tie")
 
@@ -150,7 +152,7 @@ class LLMJudge:
         image_url = None
         if self.vision:
             if not task.image:
-                raise ValueError(f"sample {task.sample_id}: field 'image' is needed for a vision judge")
+                raise DataError(f"sample {task.sample_id}: field 'image' is needed for a vision judge")
             from deepmedix.endpoints import image_data_url
 
             image_url = image_data_url(task.image, max_side=self.image_max_side)

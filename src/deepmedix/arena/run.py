@@ -27,6 +27,7 @@ from deepmedix.arena.judges import PROMPT_VERSION, Judge, JudgeOutcome, JudgeTas
 from deepmedix.arena.sampling import PairStats, Sampling, pair_probabilities
 from deepmedix.arena.store import JudgmentKey, JudgmentStore
 from deepmedix.endpoints import content_key
+from deepmedix.errors import DataError, OptionError
 from deepmedix.io import atomic_write_jsonl, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,13 @@ class Entry:
 def model_names(paths: Sequence[Path], names: Sequence[str] | None = None) -> list[str]:
     if names:
         if len(names) != len(paths):
-            raise ValueError(f"--names gives {len(names)} names for {len(paths)} prediction files")
+            raise OptionError(f"--names gives {len(names)} names for {len(paths)} prediction files")
         chosen = list(names)
     else:
         chosen = [Path(p).name.removesuffix(".jsonl").removesuffix(".predictions") for p in paths]
     dupes = sorted({n for n in chosen if chosen.count(n) > 1})
     if dupes:
-        raise ValueError(f"model names must differ, {dupes} repeats: name the models with --names")
+        raise OptionError(f"model names must differ, {dupes} repeats: name the models with --names")
     return chosen
 
 
@@ -64,29 +65,29 @@ def load_predictions(path: Path) -> dict[str, Entry]:
     for i, row in enumerate(read_jsonl(path, tolerate_torn_tail=True), start=1):
         where = f"{path}, record {i}"
         if not isinstance(row, dict):
-            raise ValueError(f"{where}: expected a JSON object")
+            raise DataError(f"{where}: expected a JSON object")
         task = row.get("task")
         if not isinstance(task, str):
-            raise ValueError(f"{where}: field 'task' must be a string")
+            raise DataError(f"{where}: field 'task' must be a string")
         if not task.startswith("report"):
             continue
         sid = row.get("id")
         if not isinstance(sid, str | int) or isinstance(sid, bool) or str(sid) == "":
-            raise ValueError(f"{where}: field 'id' must be a non-empty string")
+            raise DataError(f"{where}: field 'id' must be a non-empty string")
         sid = str(sid)
         for key in ("prediction", "reference"):
             if row.get(key) is not None and not isinstance(row[key], str):
-                raise ValueError(f"{where} (id {sid}): field '{key}' must be a string")
+                raise DataError(f"{where} (id {sid}): field '{key}' must be a string")
         if not isinstance(row.get("reference"), str) or not row["reference"].strip():
-            raise ValueError(f"{where} (id {sid}): field 'reference' is missing or empty")
+            raise DataError(f"{where} (id {sid}): field 'reference' is missing or empty")
         if sid in entries:
-            raise ValueError(f"{where}: id {sid!r} appears twice")
+            raise DataError(f"{where}: id {sid!r} appears twice")
         if "prediction" not in row:
-            raise ValueError(f"{where} (id {sid}): field 'prediction' is missing")
+            raise DataError(f"{where} (id {sid}): field 'prediction' is missing")
         prediction = (row.get("prediction") or "").strip()
         entries[sid] = Entry(sid, task, prediction, row["reference"], image_for(row.get("image"), path))
     if not entries:
-        raise ValueError(f"{path}: no report predictions (lines with a 'task' starting with 'report')")
+        raise DataError(f"{path}: no report predictions (lines with a 'task' starting with 'report')")
     return entries
 
 
@@ -181,10 +182,10 @@ def run_arena(
     from deepmedix.arena.report import write_outputs
 
     if budget < 1:
-        raise ValueError(f"--budget must be at least 1, got {budget}")
+        raise OptionError(f"--budget must be at least 1, got {budget}")
     paths = [Path(p) for p in prediction_files]
     if len(paths) < 2:
-        raise ValueError("the arena needs prediction files of at least two models")
+        raise OptionError("the arena needs prediction files of at least two models")
     models = model_names(paths, names)
     tables = {m: load_predictions(p) for m, p in zip(models, paths, strict=True)}
     models = sorted(models)  # canonical order: a pair is (model_a, model_b) with model_a < model_b
@@ -194,7 +195,7 @@ def run_arena(
         if not pool:
             log.warning("%s and %s share no answered report sample: that pair is never compared", models[i], models[j])
     if not any(pools):
-        raise ValueError("no report sample was answered by two of the models: nothing to compare")
+        raise DataError("no report sample was answered by two of the models: nothing to compare")
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,8 @@ from typing import Literal
 
 import numpy as np
 
+from deepmedix.errors import OptionError
+
 Sampling = Literal["active", "uniform"]
 PRIOR_COMPARISONS = 2  # one imaginary win and one imaginary loss per pair
 
@@ -69,6 +71,6 @@ def pair_probabilities(
         # floor only guards a degenerate zero so every available pair keeps a chance.
         weights = np.maximum(weights, 1e-12)
     else:
-        raise ValueError(f"unknown sampling {method!r}: use 'active' or 'uniform'")
+        raise OptionError(f"unknown sampling {method!r}: use 'active' or 'uniform'")
     weights = np.where(mask, weights, 0.0)
     return weights / weights.sum()

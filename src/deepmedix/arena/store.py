@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.arena.judges import JudgeOutcome
+from deepmedix.errors import DataError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS judgments (
@@ -83,7 +84,7 @@ class JudgmentStore:
             self._db.executescript(SCHEMA)
             self._db.commit()
         except sqlite3.DatabaseError as e:
-            raise ValueError(f"{self.path}: not a usable arena judgment database ({e})") from None
+            raise DataError(f"{self.path}: not a usable arena judgment database ({e})") from None
 
     def get(self, key: JudgmentKey) -> JudgeOutcome | None:
         with self._lock:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from deepmedix.errors import OptionError
+
 PREPARE_SOURCES = ("bundled", "mimic-cxr", "open-i", "ms-cxr", "ext-vqa", "cxr-vqa")
 
 
@@ -42,10 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def prepare_handler(args: argparse.Namespace) -> int:
-    from deepmedix.cli import UserError
 
     if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit must be a positive number, got {args.limit}")
+        raise OptionError(f"--limit must be a positive number, got {args.limit}")
     if args.source == "bundled":
         from deepmedix.data.bundled import prepare_bundled
         from deepmedix.data.stats import compute_stats
@@ -58,7 +59,7 @@ def prepare_handler(args: argparse.Namespace) -> int:
         )
         return 0
     if args.root is None:
-        raise UserError(f"prepare {args.source} needs --root DIR (the dataset folder; see docs/data.md)")
+        raise OptionError(f"prepare {args.source} needs --root DIR (the dataset folder; see docs/data.md)")
 
     from deepmedix.data.convert import run_conversion
     from deepmedix.data.sources import SOURCES
@@ -75,7 +76,7 @@ def prepare_handler(args: argparse.Namespace) -> int:
     )
     print("\n".join(summary.lines()))
     if summary.written == 0:
-        raise UserError(
+        raise OptionError(
             f"{args.source}: no samples were written from {args.root}"
             + (" (every row was skipped; see the reasons above)" if summary.n_skipped else "")
         )

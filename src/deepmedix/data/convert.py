@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from deepmedix.data.images import ImageError, image_size
+from deepmedix.data.images import image_size
 from deepmedix.data.schema import Box, Sample, Split, sample_to_json
+from deepmedix.errors import DataError, ImageError, OptionError, RowError, SplitLeakError
 from deepmedix.io import atomic_write_jsonl
 
 log = logging.getLogger(__name__)
@@ -31,22 +32,6 @@ OnError = Literal["skip", "fail"]
 # Patient-level split by hash where a source has no official split (80/10/10).
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 SPLIT_SALT = "deepmedix-split-v1"
-
-
-class RowError(ValueError):
-    """One bad input row: names the file, the row (1-based data row, header excluded) and the field."""
-
-    def __init__(
-        self, file: str | Path, row: int | str | None, field: str | None, message: str, reason: str | None = None
-    ):
-        self.file, self.row, self.field = str(file), row, field
-        self.reason = reason or message.split(":")[0]
-        where = str(file) + (f", row {row}" if row is not None else "") + (f", field '{field}'" if field else "")
-        super().__init__(f"{where}: {message}")
-
-
-class SplitLeakError(ValueError):
-    """One patient in two splits: the split would leak test images into training."""
 
 
 @dataclass
@@ -84,7 +69,7 @@ class Conversion:
 
     def __init__(self, source: str, on_error: OnError = "fail", images_root: Path | None = None):
         if on_error not in ("skip", "fail"):
-            raise ValueError(f"on_error must be 'skip' or 'fail', not {on_error!r}")
+            raise OptionError(f"on_error must be 'skip' or 'fail', not {on_error!r}")
         self.source = source
         self.on_error: OnError = on_error
         self.images_root = images_root
@@ -305,7 +290,7 @@ def run_conversion(
     ids: set[str] = set()
     for sample in _progress(converter(root, conversion), f"prepare {source}"):
         if sample.id in ids:
-            raise ValueError(f"{source}: two samples share the id {sample.id!r}")
+            raise DataError(f"{source}: two samples share the id {sample.id!r}")
         ids.add(sample.id)
         samples.append(sample)
         if limit is not None and len(samples) >= limit:

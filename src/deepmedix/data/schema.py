@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from deepmedix.errors import SampleFileError
+
 SCHEMA_VERSION = "1.0"
 
 
@@ -122,15 +124,6 @@ class Sample(BaseModel):
         return self.images[0]
 
 
-class SampleFileError(ValueError):
-    """A sample file that cannot be read: names the file, the line and the field."""
-
-    def __init__(self, file: str | Path, line: int, field: str | None, message: str):
-        self.file, self.line, self.field = str(file), line, field
-        where = f"{file}, line {line}" + (f", field '{field}'" if field else "")
-        super().__init__(f"{where}: {message}")
-
-
 def _first_error_field(err: ValidationError) -> tuple[str | None, str]:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first.get("loc", ())) or None
@@ -151,12 +144,12 @@ def iter_samples(path: str | Path, resolve_images: bool = True) -> Iterator[Samp
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError as e:
-                raise SampleFileError(path, lineno, None, f"not valid JSON ({e.msg})") from None
+                raise SampleFileError(path, f"not valid JSON ({e.msg})", line=lineno) from None
             try:
                 sample = Sample.model_validate(raw)
             except ValidationError as e:
                 field, msg = _first_error_field(e)
-                raise SampleFileError(path, lineno, field, msg) from None
+                raise SampleFileError(path, msg, line=lineno, field=field) from None
             if resolve_images:
                 for img in sample.images:
                     if not Path(img.path).is_absolute():

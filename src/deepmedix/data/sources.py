@@ -17,7 +17,6 @@ from typing import Any
 from deepmedix.data.convert import (
     Conversion,
     Converter,
-    RowError,
     as_float,
     checked_box,
     checked_image,
@@ -29,6 +28,7 @@ from deepmedix.data.convert import (
 )
 from deepmedix.data.reports import extract_sections
 from deepmedix.data.schema import AnswerType, ImageRef, Provenance, Sample, Split, Task
+from deepmedix.errors import RowError
 from deepmedix.protocol import task_prompt
 
 MIMIC_CXR_CITATION = (

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.data.schema import AnswerType, Sample, Task, load_samples, sample_to_json
+from deepmedix.errors import DataError
 from deepmedix.io import atomic_write_json, atomic_write_jsonl
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class Demo:
             rng.shuffle(members)
             test.extend(members[: self.cfg.per_benchmark] if self.cfg.per_benchmark > 0 else members)
         if not train or not test:
-            raise ValueError(
+            raise DataError(
                 f"{self.cfg.data or 'the bundled sample'} needs train and test samples "
                 f"(found {len(train)} train, {len(test)} test)"
             )
@@ -195,7 +196,7 @@ class Demo:
         summary = synthesize(data, out, teacher, frame=model_frame(base))  # every stage shares the base's frame
         self.console.print(f"cold start: kept {summary.kept} of {summary.total}; dropped {dict(summary.dropped)}")
         if summary.kept == 0:
-            raise ValueError(f"the cold-start filter kept no sample of {data}: see {out.with_suffix('.dropped.jsonl')}")
+            raise DataError(f"the cold-start filter kept no sample of {data}: see {out.with_suffix('.dropped.jsonl')}")
         return str(out)
 
     def predict(self, name: str, model: str, test: str, reasoning: bool) -> str:

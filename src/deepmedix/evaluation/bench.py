@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from deepmedix.errors import OptionError
 from deepmedix.evaluation.adapters import Adapter, resolve_adapter
 from deepmedix.evaluation.evaluate import EvalOptions, evaluate_file
 from deepmedix.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
@@ -50,7 +51,7 @@ def run_benchmark(
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen = resolve_adapter(model, adapter)
     if chosen.loader == "served" and backend != "openai":
-        raise ValueError(
+        raise OptionError(
             f"{model}: the {chosen.name} adapter needs its authors' code; serve the model behind an OpenAI-compatible "
             "endpoint and run with --backend openai (see docs/evaluation.md)"
         )

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from deepmedix.errors import ModelFileError
 from deepmedix.evaluation.clinical import CHEXBERT_OBSERVATIONS
 from deepmedix.io import sha256_file
 
@@ -27,7 +28,7 @@ BERT_BASE_VOCAB = 30522
 _IGNORABLE_UNEXPECTED = ("bert.embeddings.position_ids", "bert.embeddings.token_type_ids")
 
 
-class CheXbertError(ValueError):
+class CheXbertError(ModelFileError):
     """A CheXbert checkpoint or tokenizer that cannot be used; the message names the file."""
 
 

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deepmedix.errors import OptionError
+
 
 def _add_metric_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -68,13 +70,13 @@ def _options(args: argparse.Namespace) -> Any:
     from deepmedix.evaluation.evaluate import EvalOptions
 
     if args.radgraph is not None and args.radgraph_python is None:
-        raise ValueError(
+        raise OptionError(
             "--radgraph needs --radgraph-python (the python of a virtualenv with radgraph, transformers<5)"
         )
     if args.chexbert_batch_size is not None and args.chexbert_batch_size < 1:
-        raise ValueError(f"--chexbert-batch-size must be at least 1, got {args.chexbert_batch_size}")
+        raise OptionError(f"--chexbert-batch-size must be at least 1, got {args.chexbert_batch_size}")
     if not 0 < args.iou_threshold <= 1:
-        raise ValueError(f"--iou-threshold must be in (0, 1], got {args.iou_threshold}")
+        raise OptionError(f"--iou-threshold must be in (0, 1], got {args.iou_threshold}")
     return EvalOptions(
         chexbert=args.chexbert,
         chexbert_tokenizer=args.chexbert_tokenizer,
@@ -117,7 +119,7 @@ def _backend_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if args.backend != "openai":
         return {}
     if not args.base_url:
-        raise ValueError("--backend openai needs --base-url (the OpenAI-compatible endpoint serving the model)")
+        raise OptionError("--backend openai needs --base-url (the OpenAI-compatible endpoint serving the model)")
     return {"base_url": args.base_url, "api_key_env": args.api_key_env}
 
 

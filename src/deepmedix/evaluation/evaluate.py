@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepmedix.errors import DataError, OptionError, PredictionFileError
 from deepmedix.io import json_object
 from deepmedix.protocol import final_answer, find_boxes
 
@@ -55,10 +56,6 @@ METRIC_LABELS: dict[str, str] = {
 TASK_KINDS = ("report", "vqa", "grounding")
 
 
-class PredictionFileError(ValueError):
-    """A malformed prediction line; the message names the file, the line and the field."""
-
-
 @dataclass
 class EvalOptions:
     chexbert: Path | None = None
@@ -84,14 +81,14 @@ def task_kind(task: str) -> str:
         return "report"
     if t in ("vqa", "grounding"):
         return t
-    raise ValueError(f"unknown task {task!r} (expected report*, vqa or grounding)")
+    raise DataError(f"unknown task {task!r} (expected report*, vqa or grounding)")
 
 
-def _boxes_field(value: Any, where: str, name: str) -> list[list[float]]:
+def _boxes_field(value: Any, path: Path, line: int, name: str) -> list[list[float]]:
     if not isinstance(value, list) or not all(
         isinstance(b, list | tuple) and len(b) == 4 and all(isinstance(x, int | float) for x in b) for b in value
     ):
-        raise PredictionFileError(f"{where}: field {name!r} must be a list of [x_min, y_min, x_max, y_max]")
+        raise PredictionFileError(path, "must be a list of [x_min, y_min, x_max, y_max]", line=line, field=name)
     return [[float(x) for x in b] for b in value]
 
 
@@ -124,40 +121,41 @@ def load_predictions(path: str | Path) -> list[dict[str, Any]]:
         for lineno, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
-                line = json_object(raw, where)
+                line = json_object(raw, f"{path}, line {lineno}")
             except ValueError as e:
-                raise PredictionFileError(str(e)) from None
+                raise PredictionFileError(path, str(e).split(": ", 1)[1], line=lineno) from None
             for name in ("id", "task"):
                 if not isinstance(line.get(name), str) or not line[name].strip():
-                    raise PredictionFileError(f"{where}: field {name!r} is missing or not a non-empty string")
+                    raise PredictionFileError(path, "missing or not a non-empty string", line=lineno, field=name)
             try:
                 kind = task_kind(line["task"])
             except ValueError as e:
-                raise PredictionFileError(f"{where}: field 'task': {e}") from e
+                raise PredictionFileError(path, str(e), line=lineno, field="task") from None
             group = line.get("benchmark") or line.get("split")
             if not isinstance(group, str) or not group.strip():
-                raise PredictionFileError(f"{where}: needs a 'benchmark' or a 'split' (the group it is scored in)")
+                raise PredictionFileError(
+                    path, "needs a 'benchmark' or a 'split' (the group it is scored in)", line=lineno
+                )
             pred = line.get("prediction")
             if pred is None and isinstance(line.get("completion"), str):
                 pred = line["completion"]
             if not isinstance(pred, str):
-                raise PredictionFileError(f"{where}: field 'prediction' is missing or not a string")
+                raise PredictionFileError(path, "missing or not a string", line=lineno, field="prediction")
             ref = line.get("reference")
             if kind != "grounding" and not isinstance(ref, str):
-                raise PredictionFileError(f"{where}: field 'reference' is missing or not a string")
+                raise PredictionFileError(path, "missing or not a string", line=lineno, field="reference")
             if line.get("answer_type") not in (None, "closed", "multi", "open"):
-                raise PredictionFileError(f"{where}: field 'answer_type' must be closed, multi or open")
+                raise PredictionFileError(path, "must be closed, multi or open", line=lineno, field="answer_type")
             if "reference_boxes" in line and line["reference_boxes"] is not None:
-                line["reference_boxes"] = _boxes_field(line["reference_boxes"], where, "reference_boxes")
+                line["reference_boxes"] = _boxes_field(line["reference_boxes"], path, lineno, "reference_boxes")
             line["kind"], line["group"] = kind, group.strip()
             line["answer"] = final_answer(pred)
             line["reference"] = ref if isinstance(ref, str) else ""
             line["pred_boxes"] = _predicted_boxes(line)
             rows.append(line)
     if not rows:
-        raise PredictionFileError(f"{path}: no prediction lines")
+        raise PredictionFileError(path, "no prediction lines")
     return rows
 
 
@@ -289,7 +287,7 @@ class Evaluator:
             from deepmedix.evaluation.radgraph import f1_radgraph
 
             if self.options.radgraph_python is None:
-                raise ValueError("--radgraph needs --radgraph-python (a virtualenv with radgraph and transformers<5)")
+                raise OptionError("--radgraph needs --radgraph-python (a virtualenv with radgraph and transformers<5)")
             rg = f1_radgraph(
                 predictions,
                 references,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.endpoints import ResponseCache, content_key
+from deepmedix.errors import UserError
 from deepmedix.io import sha256_file
 
 CACHE_FILE = "labels.sqlite"
@@ -25,7 +26,7 @@ def open_label_cache(cache_dir: str | Path) -> ResponseCache:
     try:
         return ResponseCache(path)
     except (OSError, sqlite3.Error) as e:
-        raise ValueError(f"{path}: cannot open the label store ({e}); pass --cache-dir DIR or --no-cache") from e
+        raise UserError(f"{path}: cannot open the label store ({e}); pass --cache-dir DIR or --no-cache") from e
 
 
 def memoized(

@@ -17,6 +17,7 @@ from typing import Any
 from PIL import Image
 
 from deepmedix.data.frame import ModelFrame
+from deepmedix.errors import OptionError
 from deepmedix.inference.backends import (
     BACKENDS,
     Backend,
@@ -77,19 +78,19 @@ def load_backend(
             frame_model=frame_model,
         )
         return OpenAIBackend(model, options, generation, input_max_pixels=input_max_pixels)
-    raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    raise OptionError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
 def resolve_prompt(task: str | None = None, question: str | None = None) -> tuple[str, str]:
     """(task, instruction text) from a task name and/or a question; a question without a task is VQA."""
     if question is not None and not question.strip():
-        raise ValueError("question is empty")
+        raise OptionError("question is empty")
     if task is None:
         if question is None:
-            raise ValueError("give a question or a task (findings or impression)")
+            raise OptionError("give a question or a task (findings or impression)")
         task = "vqa"
     if task not in TASK_ALIASES:
-        raise ValueError(f"unknown task {task!r}; choose one of findings, impression, vqa, grounding")
+        raise OptionError(f"unknown task {task!r}; choose one of findings, impression, vqa, grounding")
     full = TASK_ALIASES[task]
     return full, task_prompt(full, question)
 

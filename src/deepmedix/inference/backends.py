@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from deepmedix.data.frame import ModelFrame, frame_for
+from deepmedix.errors import EndpointError, MissingDependencyError, OptionError
 from deepmedix.protocol import build_messages
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class GenerationConfig:
         return self.temperature > 0
 
 
-class BackendError(RuntimeError):
+class BackendError(EndpointError):
     """Generation failed for some requests; ``results`` holds the texts that did arrive (None where not)."""
 
     def __init__(self, message: str, results: list[str | None]):
@@ -182,7 +183,7 @@ class VLLMBackend(Backend):
         try:
             from vllm import LLM, SamplingParams
         except ImportError as e:  # pragma: no cover - GPU environments only
-            raise ValueError(
+            raise MissingDependencyError(
                 "backend 'vllm' needs the vllm package (pip install 'deepmedix[vllm]' on a GPU machine)"
             ) from e
         self.model_name = str(model)
@@ -268,7 +269,7 @@ class OpenAIBackend(Backend):
         from deepmedix.endpoints import ChatEndpoint, EndpointConfig, ResponseCache
 
         if not options.base_url:
-            raise ValueError("backend 'openai' needs --base-url (the endpoint to send images to)")
+            raise OptionError("backend 'openai' needs --base-url (the endpoint to send images to)")
         self.model_name = str(model)
         self.generation = generation or GenerationConfig()
         self.frame = _with_max_pixels(frame_for(options.frame_model or str(model)), input_max_pixels)

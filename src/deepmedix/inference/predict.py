@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.data.schema import Sample, load_samples
+from deepmedix.errors import DataError, OptionError
 from deepmedix.inference.api import GroundedAnswer, GroundedAnswerer, load_backend
 from deepmedix.inference.backends import Backend
 from deepmedix.inference.images import load_image
@@ -77,9 +78,9 @@ def _resume(out: Path, model_name: str) -> set[str]:
         atomic_write_jsonl(out, rows)
     for i, row in enumerate(rows, start=1):
         if "id" not in row:
-            raise ValueError(f"{out}, line {i}: field 'id' missing; not a prediction file")
+            raise DataError(f"{out}, line {i}: field 'id' missing; not a prediction file")
         if row.get("model") not in (None, model_name):
-            raise ValueError(
+            raise DataError(
                 f"{out}, line {i}: field 'model' is {row.get('model')!r}, not {model_name!r}; "
                 "write another model's predictions to another file"
             )
@@ -105,7 +106,7 @@ def predict_file(
     from tqdm.auto import tqdm
 
     if batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        raise OptionError(f"batch size must be at least 1, got {batch_size}")
     data, out = Path(data), Path(out)
     if not data.exists():
         raise FileNotFoundError(f"{data}: no such samples file")
@@ -115,7 +116,7 @@ def predict_file(
     seen: dict[str, int] = {}
     for n, s in enumerate(samples, start=1):
         if s.id in seen:
-            raise ValueError(f"{data}: record {n}: field 'id' {s.id!r} repeats record {seen[s.id]}; ids must be unique")
+            raise DataError(f"{data}: record {n}: field 'id' {s.id!r} repeats record {seen[s.id]}; ids must be unique")
         seen[s.id] = n
 
     model_name = model.model_name if isinstance(model, Backend) else str(model)
@@ -143,7 +144,7 @@ def predict_file(
                 try:
                     views.append([load_image(im.path).image for im in s.images])
                 except (ValueError, OSError) as e:
-                    raise ValueError(f"{data}: sample {s.id!r}: field 'images': {e}") from None
+                    raise DataError(f"{data}: sample {s.id!r}: field 'images': {e}") from None
             results = answerer.answer_many(views, [s.prompt for s in batch], [str(s.task) for s in batch], reasoning)
             written += append_jsonl(
                 out, [prediction_record(s, r, reasoning) for s, r in zip(batch, results, strict=True)]

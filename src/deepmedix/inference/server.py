@@ -27,9 +27,10 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
 from deepmedix.data.schema import load_samples
+from deepmedix.errors import ImageTooLargeError
 from deepmedix.inference.api import GroundedAnswerer, resolve_prompt
 from deepmedix.inference.backends import BackendError
-from deepmedix.inference.images import ImageTooLargeError, load_image, probe_size
+from deepmedix.inference.images import load_image, probe_size
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from deepmedix.errors import DataError
+
 # Files at least this long show a progress bar.
 _PROGRESS_MIN_LINES = 2000
 
@@ -35,12 +37,12 @@ def read_reports(path: Path, text_field: str = "text", id_field: str = "id") -> 
 
     for number, record in iter_jsonl_objects(path):
         if id_field not in record:
-            raise ValueError(f"{path}, line {number}: missing field '{id_field}'")
+            raise DataError(f"{path}, line {number}: missing field '{id_field}'")
         text = record.get(text_field)
         if text is None and text_field not in record:
-            raise ValueError(f"{path}, line {number} (id {record[id_field]!r}): missing field '{text_field}'")
+            raise DataError(f"{path}, line {number} (id {record[id_field]!r}): missing field '{text_field}'")
         if not isinstance(text, str):
-            raise ValueError(
+            raise DataError(
                 f"{path}, line {number} (id {record[id_field]!r}): field '{text_field}' must be a string, "
                 f"got {type(text).__name__}"
             )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.data.frame import PAPER_MAX_PIXELS, ModelFrame, frame_for
+from deepmedix.errors import ModelFileError
 from deepmedix.models.processors import IMAGE_ONLY_PROCESSORS, set_pixel_bounds
 from deepmedix.models.special_tokens import suppressed_token_ids
 from deepmedix.models.tiny import TINY_NAME, tiny_model_path
@@ -83,7 +84,7 @@ def load_processor(name_or_path: str | Path, min_pixels: int | None = None, max_
     else:
         processor = AutoProcessor.from_pretrained(path)
     if not hasattr(processor, "image_processor"):
-        raise ValueError(
+        raise ModelFileError(
             f"model {name_or_path!r}: its processor has no image processor (got {type(processor).__name__})"
         )
     if max_pixels is None and not _is_local(path):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deepmedix.errors import DataError
 from deepmedix.rewards.core import MODES
 
 INPUT_FIELDS = ("completion", "reference", "answer_type", "image_size", "reference_boxes")
@@ -54,11 +55,11 @@ def _read_record(path: Path, line_no: int, line: str) -> dict[str, Any]:
     record = json_object(line, where)
     for key in ("completion", "reference"):
         if key not in record:
-            raise ValueError(f"{where}: field {key!r} is missing")
+            raise DataError(f"{where}: field {key!r} is missing")
     if not isinstance(record["reference"], str):
-        raise ValueError(f"{where}: field 'reference' must be a string")
+        raise DataError(f"{where}: field 'reference' must be a string")
     if not isinstance(record["completion"], str | list | dict):
-        raise ValueError(f"{where}: field 'completion' must be a string or a list of chat messages")
+        raise DataError(f"{where}: field 'completion' must be a string or a list of chat messages")
     return record
 
 
@@ -93,7 +94,7 @@ def score_file(
                 )
             except ValueError as e:
                 field = _field_named(str(e))
-                raise ValueError(
+                raise DataError(
                     f"{path}, line {line_no}" + (f", field {field!r}" if field else "") + f": {e}"
                 ) from None
         except ValueError as e:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from deepmedix.data.frame import box_inside, iou
+from deepmedix.errors import DataError, OptionError
 from deepmedix.protocol import outline_parts
 from deepmedix.rewards import metrics
 
@@ -104,7 +105,7 @@ def answer_score(prediction: str, reference: str, answer_type: str) -> tuple[flo
     if answer_type == "open":
         bleu1, bleu4, rouge_l = open_text_scores(prediction, reference)
         return ANSWER_SCALE * ((bleu1 + bleu4 + rouge_l) / 3), {"bleu1": bleu1, "bleu4": bleu4, "rouge_l": rouge_l}
-    raise ValueError(f"answer_type must be one of {', '.join(ANSWER_TYPES)}; got {answer_type!r}")
+    raise OptionError(f"answer_type must be one of {', '.join(ANSWER_TYPES)}; got {answer_type!r}")
 
 
 # --- coordinate ---------------------------------------------------------------------------------------------------
@@ -182,9 +183,9 @@ def check_image_size(image_size: Any) -> tuple[float, float]:
         width, height = image_size
         width, height = float(width), float(height)
     except (TypeError, ValueError):
-        raise ValueError(f"image_size must be [width, height]; got {image_size!r}") from None
+        raise DataError(f"image_size must be [width, height]; got {image_size!r}") from None
     if not (0 < width < math.inf and 0 < height < math.inf):
-        raise ValueError(f"image_size must be two positive numbers; got {image_size!r}")
+        raise DataError(f"image_size must be two positive numbers; got {image_size!r}")
     return width, height
 
 
@@ -193,7 +194,7 @@ def check_reference_boxes(reference_boxes: Any) -> list[tuple[float, float, floa
     if reference_boxes is None:
         return []
     if isinstance(reference_boxes, str | bytes | dict) or not hasattr(reference_boxes, "__iter__"):
-        raise ValueError(f"reference_boxes must be a list of [x0, y0, x1, y1]; got {reference_boxes!r}")
+        raise DataError(f"reference_boxes must be a list of [x0, y0, x1, y1]; got {reference_boxes!r}")
     out = []
     for i, b in enumerate(reference_boxes):
         try:
@@ -201,7 +202,7 @@ def check_reference_boxes(reference_boxes: Any) -> list[tuple[float, float, floa
         except (TypeError, ValueError):
             values = ()
         if len(values) != 4 or not all(math.isfinite(v) for v in values):
-            raise ValueError(f"reference_boxes[{i}] must be four finite numbers [x0, y0, x1, y1]; got {b!r}")
+            raise DataError(f"reference_boxes[{i}] must be four finite numbers [x0, y0, x1, y1]; got {b!r}")
         out.append(values)
     return out  # type: ignore[return-value]
 
@@ -247,20 +248,20 @@ def score_completion(
     """
     text = completion if type(completion) is str else completion_text(completion)
     if not isinstance(reference, str):
-        raise ValueError(f"reference must be a string; got {type(reference).__name__}")
+        raise DataError(f"reference must be a string; got {type(reference).__name__}")
     if mode == "release":
         from deepmedix.rewards.release import release_score
 
         return release_score(text, reference, lam)
     if mode != "paper" and mode != "grounded":
-        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        raise OptionError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     if answer_type not in ANSWER_TYPES:
         if answer_type is None:
-            raise ValueError(
+            raise OptionError(
                 f"answer_type is required in {mode} mode (closed|multi|open); it is never guessed "
                 "(mode 'release' guesses it the way the released code did)"
             )
-        raise ValueError(f"answer_type must be one of {', '.join(ANSWER_TYPES)}; got {answer_type!r}")
+        raise OptionError(f"answer_type must be one of {', '.join(ANSWER_TYPES)}; got {answer_type!r}")
     size = check_image_size(image_size)
     refs = check_reference_boxes(reference_boxes) if mode == "grounded" else None
     predicted, format_valid, boxes = outline_parts(text)

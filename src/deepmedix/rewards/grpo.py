@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
+from deepmedix.errors import DataError, OptionError
 from deepmedix.rewards.core import DEFAULT_LAMBDA, MODES, RewardScore, completion_text, score_completion
 
 COLUMN_ANSWER = "answer"
@@ -51,10 +52,10 @@ def _column(kwargs: dict[str, Any], name: str, n: int, required: bool = False) -
     values = kwargs.get(name)
     if values is None:
         if required:
-            raise ValueError(f"the reward needs a dataset column {name!r} (one value per sample)")
+            raise DataError(f"the reward needs a dataset column {name!r} (one value per sample)")
         return [None] * n
     if len(values) != n:
-        raise ValueError(f"column {name!r} has {len(values)} values for {n} completions")
+        raise DataError(f"column {name!r} has {len(values)} values for {n} completions")
     return list(values)
 
 
@@ -63,7 +64,7 @@ def score_batch(
 ) -> list[RewardScore]:
     """Score a TRL batch: completions (strings or message lists) and the sample columns named above."""
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        raise OptionError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     n = len(completions)
     answers = _column(columns, COLUMN_ANSWER, n, required=True)
     types = _column(columns, COLUMN_ANSWER_TYPE, n)
@@ -84,7 +85,7 @@ def score_batch(
                 )
             )
         except ValueError as e:
-            raise ValueError(f"reward, completion {i}: {e}") from None
+            raise DataError(f"reward, completion {i}: {e}") from None
     return out
 
 
@@ -100,7 +101,7 @@ def make_trl_reward_funcs(mode: str = "paper", lam: float = DEFAULT_LAMBDA) -> l
     TRL forms is the reward's total. Each function also carries its weight as ``.weight``.
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        raise OptionError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     funcs = []
     for component, weight in zip(COMPONENTS, trl_reward_weights(lam), strict=True):
 
@@ -122,7 +123,7 @@ def make_trl_total_reward(
     """One TRL reward function returning the total; it logs the components' means through TRL's ``log_metric``
     (``reward_answer``, ``reward_format``, ``reward_coordinate``) when the trainer provides it."""
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        raise OptionError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
 
     def reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float]:
         log_metric = kwargs.pop("log_metric", None)
@@ -187,7 +188,7 @@ def compute_score(
     for i, reward_input in enumerate(reward_inputs):
         fields = _unpack_ground_truth(reward_input)
         if not isinstance(fields.get("answer"), str):
-            raise ValueError(f"reward input {i}: ground_truth must be a string")
+            raise DataError(f"reward input {i}: ground_truth must be a string")
         try:
             s = score_completion(
                 reward_input.get("response", ""),
@@ -199,6 +200,6 @@ def compute_score(
                 lam=format_weight,
             )
         except ValueError as e:
-            raise ValueError(f"reward input {i}: {e}") from None
+            raise DataError(f"reward input {i}: {e}") from None
         out.append({"overall": s.total, "format": s.format, "accuracy": s.answer, "coordinate": s.coordinate})
     return out

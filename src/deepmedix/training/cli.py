@@ -8,14 +8,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from deepmedix.errors import OptionError
+
 STAGES = ("sft", "coldstart", "grpo")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     """Command-line overrides → recipe keys (``--set key=value`` values are parsed as YAML scalars)."""
     import yaml
-
-    from deepmedix.cli import UserError
 
     out: dict[str, object] = {}
     for flag, key in (
@@ -31,7 +31,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
             out[key] = str(value) if isinstance(value, Path) else value
     for item in getattr(args, "set", None) or []:
         if "=" not in item:
-            raise UserError(f"--set {item!r}: expected KEY=VALUE")
+            raise OptionError(f"--set {item!r}: expected KEY=VALUE")
         key, value = item.split("=", 1)
         out[key.strip().replace("-", "_")] = yaml.safe_load(value)
     return out

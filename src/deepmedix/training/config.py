@@ -13,6 +13,8 @@ from typing import Any
 import trl
 import yaml
 
+from deepmedix.errors import RecipeError
+
 # LoRA on the language model only: bare "gate_proj|up_proj|down_proj" would also match the vision tower's MLP.
 LANGUAGE_LORA_TARGETS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 VISION_LORA_TARGETS = r".*visual\.blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(gate|up|down)_proj)"
@@ -72,10 +74,6 @@ class GRPOStageConfig(StageFields, trl.GRPOConfig):
 STAGE_CONFIGS: dict[str, type] = {"sft": SFTStageConfig, "coldstart": SFTStageConfig, "grpo": GRPOStageConfig}
 # The stage decides whether the prompt asks for the reasoning protocol (stage 1 answers plainly).
 STAGE_REASONING = {"sft": False, "coldstart": True, "grpo": True}
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot be used; the message names the file and the key."""
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
@@ -152,7 +150,6 @@ def config_summary(config: Any) -> dict[str, Any]:
 __all__ = [
     "GRPOStageConfig",
     "LANGUAGE_LORA_TARGETS",
-    "RecipeError",
     "SFTStageConfig",
     "STAGE_CONFIGS",
     "StageFields",

@@ -14,6 +14,7 @@ from typing import Any
 
 from deepmedix.data.frame import ModelFrame
 from deepmedix.data.schema import Sample, load_samples
+from deepmedix.errors import DataError
 from deepmedix.protocol import build_messages, final_answer, parse_completion
 
 COMPLETION_STAGES = ("sft", "coldstart")
@@ -30,7 +31,7 @@ def load_rgb(sample: Sample, frame: ModelFrame):
         try:
             cxr = open_image(ref.path)
         except ValueError as e:
-            raise ValueError(f"sample {sample.id!r}, field 'images': {e}") from None
+            raise DataError(f"sample {sample.id!r}, field 'images': {e}") from None
         w, h = frame.pixel_size(cxr.width, cxr.height)
         image = cxr.rgb()
         if image.size != (w, h):
@@ -52,7 +53,7 @@ def image_source(path: str | Path, cache_dir: Path, sample_id: str) -> str:
             if img.format in ("PNG", "JPEG") and img.mode in ("L", "RGB"):
                 return str(path)
     except FileNotFoundError:
-        raise ValueError(f"sample {sample_id!r}, field 'images': {path}: no such image file") from None
+        raise DataError(f"sample {sample_id!r}, field 'images': {path}: no such image file") from None
     except UnidentifiedImageError:
         pass  # DICOM and friends: converted below
     target = cache_dir / f"{hashlib.sha1(str(path.resolve()).encode()).hexdigest()}.png"
@@ -60,7 +61,7 @@ def image_source(path: str | Path, cache_dir: Path, sample_id: str) -> str:
         try:
             cxr = open_image(path)
         except ValueError as e:
-            raise ValueError(f"sample {sample_id!r}, field 'images': {e}") from None
+            raise DataError(f"sample {sample_id!r}, field 'images': {e}") from None
         cache_dir.mkdir(parents=True, exist_ok=True)
         with atomic_open(target, "wb", encoding=None) as fh:
             cxr.image.save(fh, format="PNG")
@@ -85,7 +86,7 @@ def sample_row(sample: Sample, stage: str, frame: ModelFrame, reasoning: bool, i
     width, height = _image_size(sample)
     protocol = parse_completion(sample.answer)
     if stage == "coldstart" and not protocol.format_valid:
-        raise ValueError(
+        raise DataError(
             f"sample {sample.id!r}, field 'answer': a cold-start sample must hold a full protocol completion "
             "(<think>…</think> then \\boxed{…})"
         )
@@ -129,7 +130,7 @@ def build_dataset(
     if limit is not None:
         samples = samples[:limit]
     if not samples:
-        raise ValueError(f"training data {path}: no samples")
+        raise DataError(f"training data {path}: no samples")
     cache = Path(image_cache) if image_cache is not None else path.parent / ".image-cache"
     rows = [
         sample_row(s, stage, frame, reasoning, cache)

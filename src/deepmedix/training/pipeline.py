@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from deepmedix.errors import DataError, OptionError
 from deepmedix.training.config import build_stage_config, read_recipe
 from deepmedix.training.stages import final_dir, is_complete, run_stage
 
@@ -32,7 +33,7 @@ def _synthesize_coldstart(samples_path: Path, out_path: Path, stage1_model: Path
     summary = synthesize_offline(samples_path, out_path, model_frame(stage1_model))
     kept = getattr(summary, "kept", None)
     if kept == 0:
-        raise ValueError(f"cold-start synthesis from {samples_path} kept no samples; see {out_path}")
+        raise DataError(f"cold-start synthesis from {samples_path} kept no samples; see {out_path}")
     log.info("cold start: %s", summary)
     return out_path
 
@@ -69,7 +70,7 @@ def run_pipeline(
     if grpo_data is not None or data is not None:
         raw["grpo"]["data"] = str(grpo_data or data)
     if not raw["sft"].get("data"):
-        raise ValueError(f"recipe {recipes / RECIPE_FILES['sft']}: field 'data' is empty; pass --data")
+        raise OptionError(f"recipe {recipes / RECIPE_FILES['sft']}: field 'data' is empty; pass --data")
 
     results: dict[str, Path] = {}
     sft_config = build_stage_config("sft", raw["sft"], source=f"recipe {recipes / RECIPE_FILES['sft']}")

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deepmedix.errors import OptionError
 from deepmedix.io import append_jsonl, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ def _train_and_save(trainer, processor, config, stage: str, data_sha: str, n_row
 
 def _require_data(config) -> Path:
     if not config.data:
-        raise ValueError("no training data: set 'data' in the recipe or pass --data")
+        raise OptionError("no training data: set 'data' in the recipe or pass --data")
     path = Path(config.data)
     if not path.is_file():
         raise FileNotFoundError(f"training data {path}: no such file")
@@ -276,7 +277,7 @@ def reward_functions(config) -> tuple[list, list[float]]:
     if len(weights) == len(funcs) + 1 and weights[-1] == 0.0:  # a config that already carries the monitor's weight
         weights = weights[:-1]
     if len(weights) != len(funcs):
-        raise ValueError(f"reward_weights has {len(weights)} values for {len(funcs)} reward functions")
+        raise OptionError(f"reward_weights has {len(weights)} values for {len(funcs)} reward functions")
     return [*funcs, valid_box_share], [*weights, 0.0]
 
 
