@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deepmedix.data.schema import load_samples
-from deepmedix.models import load_model_and_processor, model_frame
+from deepmedix.models.loading import load_model_and_processor, model_frame
 from deepmedix.protocol import build_messages, parse_completion
 from deepmedix.training.data import load_rgb
 

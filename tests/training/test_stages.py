@@ -92,7 +92,7 @@ def test_full_finetuning_keeps_the_vision_tower_frozen(phantom: Path, tmp_path: 
 
 
 def test_lora_adapts_only_the_language_model_and_saves_a_merged_model(phantom: Path, tmp_path: Path):
-    from deepmedix.models import load_model_and_processor
+    from deepmedix.models.loading import load_model_and_processor
     from deepmedix.models.tiny import tiny_model_path
     from deepmedix.training.stages import build_sft_trainer
 

@@ -182,7 +182,7 @@ class Demo:
         if is_complete(self.out / "models" / "coldstart"):  # stage 2 was trained already (e.g. with accelerate)
             self.console.print("stage 2 is already trained: no cold-start data is asked of the teacher")
             return str(out)
-        from deepmedix.models import model_frame
+        from deepmedix.models.loading import model_frame
         from deepmedix.training.coldstart.teachers import EndpointTeacher, TemplateTeacher
 
         if self.cfg.teacher == "offline":

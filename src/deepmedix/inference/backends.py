@@ -97,7 +97,7 @@ class TransformersBackend(Backend):
         dtype: str = "auto",
         input_max_pixels: int | None = None,
     ):
-        from deepmedix.models import load_model_and_processor, processor_frame
+        from deepmedix.models.loading import load_model_and_processor, processor_frame
 
         self.model_name = str(model)
         self.generation = generation or GenerationConfig()
@@ -149,7 +149,7 @@ def _processor_and_frame(model: str, input_max_pixels: int | None) -> tuple[str,
     try:
         from transformers import AutoConfig
 
-        from deepmedix.models import load_processor, processor_frame, resolve_model_path
+        from deepmedix.models.loading import load_processor, processor_frame, resolve_model_path
     except ImportError:  # pragma: no cover - depends on the installed transformers
         from transformers import AutoConfig, AutoProcessor
 

@@ -28,7 +28,7 @@ def _synthesize_coldstart(samples_path: Path, out_path: Path, stage1_model: Path
             f"the pipeline needs cold-start data: set 'data' in the coldstart recipe to a cold-start JSONL, or "
             f"install the cold-start synthesiser (deepmedix.training.coldstart: {e})"
         ) from None
-    from deepmedix.models import model_frame
+    from deepmedix.models.loading import model_frame
 
     summary = synthesize_offline(samples_path, out_path, model_frame(stage1_model))
     kept = getattr(summary, "kept", None)

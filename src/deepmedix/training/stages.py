@@ -81,7 +81,7 @@ def load_for_training(config):
     """(model, processor, frame) for a stage, with the vision tower frozen unless ``train_vision``."""
     import torch
 
-    from deepmedix.models import load_model_and_processor, processor_frame
+    from deepmedix.models.loading import load_model_and_processor, processor_frame
 
     dtype = config.model_dtype
     if dtype not in ("auto", None):
@@ -291,7 +291,7 @@ def build_grpo_trainer(config, callbacks: list | None = None):
     from trl import GRPOTrainer
 
     from deepmedix.io import sha256_file
-    from deepmedix.models import resolve_model_path
+    from deepmedix.models.loading import resolve_model_path
     from deepmedix.training.data import build_dataset
 
     data = _require_data(config)
@@ -324,7 +324,7 @@ def build_grpo_trainer(config, callbacks: list | None = None):
     finally:
         model.config._name_or_path = original_path
     if getattr(trainer, "ref_model", None) is not None:
-        from deepmedix.models import ensure_suppressed_placeholders
+        from deepmedix.models.loading import ensure_suppressed_placeholders
 
         ensure_suppressed_placeholders(trainer.ref_model, processor)
     return trainer, processor, sha256_file(data), len(dataset)
