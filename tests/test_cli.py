@@ -63,3 +63,17 @@ def test_user_error_kinds_are_still_value_errors_for_library_callers() -> None:
 
     for kind in (errors.DataError, errors.OptionError, errors.RecipeError, errors.SampleFileError, errors.RowError):
         assert issubclass(kind, errors.UserError) and issubclass(kind, ValueError)
+
+
+def test_registering_every_command_loads_no_heavy_library() -> None:
+    """``deepmedix --help`` stays instant: command registration imports no numpy, PIL, pydantic, scipy or torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, deepmedix.cli; deepmedix.cli.build_parser(); "
+        "print(sorted(m for m in ('numpy', 'PIL', 'pydantic', 'scipy', 'torch', 'transformers', 'fastapi') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

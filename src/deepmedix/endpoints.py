@@ -24,15 +24,12 @@ from typing import Any
 
 from PIL import Image
 
+from deepmedix.data.images import open_image
+
 
 def image_data_url(image: str | Path | Image.Image, max_side: int | None = None, fmt: str = "PNG") -> str:
     """An image as a ``data:`` URL (how OpenAI-compatible servers take images), optionally downscaled."""
-    if isinstance(image, Image.Image):
-        img = image
-    else:
-        from deepmedix.data.images import open_image
-
-        img = open_image(image).image
+    img = image if isinstance(image, Image.Image) else open_image(image).image
     if max_side and max(img.size) > max_side:
         img = img.copy()
         img.thumbnail((max_side, max_side))

@@ -5,18 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
 from deepmedix.errors import DataError
-
-# mkstemp creates 0600 files; finished outputs get the permissions a plain open() would give (read once: umask
-# can only be read by setting it).
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 def cache_root() -> Path:
@@ -33,20 +28,24 @@ def sha256_file(path: str | Path) -> str:
 
 
 @contextmanager
-def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+def atomic_open(
+    path: str | Path, mode: str = "w", encoding: str | None = "utf-8", permissions: int = 0o666
+) -> Iterator[IO[Any]]:
     """Write to a temporary file beside ``path`` and rename it into place only when the block succeeds.
 
-    A crash or an exception leaves the previous file (or nothing) — never half a file.
+    A crash or an exception leaves the previous file (or nothing) — never half a file. The file is created with
+    ``permissions`` less the umask, as a plain ``open()`` would be (``0o600`` for secrets: private from the first
+    byte, never readable by others even while it is written).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, permissions)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         with suppress(FileNotFoundError):
@@ -54,8 +53,8 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         raise
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    with atomic_open(path, "w") as fh:
+def atomic_write_text(path: str | Path, text: str, permissions: int = 0o666) -> None:
+    with atomic_open(path, "w", permissions=permissions) as fh:
         fh.write(text)
 
 

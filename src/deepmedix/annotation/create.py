@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 
 from deepmedix.annotation.store import SCHEMA, connect, db_path, hash_token, new_token, now, transaction
+from deepmedix.data.frame import frame_for
+from deepmedix.data.images import open_image
 from deepmedix.errors import DataError, OptionError
 from deepmedix.io import iter_jsonl_objects
 from deepmedix.protocol import REASONING_SUFFIX, parse_completion
@@ -109,8 +111,6 @@ def _steps_of(row: dict[str, Any], file: Path, line: int, size: tuple[int, int])
     if isinstance(mis, list) and len(mis) == 2 and all(isinstance(v, int | float) and v > 0 for v in mis):
         sx, sy = w / mis[0], h / mis[1]
     else:
-        from deepmedix.data.frame import frame_for
-
         mw, mh = frame_for(str(row.get("model") or "")).input_size(w, h)
         sx, sy = w / mw, h / mh
     steps = [
@@ -161,7 +161,6 @@ def _install_image(src: Path, images_dir: Path, link: bool) -> tuple[str, int, i
             else:
                 shutil.copy2(src, dest)
         return f"images/{dest.name}", w, h
-    from deepmedix.data.images import open_image  # DICOM and the like
 
     img = open_image(src)
     dest = images_dir / f"{digest}.png"

@@ -24,6 +24,7 @@ from typing import Any
 
 from deepmedix.annotation.store import DIMENSION_TITLES, DIMENSIONS, PREFERENCE_DIMENSIONS, ReviewStore
 from deepmedix.errors import DataError
+from deepmedix.io import atomic_write_jsonl, atomic_write_text
 
 
 @dataclass
@@ -235,8 +236,6 @@ def raw_rows(ratings: list[dict[str, Any]], models: list[str]) -> list[dict[str,
 def write_results(review_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
     import csv
     import io
-
-    from deepmedix.io import atomic_write_jsonl, atomic_write_text
 
     res, ratings, models = results_from_store(review_dir)
     if not ratings:

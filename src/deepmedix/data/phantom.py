@@ -17,6 +17,7 @@ from PIL import Image
 from deepmedix.data.schema import Box, ImageRef, Provenance, Sample, sample_to_json
 from deepmedix.errors import DataError, OptionError
 from deepmedix.io import atomic_write_bytes, atomic_write_text
+from deepmedix.protocol import format_completion
 
 SIDES = ("right", "left")
 LEVELS = ("upper", "middle", "lower")
@@ -96,7 +97,6 @@ def phantom_reasoning(sample: Sample, model_frame) -> str:
     One short step per lesion ("Step 1: right upper zone [x0, y0, x1, y1] shows a round opacity."); a presence
     question answered "no" cites the clear lung instead.
     """
-    from deepmedix.protocol import format_completion
 
     w, h = sample.image.width, sample.image.height
     if not (w and h):

@@ -19,9 +19,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepmedix.annotation.create import create_review, parse_annotators
+from deepmedix.arena.judges import LLMJudge, RulesLabelerJudge
+from deepmedix.arena.run import run_arena
+from deepmedix.data.bundled import prepare_bundled
 from deepmedix.data.schema import AnswerType, Sample, Task, load_samples, sample_to_json
+from deepmedix.data.stats import compute_stats, draw_stats, print_stats
+from deepmedix.demo.report import write_demo_report
+from deepmedix.endpoints import ChatEndpoint, EndpointConfig
 from deepmedix.errors import DataError
+from deepmedix.evaluation.evaluate import EvalOptions, Evaluator, load_predictions
+from deepmedix.evaluation.report import write_reports
+from deepmedix.inference.predict import benchmark_name, predict_file
 from deepmedix.io import atomic_write_json, atomic_write_jsonl
+from deepmedix.training.coldstart.synthesize import synthesize
+from deepmedix.training.coldstart.teachers import EndpointTeacher, TemplateTeacher
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +127,6 @@ class Demo:
         if self.cfg.data:
             all_path = Path(self.cfg.data)
         else:
-            from deepmedix.data.bundled import prepare_bundled
-
             prepare_bundled(all_path)
         samples = load_samples(all_path)
         rng = random.Random(self.cfg.seed)
@@ -149,8 +159,6 @@ class Demo:
         for key, rows in (("train", train), ("test", test), ("coldstart_input", cold), ("grpo", grpo)):
             atomic_write_jsonl(paths[key], (sample_to_json(s) for s in rows))
 
-        from deepmedix.data.stats import compute_stats, draw_stats, print_stats
-
         stats = compute_stats(all_path)
         print_stats(stats, title=str(all_path))
         draw_stats(stats, data_dir / "stats.png")
@@ -158,7 +166,7 @@ class Demo:
 
     def train(self, data: dict[str, str], cold: str, base: str) -> dict[str, str]:
         """The three stages through the training pipeline (each stage skips itself when complete)."""
-        from deepmedix.training.pipeline import run_pipeline
+        from deepmedix.training.pipeline import run_pipeline  # imports transformers/TRL: only this path pays for it
 
         overrides: dict[str, dict[str, Any]] = {"sft": {"model": base}, "coldstart": {"data": cold}}
         for stage, steps in (self.cfg.max_steps or {}).items():
@@ -175,21 +183,17 @@ class Demo:
         }
 
     def synthesize(self, data: str, base: str) -> str:
-        from deepmedix.training.coldstart import synthesize
-        from deepmedix.training.stages import is_complete
+        from deepmedix.training.stages import is_complete  # imports transformers/TRL: only this path pays for it
 
         out = self.out / "data" / "coldstart.jsonl"
         if is_complete(self.out / "models" / "coldstart"):  # stage 2 was trained already (e.g. with accelerate)
             self.console.print("stage 2 is already trained: no cold-start data is asked of the teacher")
             return str(out)
-        from deepmedix.models.loading import model_frame
-        from deepmedix.training.coldstart.teachers import EndpointTeacher, TemplateTeacher
+        from deepmedix.models.loading import model_frame  # imports transformers/TRL: only this path pays for it
 
         if self.cfg.teacher == "offline":
             teacher: Any = TemplateTeacher()
         else:
-            from deepmedix.endpoints import ChatEndpoint, EndpointConfig
-
             teacher = EndpointTeacher(
                 ChatEndpoint(EndpointConfig(base_url=self.cfg.teacher, model=self.cfg.teacher_model, max_tokens=2048))
             )
@@ -200,7 +204,6 @@ class Demo:
         return str(out)
 
     def predict(self, name: str, model: str, test: str, reasoning: bool) -> str:
-        from deepmedix.inference.predict import predict_file
 
         out = self.out / "predictions" / f"{name}.jsonl"
         predict_file(
@@ -215,8 +218,6 @@ class Demo:
         return str(out)
 
     def evaluate(self, predictions: dict[str, str]) -> dict[str, str]:
-        from deepmedix.evaluation.evaluate import EvalOptions, Evaluator, load_predictions
-        from deepmedix.evaluation.report import write_reports
 
         outputs = {}
         options = EvalOptions(
@@ -232,15 +233,10 @@ class Demo:
         return outputs
 
     def arena(self, predictions: dict[str, str]) -> dict[str, str]:
-        from deepmedix.arena.judges import RulesLabelerJudge
-        from deepmedix.arena.run import run_arena
 
         if self.cfg.judge == "offline":
             judge: Any = RulesLabelerJudge()
         else:
-            from deepmedix.arena.judges import LLMJudge
-            from deepmedix.endpoints import ChatEndpoint, EndpointConfig
-
             judge = LLMJudge(ChatEndpoint(EndpointConfig(base_url=self.cfg.judge, model=self.cfg.judge_model)))
         out_dir = self.out / "arena"
         run_arena(
@@ -255,7 +251,6 @@ class Demo:
         return {"scores": str(out_dir / "scores.json"), "dir": str(out_dir)}
 
     def review(self, predictions: dict[str, str]) -> dict[str, str]:
-        from deepmedix.annotation.create import create_review, parse_annotators
 
         out_dir = self.out / "review"
         if out_dir.exists():
@@ -308,8 +303,6 @@ class Demo:
         arena = self.stage("arena", "6/7 Report Arena across the stages", lambda: self.arena(preds))
         review = self.stage("review", "7/7 expert review set", lambda: self.review(preds))
 
-        from deepmedix.demo.report import write_demo_report
-
         report = write_demo_report(self.out, self.records, data, preds, metrics, arena, review, self.cfg)
         total = time.perf_counter() - started
         self.console.rule("[bold green]done")
@@ -321,7 +314,6 @@ class Demo:
 
 
 def _benchmark(sample: Sample) -> str:
-    from deepmedix.inference.predict import benchmark_name
 
     return benchmark_name(sample.source, str(sample.task))
 
@@ -342,7 +334,7 @@ def _spread(samples: list[Sample], n: int, rng: random.Random) -> list[Sample]:
 
 
 def _recipe_model(recipe: Path) -> str:
-    from deepmedix.training.config import read_recipe
+    from deepmedix.training.config import read_recipe  # imports transformers/TRL: only this path pays for it
 
     return str(read_recipe(recipe).get("model") or "tiny")
 

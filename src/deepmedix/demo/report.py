@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deepmedix.data.images import open_image
+from deepmedix.inference.overlay import draw_overlay
 from deepmedix.io import atomic_write_text, read_jsonl
 
 REPORT_COLUMNS = (
@@ -190,7 +192,6 @@ def _reward_caption(rewards_path: str | None) -> str:
 
 def _examples(predictions: dict[str, str], per_model: int = 2) -> list[dict[str, Any]]:
     """Predictions whose reasoning cites boxes (grounding first), drawn on the original X-ray."""
-    from deepmedix.inference.overlay import draw_overlay
 
     out = []
     for name in ("stage3", "stage2", "base"):
@@ -203,8 +204,6 @@ def _examples(predictions: dict[str, str], per_model: int = 2) -> list[dict[str,
         )
         for r in rows[:per_model]:
             try:
-                from deepmedix.data.images import open_image
-
                 img = open_image(r["image"]).rgb()
                 drawn = draw_overlay(img, r.get("steps") or [])
             except (ValueError, OSError, KeyError):

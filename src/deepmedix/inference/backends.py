@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from deepmedix.data.frame import ModelFrame, frame_for
+from deepmedix.endpoints import ChatEndpoint, EndpointConfig, ResponseCache, content_key, image_data_url
 from deepmedix.errors import EndpointError, MissingDependencyError, OptionError
 from deepmedix.protocol import build_messages
 
@@ -97,7 +98,10 @@ class TransformersBackend(Backend):
         dtype: str = "auto",
         input_max_pixels: int | None = None,
     ):
-        from deepmedix.models.loading import load_model_and_processor, processor_frame
+        from deepmedix.models.loading import (
+            load_model_and_processor,
+            processor_frame,
+        )  # imports transformers/TRL: only this path pays for it
 
         self.model_name = str(model)
         self.generation = generation or GenerationConfig()
@@ -149,7 +153,11 @@ def _processor_and_frame(model: str, input_max_pixels: int | None) -> tuple[str,
     try:
         from transformers import AutoConfig
 
-        from deepmedix.models.loading import load_processor, processor_frame, resolve_model_path
+        from deepmedix.models.loading import (
+            load_processor,
+            processor_frame,
+            resolve_model_path,
+        )  # imports transformers/TRL: only this path pays for it
     except ImportError:  # pragma: no cover - depends on the installed transformers
         from transformers import AutoConfig, AutoProcessor
 
@@ -236,7 +244,6 @@ def openai_messages(request: GenerationRequest, frame: ModelFrame) -> list[dict[
 
     Images are sent already resized to the model-input size, so the server's processor leaves them as they are
     and the boxes come back in the frame we convert from, whatever the server's own pixel bounds."""
-    from deepmedix.endpoints import image_data_url
 
     images = iter(request.images)
     out = []
@@ -266,7 +273,6 @@ class OpenAIBackend(Backend):
         input_max_pixels: int | None = None,
         client: Any = None,
     ):
-        from deepmedix.endpoints import ChatEndpoint, EndpointConfig, ResponseCache
 
         if not options.base_url:
             raise OptionError("backend 'openai' needs --base-url (the endpoint to send images to)")
@@ -300,7 +306,6 @@ class OpenAIBackend(Backend):
         return params
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
-        from deepmedix.endpoints import content_key
 
         params = self._params()
         conversations = [openai_messages(r, self.frame) for r in requests]

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from deepmedix.errors import OptionError
+from deepmedix.training.coldstart.cli import register as register_coldstart
 
 STAGES = ("sft", "coldstart", "grpo")
 
@@ -89,9 +90,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output-dir", dest="output_dir", type=Path, help="root folder; each stage writes a subfolder")
     p.add_argument("--max-steps", dest="max_steps", type=int, help="cap every stage's steps (smoke runs)")
     p.set_defaults(func=_pipeline)
-
-    try:
-        from deepmedix.training.coldstart.cli import register as register_coldstart
-    except ModuleNotFoundError:
-        return
     register_coldstart(subparsers)

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.data.frame import ModelFrame
+from deepmedix.data.images import image_size, open_image
 from deepmedix.data.schema import Sample, load_samples
 from deepmedix.errors import DataError
+from deepmedix.io import atomic_open
 from deepmedix.protocol import build_messages, final_answer, parse_completion
 
 COMPLETION_STAGES = ("sft", "coldstart")
@@ -23,8 +25,6 @@ COMPLETION_STAGES = ("sft", "coldstart")
 def load_rgb(sample: Sample, frame: ModelFrame):
     """The sample's images as RGB, resized to what the model sees (errors name the sample and the file)."""
     from PIL import Image
-
-    from deepmedix.data.images import open_image
 
     images = []
     for ref in sample.images:
@@ -43,9 +43,6 @@ def load_rgb(sample: Sample, frame: ModelFrame):
 def image_source(path: str | Path, cache_dir: Path, sample_id: str) -> str:
     """A path PIL decodes correctly: the file itself when it is an 8-bit PNG/JPEG, else a converted PNG copy."""
     from PIL import Image, UnidentifiedImageError
-
-    from deepmedix.data.images import open_image
-    from deepmedix.io import atomic_open
 
     path = Path(path)
     try:
@@ -72,7 +69,6 @@ def _image_size(sample: Sample, index: int = 0) -> tuple[int, int]:
     ref = sample.images[index]
     if ref.width and ref.height:
         return ref.width, ref.height
-    from deepmedix.data.images import image_size
 
     return image_size(ref.path)
 

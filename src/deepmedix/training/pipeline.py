@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.errors import DataError, OptionError
+from deepmedix.models.loading import model_frame
+from deepmedix.training.coldstart.synthesize import synthesize_offline
 from deepmedix.training.config import build_stage_config, read_recipe
 from deepmedix.training.stages import final_dir, is_complete, run_stage
 
@@ -21,18 +23,8 @@ COLDSTART_DATA = "coldstart_data.jsonl"
 
 
 def _synthesize_coldstart(samples_path: Path, out_path: Path, stage1_model: Path) -> Path:
-    try:
-        from deepmedix.training.coldstart import synthesize_offline
-    except ImportError as e:
-        raise RuntimeError(
-            f"the pipeline needs cold-start data: set 'data' in the coldstart recipe to a cold-start JSONL, or "
-            f"install the cold-start synthesiser (deepmedix.training.coldstart: {e})"
-        ) from None
-    from deepmedix.models.loading import model_frame
-
     summary = synthesize_offline(samples_path, out_path, model_frame(stage1_model))
-    kept = getattr(summary, "kept", None)
-    if kept == 0:
+    if summary.kept == 0:
         raise DataError(f"cold-start synthesis from {samples_path} kept no samples; see {out_path}")
     log.info("cold start: %s", summary)
     return out_path

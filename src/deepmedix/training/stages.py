@@ -17,8 +17,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deepmedix.data.frame import box_inside
 from deepmedix.errors import OptionError
-from deepmedix.io import append_jsonl, atomic_write_json
+from deepmedix.io import append_jsonl, atomic_write_json, sha256_file
+from deepmedix.models.loading import (
+    ensure_suppressed_placeholders,
+    load_model_and_processor,
+    processor_frame,
+    resolve_model_path,
+)
+from deepmedix.models.special_tokens import generation_defaults
+from deepmedix.protocol import parse_completion
+from deepmedix.rewards.grpo import make_trl_reward_funcs
+from deepmedix.training.config import LANGUAGE_LORA_TARGETS, VISION_LORA_TARGETS, config_summary, load_stage_config
+from deepmedix.training.curves import plot_curves
+from deepmedix.training.data import build_dataset
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +76,6 @@ def _freeze_vision(model) -> int:
 def peft_config_for(config) -> Any:
     from peft import LoraConfig
 
-    from deepmedix.training.config import LANGUAGE_LORA_TARGETS, VISION_LORA_TARGETS
-
     target = config.lora_target_modules or (
         f"({LANGUAGE_LORA_TARGETS})|({VISION_LORA_TARGETS})" if config.train_vision else LANGUAGE_LORA_TARGETS
     )
@@ -80,8 +91,6 @@ def peft_config_for(config) -> Any:
 def load_for_training(config):
     """(model, processor, frame) for a stage, with the vision tower frozen unless ``train_vision``."""
     import torch
-
-    from deepmedix.models.loading import load_model_and_processor, processor_frame
 
     dtype = config.model_dtype
     if dtype not in ("auto", None):
@@ -140,8 +149,6 @@ def _save_final(trainer, processor, config, stage: str, extra: dict[str, Any]) -
 
 def _finish_final(tmp: Path, out: Path, processor, config, stage: str, extra: dict[str, Any]) -> None:
     """Main process: processor, generation config and run_info.json beside the weights, then the rename."""
-    from deepmedix.models.special_tokens import generation_defaults
-    from deepmedix.training.config import config_summary
 
     processor.save_pretrained(tmp)
     gen_path = tmp / "generation_config.json"
@@ -162,7 +169,6 @@ def _finish_final(tmp: Path, out: Path, processor, config, stage: str, extra: di
         "config": config_summary(config),
         **extra,
     }
-    from deepmedix.training.curves import plot_curves
 
     curves = plot_curves(extra.get("log_history") or [], tmp / "curves.png", f"{stage}: {config.output_dir}")
     info["curves"] = curves.name if curves else None
@@ -217,9 +223,6 @@ def build_sft_trainer(config, stage: str = "sft", callbacks: list | None = None)
     """(trainer, processor, data_sha, rows) for stage 1 or 2."""
     from trl import SFTTrainer
 
-    from deepmedix.io import sha256_file
-    from deepmedix.training.data import build_dataset
-
     data = _require_data(config)
     model, processor, frame = load_for_training(config)
     dataset = build_dataset(
@@ -247,8 +250,6 @@ def valid_box_share(completions, image_size, **_: Any) -> list[float]:
 
     Logged beside the reward (weight 0): the share of generations whose grounding is valid.
     """
-    from deepmedix.data.frame import box_inside
-    from deepmedix.protocol import parse_completion
 
     out = []
     for completion, size in zip(completions, image_size, strict=True):
@@ -262,13 +263,6 @@ def valid_box_share(completions, image_size, **_: Any) -> list[float]:
 
 def reward_functions(config) -> tuple[list, list[float]]:
     """The paper's reward as TRL reward functions (from deepmedix.rewards), plus the zero-weight monitor."""
-    try:
-        from deepmedix.rewards.trl import make_trl_reward_funcs
-    except ModuleNotFoundError:
-        try:
-            from deepmedix.rewards.grpo import make_trl_reward_funcs
-        except ModuleNotFoundError as e:
-            raise RuntimeError(f"GRPO needs the reward functions of deepmedix.rewards ({e})") from None
     funcs = list(make_trl_reward_funcs(mode=config.reward_mode, lam=config.reward_lambda))
     # Each component carries its weight ((1 − λ, λ, 1) for answer, format, coordinate): TRL's weighted sum is r.
     weights = (
@@ -289,10 +283,6 @@ def build_grpo_trainer(config, callbacks: list | None = None):
     adapter, so the reference is the starting policy).
     """
     from trl import GRPOTrainer
-
-    from deepmedix.io import sha256_file
-    from deepmedix.models.loading import resolve_model_path
-    from deepmedix.training.data import build_dataset
 
     data = _require_data(config)
     model, processor, frame = load_for_training(config)
@@ -324,8 +314,6 @@ def build_grpo_trainer(config, callbacks: list | None = None):
     finally:
         model.config._name_or_path = original_path
     if getattr(trainer, "ref_model", None) is not None:
-        from deepmedix.models.loading import ensure_suppressed_placeholders
-
         ensure_suppressed_placeholders(trainer.ref_model, processor)
     return trainer, processor, sha256_file(data), len(dataset)
 
@@ -342,7 +330,6 @@ def run_stage(
     Skips the work when the output already holds a complete final model; resumes from the last checkpoint when a
     previous run was interrupted. ``callbacks`` are extra ``transformers.TrainerCallback`` objects.
     """
-    from deepmedix.training.config import load_stage_config
 
     if config is None:
         if recipe is None:

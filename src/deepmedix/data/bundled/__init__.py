@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.data.convert import check_patient_splits, hash_split
+from deepmedix.data.phantom import make_phantom_samples
 from deepmedix.data.schema import AnswerType, ImageRef, Provenance, Sample, Split, Task, sample_to_json
 from deepmedix.io import atomic_write_jsonl
 from deepmedix.protocol import task_prompt
@@ -212,8 +213,6 @@ def bundled_samples(images_dir: Path, phantom: bool = True) -> list[Sample]:
         else:
             samples.extend(_nih_samples(entry, image))
     if phantom:
-        from deepmedix.data.phantom import make_phantom_samples
-
         for seed, (split, n) in enumerate(PHANTOM_PER_SPLIT.items()):
             samples.extend(make_phantom_samples(images_dir / "phantom", n, seed=seed, split=split.value))
     check_patient_splits(samples)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.data.frame import QWEN25_VL_FRAME, ModelFrame
+from deepmedix.data.images import open_image
 from deepmedix.data.schema import Sample, iter_samples, sample_to_json
 from deepmedix.endpoints import ResponseCache, content_key
 from deepmedix.io import atomic_write_json, atomic_write_jsonl
@@ -43,7 +44,6 @@ class SynthesisSummary:
 
 
 def _prepare(sample: Sample, frame: ModelFrame) -> tuple[Any, tuple[int, int], list]:
-    from deepmedix.data.images import open_image
 
     cxr = open_image(sample.image.path)
     frame_size = frame.input_size(cxr.width, cxr.height)
