@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 T = TypeVar("T")
+_METAVARS = {str: "TEXT", int: "N", float: "X", Path: "PATH"}
 
 
 def _flag(field: dataclasses.Field[Any]) -> str:
@@ -65,6 +66,7 @@ def add_dataclass_arguments(
             kwargs["type"] = get_args(tp)[0]
         elif tp in (str, int, float, Path):
             kwargs["type"] = tp
+            kwargs.setdefault("metavar", _METAVARS[tp])
         else:
             raise TypeError(f"{cls.__name__}.{field.name}: no command-line form for {tp!r}")
         if "choices" in field.metadata:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deepmedix.demo.pipeline import MODELS, Demo, DemoConfig
+from deepmedix.demo.config import DemoConfig
+from deepmedix.demo.pipeline import MODELS, Demo
 from deepmedix.io import read_jsonl
 
 

@@ -25,6 +25,7 @@ from deepmedix.arena.run import run_arena
 from deepmedix.data.bundled import prepare_bundled
 from deepmedix.data.schema import AnswerType, Sample, Task, load_samples, sample_to_json
 from deepmedix.data.stats import compute_stats, draw_stats, print_stats
+from deepmedix.demo.config import DemoConfig
 from deepmedix.demo.report import write_demo_report
 from deepmedix.endpoints import ChatEndpoint, EndpointConfig
 from deepmedix.errors import DataError
@@ -40,31 +41,6 @@ log = logging.getLogger(__name__)
 # The models the demo compares: the base model (asked to think, like the paper's "Qwen2.5-VL-7B (think)"), and the
 # model after each stage (stage 1 = DeepMedix, answers plainly; stage 3 = DeepMedix-R1).
 MODELS = ("base", "stage1", "stage2", "stage3")
-
-
-@dataclass
-class DemoConfig:
-    out: Path = Path("runs/demo")
-    recipes: Path | None = None  # a folder with sft.yaml, coldstart.yaml, grpo.yaml; None: the packaged tiny recipes
-    data: Path | None = None  # a samples JSONL; None: the bundled sample + phantom images
-    base_model: str | None = None  # None: the recipe's model ("tiny" for the tiny recipes)
-    fresh: bool = False
-    per_benchmark: int = 10  # test samples per benchmark group (source × task) that every model answers; 0: all
-    coldstart_samples: int = 160  # training samples given to the cold-start teacher
-    grpo_samples: int = 160
-    max_steps: dict[str, int] | None = None  # per-stage override, e.g. {"sft": 10} for a quick test
-    max_new_tokens: int = 96
-    batch_size: int = 8
-    backend: str = "transformers"
-    teacher: str = "offline"  # or the base URL of an OpenAI-compatible endpoint
-    teacher_model: str = "gpt-4.1"
-    judge: str = "offline"  # or the base URL of an OpenAI-compatible endpoint
-    judge_model: str = "gpt-4.1"
-    arena_budget: int = 120
-    review_samples: int = 12
-    chexbert: Path | None = None
-    meteor: bool = True
-    seed: int = 0
 
 
 @dataclass
