@@ -73,7 +73,7 @@ def test_sampling_options_and_pixel_bounds_reach_vllm(fake_vllm: type[_FakeLLM])
     assert backend.frame.max_pixels == 200 * 200
     assert llm.kwargs["mm_processor_kwargs"]["max_pixels"] == 200 * 200
     backend.generate([GenerationRequest([grey_image(64, 64)], "q?")])
-    assert llm.calls[0][1].kwargs == {"max_tokens": 256, "temperature": 0.7, "top_p": 0.9, "seed": 3}
+    assert llm.calls[0][1].kwargs == {"max_tokens": 512, "temperature": 0.7, "top_p": 0.9, "seed": 3}
 
 
 def test_missing_vllm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ from PIL import Image
 from deepmedix.data.frame import ModelFrame
 from deepmedix.errors import OptionError
 from deepmedix.inference.backends import (
-    BACKENDS,
     Backend,
     GenerationConfig,
     GenerationRequest,
@@ -29,6 +28,7 @@ from deepmedix.inference.backends import (
     VLLMBackend,
 )
 from deepmedix.inference.images import CXRImage, load_image
+from deepmedix.inference.options import BackendOptions
 from deepmedix.protocol import final_answer, find_boxes, parse_completion, task_prompt
 
 # CLI task names → sample tasks.
@@ -42,43 +42,34 @@ TASK_ALIASES = {
 }
 
 
-def load_backend(
-    model: str,
-    backend: str = "transformers",
-    max_new_tokens: int = 256,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    top_k: int | None = None,
-    seed: int | None = None,
-    input_max_pixels: int | None = None,
-    device: str | None = None,
-    dtype: str = "auto",
-    base_url: str | None = None,
-    api_key_env: str = "OPENAI_API_KEY",
-    max_concurrency: int = 4,
-    requests_per_minute: float | None = None,
-    cache_path: str | Path | None = None,
-    frame_model: str | None = None,
-    **engine_kwargs: Any,
-) -> Backend:
+def load_backend(model: str, backend: str = "transformers", **settings: Any) -> Backend:
     """Build a backend by name. ``model`` is "tiny", a local checkpoint or a hub id (or, for "openai", the
-    served model name)."""
-    generation = GenerationConfig(max_new_tokens, temperature, top_p, top_k, seed)
-    if backend == "transformers":
-        return TransformersBackend(model, generation, device=device, dtype=dtype, input_max_pixels=input_max_pixels)
-    if backend == "vllm":
-        return VLLMBackend(model, generation, input_max_pixels=input_max_pixels, **engine_kwargs)
-    if backend == "openai":
-        options = OpenAIOptions(
-            base_url=base_url or "",
-            api_key_env=api_key_env,
-            max_concurrency=max_concurrency,
-            requests_per_minute=requests_per_minute,
-            cache_path=cache_path,
-            frame_model=frame_model,
+    served model name); ``settings`` are :class:`BackendOptions` fields, and anything else goes to vLLM's engine."""
+    names = {f.name for f in fields(BackendOptions)}
+    engine_kwargs = {k: v for k, v in settings.items() if k not in names}
+    options = BackendOptions(model=str(model), backend=backend, **{k: v for k, v in settings.items() if k in names})
+    return build_backend(options, **engine_kwargs)
+
+
+def build_backend(options: BackendOptions, **engine_kwargs: Any) -> Backend:
+    """The backend that :class:`BackendOptions` describe (``engine_kwargs``: vLLM ``LLM`` arguments)."""
+    o = options
+    generation = GenerationConfig(o.max_new_tokens, o.temperature, o.top_p, o.top_k, o.seed)
+    if o.backend == "transformers":
+        return TransformersBackend(
+            o.model, generation, device=o.device, dtype=o.dtype, input_max_pixels=o.input_max_pixels
         )
-        return OpenAIBackend(model, options, generation, input_max_pixels=input_max_pixels)
-    raise OptionError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if o.backend == "vllm":
+        return VLLMBackend(o.model, generation, input_max_pixels=o.input_max_pixels, **engine_kwargs)
+    openai = OpenAIOptions(
+        base_url=o.base_url or "",
+        api_key_env=o.api_key_env,
+        max_concurrency=o.max_concurrency,
+        requests_per_minute=o.requests_per_minute,
+        cache_path=o.cache_path,
+        frame_model=o.frame_model,
+    )
+    return OpenAIBackend(o.model, openai, generation, input_max_pixels=o.input_max_pixels)
 
 
 def resolve_prompt(task: str | None = None, question: str | None = None) -> tuple[str, str]:

@@ -24,8 +24,6 @@ from deepmedix.protocol import build_messages
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("transformers", "vllm", "openai")
-
 
 @dataclass
 class GenerationRequest:

@@ -8,56 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BACKEND_CHOICES = ("transformers", "vllm", "openai")
+from deepmedix.inference.options import BackendOptions
+from deepmedix.options import add_dataclass_arguments, dataclass_from_args
 
 
 def _add_backend_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help='"tiny", a local checkpoint, a hub id, or the served model name')
-    p.add_argument("--backend", choices=BACKEND_CHOICES, default="transformers")
+    add_dataclass_arguments(p, BackendOptions)
     p.add_argument("--no-reasoning", action="store_true", help="ask without the grounded-reasoning suffix")
-    p.add_argument("--max-new-tokens", type=int, default=512)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument(
-        "--input-max-pixels",
-        type=int,
-        default=None,
-        help="pixels the model sees at most (default: the model's processor setting)",
-    )
-    p.add_argument("--device", default=None, help="transformers: cpu, cuda, cuda:1 ... (default: best available)")
-    p.add_argument("--dtype", default="auto", help="transformers: auto, bfloat16, float16, float32")
-    p.add_argument("--base-url", default=None, help="openai: the endpoint, e.g. http://127.0.0.1:8001/v1")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="openai: environment variable with the key")
-    p.add_argument("--max-concurrency", type=int, default=4, help="openai: requests in flight")
-    p.add_argument(
-        "--frame-model",
-        default=None,
-        help="openai: the model family for the box frame when the served name does not say it "
-        "(e.g. Qwen/Qwen2.5-VL-7B-Instruct)",
-    )
-
-
-def _backend_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": args.max_new_tokens,
-        "temperature": args.temperature,
-        "top_p": args.top_p,
-        "top_k": args.top_k,
-        "seed": args.seed,
-        "input_max_pixels": args.input_max_pixels,
-    }
-    if args.backend == "transformers":
-        kwargs.update(device=args.device, dtype=args.dtype)
-    if args.backend == "openai":
-        kwargs.update(
-            base_url=args.base_url,
-            api_key_env=args.api_key_env,
-            max_concurrency=args.max_concurrency,
-            frame_model=args.frame_model,
-        )
-    return kwargs
 
 
 def register(subparsers: Any) -> None:
@@ -91,7 +48,7 @@ def register(subparsers: Any) -> None:
 
 
 def _infer(args: argparse.Namespace) -> int:
-    from deepmedix.inference.api import GroundedAnswerer, load_backend, resolve_prompt
+    from deepmedix.inference.api import GroundedAnswerer, build_backend, resolve_prompt
     from deepmedix.inference.images import load_image
     from deepmedix.inference.overlay import save_overlay
     from deepmedix.io import atomic_write_json
@@ -101,7 +58,7 @@ def _infer(args: argparse.Namespace) -> int:
     if not image_path.exists():
         raise FileNotFoundError(f"{image_path}: no such image")
     loaded = load_image(image_path)
-    backend = load_backend(args.model, args.backend, **_backend_kwargs(args))
+    backend = build_backend(dataclass_from_args(BackendOptions, args))
     try:
         result = GroundedAnswerer(backend).answer(
             loaded, question=args.question, task=args.task, reasoning=not args.no_reasoning
@@ -122,25 +79,20 @@ def _infer(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from deepmedix.inference.predict import predict_file
 
-    kwargs = _backend_kwargs(args)
-    max_new_tokens = kwargs.pop("max_new_tokens")
     out = predict_file(
-        args.model,
+        dataclass_from_args(BackendOptions, args),
         args.data,
         args.out,
-        backend=args.backend,
         batch_size=args.batch_size,
-        max_new_tokens=max_new_tokens,
         limit=args.limit,
         reasoning=not args.no_reasoning,
-        **kwargs,
     )
     print(out)
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from deepmedix.inference.api import GroundedAnswerer, load_backend
+    from deepmedix.inference.api import GroundedAnswerer, build_backend
     from deepmedix.inference.server import create_app, serve
 
     if args.samples is not None:
@@ -149,7 +101,7 @@ def _serve(args: argparse.Namespace) -> int:
         if not args.samples.exists():
             raise FileNotFoundError(f"{args.samples}: no such samples file")
         load_samples(args.samples)  # a bad file is reported before the model is loaded
-    backend = load_backend(args.model, args.backend, **_backend_kwargs(args))
+    backend = build_backend(dataclass_from_args(BackendOptions, args))
     app = create_app(
         GroundedAnswerer(backend),
         samples_path=args.samples,

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from deepmedix.data.schema import Sample, load_samples
 from deepmedix.errors import DataError, OptionError
-from deepmedix.inference.api import GroundedAnswer, GroundedAnswerer, load_backend
+from deepmedix.inference.api import GroundedAnswer, GroundedAnswerer, build_backend
 from deepmedix.inference.backends import Backend
 from deepmedix.inference.images import load_image
+from deepmedix.inference.options import BackendOptions
 from deepmedix.io import append_jsonl, atomic_write_jsonl, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -88,7 +90,7 @@ def _resume(out: Path, model_name: str) -> set[str]:
 
 
 def predict_file(
-    model: str | Backend,
+    model: str | Backend | BackendOptions,
     data: str | Path,
     out: str | Path,
     backend: str = "transformers",
@@ -101,8 +103,9 @@ def predict_file(
 ) -> Path:
     """Predict every sample of ``data`` (the first ``limit`` ones) into ``out``; returns ``out``.
 
-    ``model`` is a model name/path (a backend is built with ``backend`` and ``backend_kwargs``) or a ready
-    ``Backend``. With the "openai" backend, replies are also cached beside ``out`` so no call is paid twice."""
+    ``model`` is a model name/path (a backend is built with ``backend``, ``max_new_tokens`` and ``backend_kwargs``),
+    the :class:`BackendOptions` of one, or a ready ``Backend``. With the "openai" backend, replies are also cached
+    beside ``out`` so no call is paid twice."""
     from tqdm.auto import tqdm
 
     if batch_size < 1:
@@ -119,7 +122,13 @@ def predict_file(
             raise DataError(f"{data}: record {n}: field 'id' {s.id!r} repeats record {seen[s.id]}; ids must be unique")
         seen[s.id] = n
 
-    model_name = model.model_name if isinstance(model, Backend) else str(model)
+    if isinstance(model, Backend):
+        model_name = model.model_name
+    elif isinstance(model, BackendOptions):
+        model_name = model.model
+    else:
+        model_name = str(model)
+        model = BackendOptions(model=model_name, backend=backend, max_new_tokens=max_new_tokens, **backend_kwargs)
     done = _resume(out, model_name)
     todo = [s for s in samples if s.id not in done]
     if not todo:
@@ -128,9 +137,9 @@ def predict_file(
     if isinstance(model, Backend):
         engine = model
     else:
-        if backend == "openai":
-            backend_kwargs.setdefault("cache_path", out.with_name(out.name + ".cache.sqlite"))
-        engine = load_backend(str(model), backend, max_new_tokens=max_new_tokens, **backend_kwargs)
+        if model.backend == "openai" and model.cache_path is None:
+            model = replace(model, cache_path=out.with_name(out.name + ".cache.sqlite"))
+        engine = build_backend(model)
     answerer = GroundedAnswerer(engine)
 
     bar = tqdm(total=len(todo), desc=f"predict {model_name}", unit="sample", disable=not progress)
