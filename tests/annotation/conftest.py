@@ -15,9 +15,14 @@ import pytest
 from PIL import Image, ImageDraw
 
 from deepmedix.annotation.create import AnnotatorSpec, CreatedReview, create_review
+from tests.annotation.labelstudio_server import LABELSTUDIO_VENV, LabelStudio, running_labelstudio
 
-ANNOTATORS = [AnnotatorSpec("alice", "1"), AnnotatorSpec("bob", "1"), AnnotatorSpec("carol", "2"),
-              AnnotatorSpec("dan", "2")]
+ANNOTATORS = [
+    AnnotatorSpec("alice", "1"),
+    AnnotatorSpec("bob", "1"),
+    AnnotatorSpec("carol", "2"),
+    AnnotatorSpec("dan", "2"),
+]
 
 
 def make_image(path: Path, size: tuple[int, int], lesion: tuple[int, int, int, int]) -> None:
@@ -42,25 +47,52 @@ def write_predictions(folder: Path, n: int = 3) -> tuple[Path, Path]:
         image = folder / f"cxr_{i}.png"
         make_image(image, size, lesion)
         base = {
-            "id": f"s{i}", "split": "test", "source": "fixture", "task": "vqa", "benchmark": "fixture/vqa",
-            "prompt": f"Is there a nodule in the right lung? (case {i})", "image": image.name,
-            "image_size": list(size), "reference": "yes", "answer_type": "closed",
+            "id": f"s{i}",
+            "split": "test",
+            "source": "fixture",
+            "task": "vqa",
+            "benchmark": "fixture/vqa",
+            "prompt": f"Is there a nodule in the right lung? (case {i})",
+            "image": image.name,
+            "image_size": list(size),
+            "reference": "yes",
+            "answer_type": "closed",
         }
         steps_a = [
-            {"text": f"Step 1: the right upper zone [{lesion[0]}, {lesion[1]}, {lesion[2]}, {lesion[3]}] is dense.",
-             "boxes": [list(lesion)], "boxes_model": [list(lesion)]},
+            {
+                "text": f"Step 1: the right upper zone [{lesion[0]}, {lesion[1]}, {lesion[2]}, {lesion[3]}] is dense.",
+                "boxes": [list(lesion)],
+                "boxes_model": [list(lesion)],
+            },
             {"text": "Step 2: the left lung is clear.", "boxes": [], "boxes_model": []},
         ]
         completion_a = "<think>\n" + "\n".join(s["text"] for s in steps_a) + "\n</think>\nThe answer is: \\boxed{yes}"
-        rows_a.append({**base, "model": "model-a", "model_input_size": list(size), "completion": completion_a,
-                       "prediction": "yes", "format_valid": True, "steps": steps_a})
+        rows_a.append(
+            {
+                **base,
+                "model": "model-a",
+                "model_input_size": list(size),
+                "completion": completion_a,
+                "prediction": "yes",
+                "format_valid": True,
+                "steps": steps_a,
+            }
+        )
         # Model B: three steps, boxes in a half-size model frame: [30, 40, 70, 80] → original [60, 80, 140, 160].
         completion_b = (
             "<think>\nStep 1: heart size normal [100, 60, 150, 120].\nStep 2: a nodule [30, 40, 70, 80].\n"
             "Step 3: no effusion.\n</think>\nThe answer is: \\boxed{yes}"
         )
-        rows_b.append({**base, "model": "model-b", "model_input_size": [200, 150], "completion": completion_b,
-                       "prediction": "yes", "format_valid": True})
+        rows_b.append(
+            {
+                **base,
+                "model": "model-b",
+                "model_input_size": [200, 150],
+                "completion": completion_b,
+                "prediction": "yes",
+                "format_valid": True,
+            }
+        )
     rows_b.append({**rows_b[0], "id": "only-in-b"})
     a, b = folder / "a.jsonl", folder / "b.jsonl"
     a.write_text("".join(json.dumps(r) + "\n" for r in rows_a))
@@ -75,8 +107,9 @@ def predictions(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def review(tmp_path: Path, predictions: tuple[Path, Path]) -> CreatedReview:
-    return create_review(list(predictions), ["DeepMedix-R1", "Qwen2.5-VL-7B"], tmp_path / "review", ANNOTATORS,
-                         n_samples=3, seed=7)
+    return create_review(
+        list(predictions), ["DeepMedix-R1", "Qwen2.5-VL-7B"], tmp_path / "review", ANNOTATORS, n_samples=3, seed=7
+    )
 
 
 @contextmanager
@@ -103,3 +136,12 @@ def live_server(review_dir: Path) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.fixture(scope="session")
+def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
+    """One real Label Studio for the session (its start takes tens of seconds: migrations on a fresh database)."""
+    if not LABELSTUDIO_VENV.is_dir():
+        pytest.skip(f"{LABELSTUDIO_VENV} not built: `make labelstudio` (make test builds it) installs Label Studio")
+    with running_labelstudio(tmp_path_factory.mktemp("labelstudio")) as ls:
+        yield ls
