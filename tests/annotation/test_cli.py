@@ -18,8 +18,25 @@ from tests.annotation.conftest import write_predictions
 
 def create(tmp_path: Path, *extra: str, annotators: str = "alice:1,bob:1,carol:2,dan:2") -> list[str]:
     a, b = write_predictions(tmp_path / "preds")
-    return ["review", "create", "--predictions", str(a), str(b), "--names", "R1", "Qwen", "--samples", "2",
-            "--seed", "3", "--annotators", annotators, "--out", str(tmp_path / "rev"), *extra]
+    return [
+        "review",
+        "create",
+        "--predictions",
+        str(a),
+        str(b),
+        "--names",
+        "R1",
+        "Qwen",
+        "--samples",
+        "2",
+        "--seed",
+        "3",
+        "--annotators",
+        annotators,
+        "--out",
+        str(tmp_path / "rev"),
+        *extra,
+    ]
 
 
 def test_create_prints_working_links(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -65,14 +82,27 @@ def test_yaml_annotators_and_split(tmp_path: Path) -> None:
         (lambda rows: rows[2].update(id="s0"), r"line 3, record 's0': duplicate id"),
     ],
 )
-def test_bad_predictions_give_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], mutate,
-                                              message: str) -> None:
+def test_bad_predictions_give_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mutate, message: str
+) -> None:
     a, b = write_predictions(tmp_path / "preds")
     rows = [json.loads(x) for x in a.read_text().splitlines()]
     mutate(rows)
     a.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    argv = ["review", "create", "--predictions", str(a), str(b), "--names", "A", "B", "--annotators", "x:1",
-            "--out", str(tmp_path / "rev")]
+    argv = [
+        "review",
+        "create",
+        "--predictions",
+        str(a),
+        str(b),
+        "--names",
+        "A",
+        "B",
+        "--annotators",
+        "x:1",
+        "--out",
+        str(tmp_path / "rev"),
+    ]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert re.search(message, err), err
@@ -107,16 +137,36 @@ def test_results_and_labelstudio_commands(tmp_path: Path, capsys: pytest.Capture
     out = capsys.readouterr().out
     assert "| R1 | Average |" in out
     assert {"table2.csv", "table2.md", "agreement.csv", "ratings.csv", "ratings.jsonl", "review_table2.png"} <= {
-        p.name for p in (tmp_path / "res").iterdir()}
+        p.name for p in (tmp_path / "res").iterdir()
+    }
     tasks = tmp_path / "ls" / "tasks.json"
     assert main(["review", "export-labelstudio", "--dir", str(rev), "--out", str(tasks)]) == 0
     assert tasks.with_suffix(".xml").is_file()
     task = json.loads(tasks.read_text())[0]
     export = tmp_path / "export.json"
-    export.write_text(json.dumps([{"id": 1, "data": task["data"], "annotations": [
-        {"completed_by": {"email": "bob@x.org"},
-         "result": [{"from_name": "grounded_preference", "to_name": "image", "type": "choices",
-                     "value": {"choices": ["Left"]}}]}]}]))
+    export.write_text(
+        json.dumps(
+            [
+                {
+                    "id": 1,
+                    "data": task["data"],
+                    "annotations": [
+                        {
+                            "completed_by": {"email": "bob@x.org"},
+                            "result": [
+                                {
+                                    "from_name": "grounded_preference",
+                                    "to_name": "image",
+                                    "type": "choices",
+                                    "value": {"choices": ["Left"]},
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ]
+        )
+    )
     assert main(["review", "import-labelstudio", "--dir", str(rev), "--export", str(export)]) == 0
     assert "imported 1 ratings" in capsys.readouterr().out
 

@@ -70,14 +70,17 @@ def test_import_brings_ratings_back_unblinded(review: CreatedReview, tmp_path: P
             choice("left_step_3_relevance", "Yes", "left_step_3"),  # exists only where Left has 3 steps
             {"from_name": "regions", "to_name": "image", "type": "rectanglelabels", "value": {}},  # ignored
         ]
-        exported.append({
-            "id": 100 + n, "data": task["data"],
-            "annotations": [
-                {"id": 1, "completed_by": 7, "was_cancelled": False, "result": result},  # mapped by --users
-                {"id": 2, "completed_by": {"id": 9, "email": "carol@hospital.org"}, "result": result[:1]},
-                {"id": 3, "completed_by": 7, "was_cancelled": True, "result": result},  # skipped
-            ],
-        })
+        exported.append(
+            {
+                "id": 100 + n,
+                "data": task["data"],
+                "annotations": [
+                    {"id": 1, "completed_by": 7, "was_cancelled": False, "result": result},  # mapped by --users
+                    {"id": 2, "completed_by": {"id": 9, "email": "carol@hospital.org"}, "result": result[:1]},
+                    {"id": 3, "completed_by": 7, "was_cancelled": True, "result": result},  # skipped
+                ],
+            }
+        )
     export = tmp_path / "ls_export.json"
     export.write_text(json.dumps(exported))
     summary = import_labelstudio(review.dir, export, parse_user_map("7:alice"))
@@ -101,15 +104,33 @@ def test_import_errors_name_task_and_field(review: CreatedReview, tmp_path: Path
     tasks_path, _ = export_labelstudio(review.dir, tmp_path / "tasks.json")
     task = json.loads(tasks_path.read_text())[0]
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps([{"id": 5, "data": task["data"],
-                                "annotations": [{"completed_by": 42, "result": [choice("overall_preference", "Left")]}]}]))
+    bad.write_text(
+        json.dumps(
+            [
+                {
+                    "id": 5,
+                    "data": task["data"],
+                    "annotations": [{"completed_by": 42, "result": [choice("overall_preference", "Left")]}],
+                }
+            ]
+        )
+    )
     with pytest.raises(ValueError, match=r"task #1 \(id 5\), annotation #1: user '42'.*--users"):
         import_labelstudio(review.dir, bad)
     bad.write_text(json.dumps([{"id": 6, "data": {"image": "x"}, "annotations": []}]))
     with pytest.raises(ValueError, match="review_sample_id"):
         import_labelstudio(review.dir, bad)
-    bad.write_text(json.dumps([{"id": 7, "data": task["data"],
-                                "annotations": [{"completed_by": 1, "result": [choice("overall_preference", "Maybe")]}]}]))
+    bad.write_text(
+        json.dumps(
+            [
+                {
+                    "id": 7,
+                    "data": task["data"],
+                    "annotations": [{"completed_by": 1, "result": [choice("overall_preference", "Maybe")]}],
+                }
+            ]
+        )
+    )
     with pytest.raises(ValueError, match="overall_preference.*'maybe' is not Left/Right"):
         import_labelstudio(review.dir, bad, {"1": "bob"})
     bad.write_text("{not json")

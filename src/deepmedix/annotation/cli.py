@@ -25,11 +25,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=None, help="how many shared samples to draw (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed for the sample draw and the left/right blinding")
     p.add_argument(
-        "--annotators", required=True,
+        "--annotators",
+        required=True,
         help='"alice:1,bob:1,carol:2,dan:2" (NAME:GROUP) or a YAML file ({groups: {1: [alice, bob], 2: [...]}})',
     )
     p.add_argument(
-        "--within-group", choices=["all", "split"], default="all",
+        "--within-group",
+        choices=["all", "split"],
+        default="all",
         help="all: every annotator rates all samples (default, as the paper: each group rates every sample); "
         "split: a group's annotators share its samples, each sample rated once per group",
     )
@@ -62,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="tasks JSON; the config is written beside it (.xml)")
     p.add_argument(
-        "--image-url-prefix", default="/data/local-files/?d=",
+        "--image-url-prefix",
+        default="/data/local-files/?d=",
         help="prefix for task image URLs, followed by the image's path inside the review folder "
         "(default suits Label Studio local-files storage rooted at the review folder's parent)",
     )
@@ -72,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", required=True, type=Path)
     p.add_argument("--export", required=True, type=Path, help="Label Studio export (JSON)")
     p.add_argument(
-        "--users", default=None,
+        "--users",
+        default=None,
         help='map Label Studio users to annotators: "7:alice,8:bob" or "a@x.org:alice" (default: an email whose '
         "local part, or a user id equal to, an annotator's name)",
     )
@@ -93,8 +98,14 @@ def _create(args: argparse.Namespace) -> int:
     from deepmedix.annotation.create import create_review, parse_annotators
 
     made = create_review(
-        args.predictions, args.names, args.out, parse_annotators(args.annotators), n_samples=args.samples,
-        seed=args.seed, within_group=args.within_group, link_images=args.link_images,
+        args.predictions,
+        args.names,
+        args.out,
+        parse_annotators(args.annotators),
+        n_samples=args.samples,
+        seed=args.seed,
+        within_group=args.within_group,
+        link_images=args.link_images,
     )
     lines = _links(args.base_url, made.tokens, made.admin_token)
     print(f"review set: {made.dir} ({made.n_samples} samples, {len(made.tokens)} annotators)")

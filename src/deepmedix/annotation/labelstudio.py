@@ -25,8 +25,10 @@ from deepmedix.io import atomic_write_json, atomic_write_text
 
 SIDES = ("left", "right")
 YES_NO = {"yes": 1, "no": 0}
-_FIELD = re.compile(r"^(?:(left|right)_step_(\d+)_(relevance|correctness)|(left|right)_(completeness)|"
-                    r"(grounded_preference|overall_preference))$")
+_FIELD = re.compile(
+    r"^(?:(left|right)_step_(\d+)_(relevance|correctness)|(left|right)_(completeness)|"
+    r"(grounded_preference|overall_preference))$"
+)
 LAYOUT_KEY = "labelstudio_left_model"
 
 
@@ -49,8 +51,10 @@ def labelling_config(max_steps: int) -> str:
     def choices(name: str, to: str, values: list[str], title: str) -> str:
         # Choices has no label attribute of its own: a small Header names the question above the buttons.
         opts = "".join(f'<Choice value="{v}"/>' for v in values)
-        return (f"<Header size=\"6\" value={quoteattr(title)}/>"
-                f'<Choices name="{name}" toName="{to}" choice="single-radio" showInline="true">{opts}</Choices>')
+        return (
+            f'<Header size="6" value={quoteattr(title)}/>'
+            f'<Choices name="{name}" toName="{to}" choice="single-radio" showInline="true">{opts}</Choices>'
+        )
 
     labels = "".join(
         f'<Label value="{side.title()} {i}" background="{"#2a9df4" if side == "left" else "#f4a62a"}"/>'
@@ -70,19 +74,45 @@ def labelling_config(max_steps: int) -> str:
         for i in range(1, max_steps + 1):
             step = f"{side}_step_{i}"
             parts.append(f'<View><Text name="{step}" value="${step}"/>')
-            parts.append(choices(f"{step}_relevance", step, ["Yes", "No"], "Relevance (relevant to the correct answer?)"))
-            parts.append(choices(f"{step}_correctness", step, ["Yes", "No"],
-                                 "Correctness (truly reflects the image, including the cited region?)"))
+            parts.append(
+                choices(f"{step}_relevance", step, ["Yes", "No"], "Relevance (relevant to the correct answer?)")
+            )
+            parts.append(
+                choices(
+                    f"{step}_correctness",
+                    step,
+                    ["Yes", "No"],
+                    "Correctness (truly reflects the image, including the cited region?)",
+                )
+            )
             parts.append("</View>")
         parts.append(f'<Text name="{side}_answer" value="${side}_answer"/>')
-        parts.append(choices(f"{side}_completeness", f"{side}_answer", ["Yes", "No"],
-                             "Completeness (are the steps sufficient to reach the correct answer?)"))
+        parts.append(
+            choices(
+                f"{side}_completeness",
+                f"{side}_answer",
+                ["Yes", "No"],
+                "Completeness (are the steps sufficient to reach the correct answer?)",
+            )
+        )
         parts.append("</View>")
     parts.append("</View>")
-    parts.append(choices("grounded_preference", "image", ["Left", "Right"],
-                         "Grounded preference (better fine-grained, correct, relevant regional description)"))
-    parts.append(choices("overall_preference", "image", ["Left", "Right"],
-                         "Overall preference (more professional, leads better to the correct answer)"))
+    parts.append(
+        choices(
+            "grounded_preference",
+            "image",
+            ["Left", "Right"],
+            "Grounded preference (better fine-grained, correct, relevant regional description)",
+        )
+    )
+    parts.append(
+        choices(
+            "overall_preference",
+            "image",
+            ["Left", "Right"],
+            "Overall preference (more professional, leads better to the correct answer)",
+        )
+    )
     parts.append("</View>")
     return "\n".join(parts) + "\n"
 
@@ -91,12 +121,18 @@ def _percent_box(box: list[float], w: int, h: int) -> dict[str, float]:
     # Label Studio regions must lie on the image; boxes past the edge are clipped here (the web app draws them whole).
     x0, x1 = sorted((min(max(box[0], 0), w), min(max(box[2], 0), w)))
     y0, y1 = sorted((min(max(box[1], 0), h), min(max(box[3], 0), h)))
-    return {"x": 100 * x0 / w, "y": 100 * y0 / h, "width": 100 * (x1 - x0) / w, "height": 100 * (y1 - y0) / h,
-            "rotation": 0}
+    return {
+        "x": 100 * x0 / w,
+        "y": 100 * y0 / h,
+        "width": 100 * (x1 - x0) / w,
+        "height": 100 * (y1 - y0) / h,
+        "rotation": 0,
+    }
 
 
-def export_labelstudio(review_dir: str | Path, out: str | Path, image_url_prefix: str = "/data/local-files/?d=") \
-        -> tuple[Path, Path]:
+def export_labelstudio(
+    review_dir: str | Path, out: str | Path, image_url_prefix: str = "/data/local-files/?d="
+) -> tuple[Path, Path]:
     review_dir = Path(review_dir).resolve()
     out = Path(out)
     tasks = []
@@ -121,13 +157,22 @@ def export_labelstudio(review_dir: str | Path, out: str | Path, image_url_prefix
                 for i, step in enumerate(steps, start=1):
                     data[f"{side}_step_{i}"] = f"{i}. {step['text']}"
                     for j, box in enumerate(step["boxes"], start=1):
-                        regions.append({
-                            "id": f"{side[0]}{i}_{j}", "from_name": "regions", "to_name": "image",
-                            "type": "rectanglelabels", "original_width": s["width"], "original_height": s["height"],
-                            "image_rotation": 0, "readonly": True,
-                            "value": {**_percent_box(box, s["width"], s["height"]),
-                                      "rectanglelabels": [f"{side.title()} {i}"]},
-                        })
+                        regions.append(
+                            {
+                                "id": f"{side[0]}{i}_{j}",
+                                "from_name": "regions",
+                                "to_name": "image",
+                                "type": "rectanglelabels",
+                                "original_width": s["width"],
+                                "original_height": s["height"],
+                                "image_rotation": 0,
+                                "readonly": True,
+                                "value": {
+                                    **_percent_box(box, s["width"], s["height"]),
+                                    "rectanglelabels": [f"{side.title()} {i}"],
+                                },
+                            }
+                        )
                 data[f"{side}_answer"] = f"Final answer: {outs[model]['answer']}"
             tasks.append({"data": data, "predictions": [{"model_version": "reasoning-steps", "result": regions}]})
     # Every task carries every step field so the config's Text tags always find their data.
@@ -164,8 +209,9 @@ def _user_keys(completed_by: Any) -> list[str]:
     return keys + [k.split("@", 1)[0] for k in keys if "@" in k]
 
 
-def import_labelstudio(review_dir: str | Path, export: str | Path, user_map: dict[str, str] | None = None) \
-        -> dict[str, int]:
+def import_labelstudio(
+    review_dir: str | Path, export: str | Path, user_map: dict[str, str] | None = None
+) -> dict[str, int]:
     """Read a Label Studio JSON export into the store (upserts, origin "labelstudio"); returns counts."""
     export = Path(export)
     if not export.is_file():
@@ -212,8 +258,10 @@ def import_labelstudio(review_dir: str | Path, export: str | Path, user_map: dic
                         continue
                     picked = (res.get("value") or {}).get("choices") or []
                     if len(picked) != 1:
-                        raise ValueError(f"{where}, annotation #{a_i + 1}, result #{r_i + 1}: value.choices must "
-                                         f"hold one choice, got {picked!r}")
+                        raise ValueError(
+                            f"{where}, annotation #{a_i + 1}, result #{r_i + 1}: value.choices must "
+                            f"hold one choice, got {picked!r}"
+                        )
                     choice = str(picked[0]).strip().lower()
                     if m.group(1):  # a step
                         model, step, dim = side_model[m.group(1)], int(m.group(2)) - 1, m.group(3)
