@@ -13,13 +13,14 @@ import json
 import random
 import shutil
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from deepmedix.annotation.create import create_review
+from deepmedix.annotation.create import AnnotatorSpec, create_review
 from deepmedix.annotation.labelstudio import export_labelstudio, import_labelstudio
 from deepmedix.annotation.results import results_from_store, table_rows, to_markdown
 from deepmedix.annotation.store import PREFERENCE_DIMENSIONS, STEP_DIMENSIONS, ReviewStore
@@ -251,3 +252,109 @@ def test_round_trip_through_a_real_label_studio(
     # The ratings are not degenerate: the table has both groups, and groups agree on some items and not others.
     assert app_results.groups == ["1", "2"]
     assert any(0 < a.percent_agreement < 1 for a in app_results.agreements)
+
+
+@pytest.mark.browser
+def test_label_studio_editor_shows_the_task_and_its_submission_imports(
+    labelstudio: LabelStudio, tmp_path: Path
+) -> None:
+    """An annotator in Label Studio's own editor (headless Chromium): the exported config renders with the image and
+    the steps' regions, and what the editor records on Submit is what the import reads."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from tests.annotation.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed")
+    ls = labelstudio
+    annotators = [AnnotatorSpec("erin", "1"), AnnotatorSpec("frank", "2")]
+    review = create_review(
+        list(write_predictions(tmp_path / "preds")), MODELS, ls.files_root / "review-editor", annotators, 3, seed=5
+    )
+    export = export_labelstudio(review.dir, tmp_path / "ls" / "tasks.json")
+    # The editor shows the Choices in the config's order.
+    control_order = [el.get("name") for el in ET.fromstring(export.config.read_text()).iter("Choices")]
+    with ls.client() as admin:
+        pid = admin.post("/api/projects", json=json.loads(export.project.read_text())).json()["id"]
+        admin.post(f"/api/projects/{pid}/import", json=json.loads(export.tasks.read_text())).raise_for_status()
+        admin.post(
+            "/api/storages/localfiles", json={"project": pid, "path": str(review.dir / "images"), "use_blob_urls": True}
+        ).raise_for_status()
+    email, password = f"erin@{EMAIL_DOMAIN}", "erin-pass-2024"
+    token = sign_up_annotator(ls, email, password)
+
+    page_errors: list[str] = []
+    outside: list[str] = []  # requests the page sent anywhere but this Label Studio
+
+    def note_outside(request: Any) -> None:
+        if request.url.startswith(("http:", "https:")) and not request.url.startswith(ls.url):
+            outside.append(request.url)
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1400})
+            page.on("pageerror", lambda e: page_errors.append(str(e)))
+            page.on("request", note_outside)
+            page.goto(f"{ls.url}/user/login/")
+            page.fill("input[name=email]", email)
+            page.fill("input[name=password]", password)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{ls.url}/**")
+            page.goto(f"{ls.url}/projects/{pid}/data?labeling=1")
+            groups = page.locator(".lsf-choices")
+            groups.nth(len(control_order) - 1).wait_for()
+            assert groups.count() == len(control_order)
+            # The image came through local-files storage at its own size.
+            page.wait_for_function("document.querySelector('img[alt=image]')?.naturalWidth === 400")
+            # Alternate the answers: Yes/Left on even controls, No/Right on odd ones.
+            for k in range(len(control_order)):
+                groups.nth(k).locator("label").nth(k % 2).click()
+            page.get_by_test_id("bottombar-submit-button").click()
+            with ls.client(token) as api:
+                deadline = time.monotonic() + 60
+                while not (submitted := api.get(f"/api/projects/{pid}/export", params={"exportType": "JSON"}).json()):
+                    assert time.monotonic() < deadline, "the editor's submission did not arrive"
+                    time.sleep(0.5)
+        finally:
+            browser.close()
+    assert page_errors == [] and outside == []
+
+    (task,) = submitted
+    (annotation,) = task["annotations"]
+    results = annotation["result"]
+
+    # The steps' regions, loaded from the pre-annotations, are kept in the annotation as they were.
+    def boxes(regions: list[dict[str, Any]]) -> dict[str, tuple[list[str], list[float]]]:
+        keys = ("x", "y", "width", "height")
+        return {r["id"]: (r["value"]["rectanglelabels"], [r["value"][k] for k in keys]) for r in regions}
+
+    predicted = boxes(annotation["prediction"]["result"])
+    kept = boxes([r for r in results if r["type"] == "rectanglelabels"])
+    assert kept.keys() == predicted.keys() and len(kept) >= 3
+    for region, (labels, xywh) in kept.items():
+        assert labels == predicted[region][0] and xywh == pytest.approx(predicted[region][1])
+    clicked = {r["from_name"]: r["value"]["choices"] for r in results if r["type"] == "choices"}
+    assert list(clicked) == control_order
+
+    sid = task["data"]["review_sample_id"]
+    with ReviewStore(review.dir) as store:
+        outputs = store.outputs(sid)
+    left = left_model_shown(task["data"], outputs)
+    side_model = {"left": left, "right": 1 - left}
+    expected: set[Rating] = set()
+    for k, name in enumerate(control_order):
+        side, _, rest = name.partition("_")
+        if name in PREFERENCE_DIMENSIONS:
+            expected.add(("erin", sid, name, -1, -1, side_model[("left", "right")[k % 2]]))
+        elif rest == "completeness":
+            expected.add(("erin", sid, "completeness", side_model[side], -1, 1 - k % 2))
+        else:
+            step, dim = int(rest.split("_")[1]) - 1, rest.split("_")[2]
+            if step < len(outputs[side_model[side]]["steps"]):  # the shorter reasoning's extra step is empty
+                expected.add(("erin", sid, dim, side_model[side], step, 1 - k % 2))
+    export_file = tmp_path / "ls" / "export.json"
+    export_file.write_text(json.dumps(submitted))
+    with ls.client() as admin:
+        erin_id = next(u["id"] for u in admin.get("/api/users/").json() if u["email"] == email)
+    assert import_labelstudio(review.dir, export_file, {str(erin_id): "erin"})["ratings"] == len(expected)
+    assert stored(review.dir) == expected
