@@ -1,11 +1,14 @@
 """Label Studio interop: export the review set as tasks + a labelling config, import its JSON export back.
 
-Formats (Label Studio docs, "Label Studio Task Format" and "Import pre-annotated data"): a task is
+Formats (Label Studio docs, "Label Studio Task Format" and "Import pre-annotated data"; checked against Label
+Studio 1.23.2, its API and its editor, by tests/annotation/test_labelstudio_real.py): a task is
 ``{"data": {...}, "predictions": [{"model_version", "result": [...]}]}``; a rectangle region is
 ``{"from_name", "to_name", "type": "rectanglelabels", "original_width", "original_height", "value": {"x", "y",
 "width", "height", "rotation", "rectanglelabels": [...]}}`` with x/y/width/height in percent of the image; an
 export holds ``annotations: [{"completed_by", "was_cancelled", "result": [{"from_name", "type": "choices",
-"value": {"choices": [...]}}]}]``.
+"value": {"choices": [...]}}]}]``, where ``completed_by`` is the user's id in ``GET /api/projects/ID/export`` and
+``{"id", "email", …}`` in an export snapshot made with ``annotations__completed_by: {only_id: false}``. Label Studio
+stores any annotation result without checking it against the config: the import checks every choice.
 
 Label Studio shows one layout per task to every annotator, so the left/right blinding here is drawn per sample
 (from the review set's seed) and stored in the review set; the web app draws it per annotator and sample.
