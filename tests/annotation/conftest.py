@@ -15,6 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from deepmedix.annotation.create import AnnotatorSpec, CreatedReview, create_review
+from tests.annotation.labelstudio_server import LABELSTUDIO_VENV, LabelStudio, running_labelstudio
 
 ANNOTATORS = [
     AnnotatorSpec("alice", "1"),
@@ -135,3 +136,12 @@ def live_server(review_dir: Path) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.fixture(scope="session")
+def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
+    """One real Label Studio for the session (its start takes tens of seconds: migrations on a fresh database)."""
+    if not LABELSTUDIO_VENV.is_dir():
+        pytest.skip(f"{LABELSTUDIO_VENV} not built: `make labelstudio` (make test builds it) installs Label Studio")
+    with running_labelstudio(tmp_path_factory.mktemp("labelstudio")) as ls:
+        yield ls

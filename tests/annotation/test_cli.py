@@ -142,6 +142,7 @@ def test_results_and_labelstudio_commands(tmp_path: Path, capsys: pytest.Capture
     tasks = tmp_path / "ls" / "tasks.json"
     assert main(["review", "export-labelstudio", "--dir", str(rev), "--out", str(tasks)]) == 0
     assert tasks.with_suffix(".xml").is_file()
+    assert json.loads((tmp_path / "ls" / "tasks.project.json").read_text())["maximum_annotations"] == 4
     task = json.loads(tasks.read_text())[0]
     export = tmp_path / "export.json"
     export.write_text(

@@ -165,8 +165,8 @@ def _token(args: argparse.Namespace) -> int:
 def _export_ls(args: argparse.Namespace) -> int:
     from deepmedix.annotation.labelstudio import export_labelstudio
 
-    tasks_path, config_path = export_labelstudio(args.dir, args.out, image_url_prefix=args.image_url_prefix)
-    print(f"wrote {tasks_path} (tasks) and {config_path} (labelling config)")
+    export = export_labelstudio(args.dir, args.out, image_url_prefix=args.image_url_prefix)
+    print(f"wrote {export.tasks} (tasks), {export.config} (labelling config) and {export.project} (project settings)")
     return 0
 
 

@@ -1,14 +1,21 @@
 """Label Studio interop: export the review set as tasks + a labelling config, import its JSON export back.
 
-Formats (Label Studio docs, "Label Studio Task Format" and "Import pre-annotated data"): a task is
+Formats (Label Studio docs, "Label Studio Task Format" and "Import pre-annotated data"; checked against Label
+Studio 1.23.2, its API and its editor, by tests/annotation/test_labelstudio_real.py): a task is
 ``{"data": {...}, "predictions": [{"model_version", "result": [...]}]}``; a rectangle region is
 ``{"from_name", "to_name", "type": "rectanglelabels", "original_width", "original_height", "value": {"x", "y",
 "width", "height", "rotation", "rectanglelabels": [...]}}`` with x/y/width/height in percent of the image; an
 export holds ``annotations: [{"completed_by", "was_cancelled", "result": [{"from_name", "type": "choices",
-"value": {"choices": [...]}}]}]``.
+"value": {"choices": [...]}}]}]``, where ``completed_by`` is the user's id in ``GET /api/projects/ID/export`` and
+``{"id", "email", …}`` in an export snapshot made with ``annotations__completed_by: {only_id: false}``. Label Studio
+stores any annotation result without checking it against the config: the import checks every choice.
 
 Label Studio shows one layout per task to every annotator, so the left/right blinding here is drawn per sample
 (from the review set's seed) and stored in the review set; the web app draws it per annotator and sample.
+
+A Label Studio project hands each task to one annotator unless its ``maximum_annotations`` says otherwise, so the
+export also writes the project settings (``POST /api/projects`` body) that let every annotator who must rate a
+sample get its task.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import json
 import random
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from xml.sax.saxutils import quoteattr
 
 from deepmedix.annotation.store import ReviewStore, transaction
@@ -31,6 +38,13 @@ _FIELD = re.compile(
     r"(grounded_preference|overall_preference))$"
 )
 LAYOUT_KEY = "labelstudio_left_model"
+PROJECT_TITLE_MAX = 50  # Label Studio refuses longer project titles
+
+
+class LabelStudioExport(NamedTuple):
+    tasks: Path  # the tasks to import (JSON list)
+    config: Path  # the labelling config (XML)
+    project: Path  # the project settings, the labelling config included (JSON, a POST /api/projects body)
 
 
 def _layout(store: ReviewStore) -> dict[str, int]:
@@ -131,14 +145,33 @@ def _percent_box(box: list[float], w: int, h: int) -> dict[str, float]:
     }
 
 
+def raters_per_sample(store: ReviewStore) -> int:
+    """How many annotators rate each sample: all of them, or one per group when groups split their samples."""
+    if store.meta().get("within_group") == "split":
+        return len(store.groups())
+    return len(store.annotators())
+
+
+def project_settings(review_name: str, config: str, raters: int) -> dict[str, Any]:
+    return {
+        "title": f"Reasoning review {review_name}"[:PROJECT_TITLE_MAX],
+        "label_config": config,
+        # Label Studio's default (1) hands each task to a single annotator: every rater must get it.
+        "maximum_annotations": raters,
+        # A skipped task counts as done for that annotator and leaves the sample unrated.
+        "show_skip_button": False,
+    }
+
+
 def export_labelstudio(
     review_dir: str | Path, out: str | Path, image_url_prefix: str = "/data/local-files/?d="
-) -> tuple[Path, Path]:
+) -> LabelStudioExport:
     review_dir = Path(review_dir).resolve()
     out = Path(out)
     tasks = []
     with ReviewStore(review_dir) as store:
         layout = _layout(store)
+        raters = raters_per_sample(store)
         max_steps = 1
         for sid in store.sample_ids():
             s = store.sample(sid)
@@ -182,9 +215,12 @@ def export_labelstudio(
             for i in range(1, max_steps + 1):
                 t["data"].setdefault(f"{side}_step_{i}", "")
     atomic_write_json(out, tasks)
+    config = labelling_config(max_steps)
     config_path = out.with_suffix(".xml")
-    atomic_write_text(config_path, labelling_config(max_steps))
-    return out, config_path
+    atomic_write_text(config_path, config)
+    project_path = out.with_suffix(".project.json")
+    atomic_write_json(project_path, project_settings(review_dir.name, config, raters))
+    return LabelStudioExport(out, config_path, project_path)
 
 
 def parse_user_map(spec: str | None) -> dict[str, str]:
