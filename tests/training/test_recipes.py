@@ -33,6 +33,14 @@ def test_7b_recipes_build_the_paper_setup(stage: str):
         assert config.max_length is None  # never truncate through image tokens
 
 
+def test_7b_release_recipe_differs_from_the_default_only_in_its_reward_and_folder():
+    default = load_stage_config("grpo", RECIPES / "qwen2.5-vl-7b" / "grpo.yaml", {"use_cpu": True}).to_dict()
+    release = load_stage_config("grpo", RECIPES / "qwen2.5-vl-7b" / "grpo-release.yaml", {"use_cpu": True}).to_dict()
+    differing = {k for k in default if default[k] != release.get(k)}
+    assert differing <= {"reward_mode", "output_dir", "logging_dir", "run_name"}
+    assert release["reward_mode"] == "release" and release["output_dir"].endswith("grpo-release")
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_tiny_recipes_run_on_cpu(stage: str):
     config = load_stage_config(stage, RECIPES / "tiny" / f"{stage}.yaml")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepmedix.errors import OptionError
+from deepmedix.errors import DataError, OptionError
 from deepmedix.training.coldstart.cli import register as register_coldstart
 
 STAGES = ("sft", "coldstart", "grpo")
@@ -30,6 +30,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         value = getattr(args, flag, None)
         if value is not None:
             out[key] = str(value) if isinstance(value, Path) else value
+    if getattr(args, "push_to_hub", None):
+        out["push_to_hub"], out["hub_model_id"] = True, args.push_to_hub
     for item in getattr(args, "set", None) or []:
         if "=" not in item:
             raise OptionError(f"--set {item!r}: expected KEY=VALUE")
@@ -43,6 +45,25 @@ def _train(args: argparse.Namespace) -> int:
 
     out = run_stage(args.stage, args.recipe, overrides=_overrides(args))
     print(f"{args.stage}: final model in {out}")
+    return 0
+
+
+def _model_card(args: argparse.Namespace) -> int:
+    import json
+
+    from deepmedix.training.model_card import push_to_hub, write_model_card
+
+    evaluation = None
+    if args.eval is not None:
+        try:
+            evaluation = json.loads(args.eval.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{args.eval}: not valid JSON ({e.msg}, line {e.lineno})") from None
+        if not isinstance(evaluation, dict):
+            raise DataError(f"{args.eval}: expected the metrics.json of deepmedix eval (a JSON object)")
+    print(write_model_card(args.model, evaluation))
+    if args.push_to_hub:
+        print(push_to_hub(args.model, args.push_to_hub))
     return 0
 
 
@@ -81,7 +102,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", type=Path, required=True, help="YAML recipe, e.g. recipes/tiny/sft.yaml")
     _add_overrides(p)
     p.add_argument("--ref-model", dest="ref_model", help="grpo: the KL reference model (default: the recipe's)")
+    p.add_argument("--push-to-hub", metavar="REPO", help="push the final model and its card to this hub repository")
     p.set_defaults(func=_train)
+
+    p = subparsers.add_parser("model-card", help="(re)write a final model's README.md card, optionally push it")
+    p.add_argument("model", type=Path, help="a final/ folder written by deepmedix train")
+    p.add_argument("--eval", type=Path, default=None, help="metrics.json of deepmedix eval on held-out data to add")
+    p.add_argument("--push-to-hub", metavar="REPO", help="also push the folder to this hub repository (private)")
+    p.set_defaults(func=_model_card)
 
     p = subparsers.add_parser("pipeline", help="run SFT → cold-start synthesis → cold-start SFT → GRPO")
     p.add_argument("--recipes", type=Path, required=True, help="folder with sft.yaml, coldstart.yaml, grpo.yaml")

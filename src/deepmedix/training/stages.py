@@ -32,6 +32,7 @@ from deepmedix.rewards.grpo import make_trl_reward_funcs
 from deepmedix.training.config import LANGUAGE_LORA_TARGETS, VISION_LORA_TARGETS, config_summary, load_stage_config
 from deepmedix.training.curves import plot_curves
 from deepmedix.training.data import build_dataset
+from deepmedix.training.model_card import push_to_hub, write_model_card
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ def _finish_final(tmp: Path, out: Path, processor, config, stage: str, extra: di
     curves = plot_curves(extra.get("log_history") or [], tmp / "curves.png", f"{stage}: {config.output_dir}")
     info["curves"] = curves.name if curves else None
     atomic_write_json(tmp / RUN_INFO, info)
+    write_model_card(tmp)
     if out.exists():  # an earlier, incomplete final (no run_info.json): replace it
         shutil.rmtree(out)
     os.replace(tmp, out)
@@ -328,22 +330,31 @@ def run_stage(
     """Run a stage from a recipe file (or a ready config); returns the final model's folder.
 
     Skips the work when the output already holds a complete final model; resumes from the last checkpoint when a
-    previous run was interrupted. ``callbacks`` are extra ``transformers.TrainerCallback`` objects.
+    previous run was interrupted. ``callbacks`` are extra ``transformers.TrainerCallback`` objects. With
+    ``push_to_hub`` (and ``hub_model_id``) in the recipe, the finished ``final/`` folder — weights, processor and
+    model card — is pushed once at the end (the Trainer's own pushing of every checkpoint stays off).
     """
-
     if config is None:
         if recipe is None:
             raise ValueError("run_stage needs a recipe or a config")
         config = load_stage_config(stage, recipe, overrides)
+    push_repo = config.hub_model_id if config.push_to_hub else None
+    if config.push_to_hub and not push_repo:
+        raise OptionError("push_to_hub needs hub_model_id (the repository to push the final model to)")
+    config.push_to_hub = False  # no network from the Trainer; the final folder is pushed once, below
     if is_complete(config.output_dir):
         log.info("%s: %s is complete, skipping", stage, final_dir(config.output_dir))
-        return final_dir(config.output_dir)
-    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-    if stage == "grpo":
-        trainer, processor, sha, rows = build_grpo_trainer(config, callbacks)
+        final = final_dir(config.output_dir)
     else:
-        trainer, processor, sha, rows = build_sft_trainer(config, stage, callbacks)
-    return _train_and_save(trainer, processor, config, stage, sha, rows)
+        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+        if stage == "grpo":
+            trainer, processor, sha, rows = build_grpo_trainer(config, callbacks)
+        else:
+            trainer, processor, sha, rows = build_sft_trainer(config, stage, callbacks)
+        final = _train_and_save(trainer, processor, config, stage, sha, rows)
+    if push_repo:
+        log.info("%s: pushed to %s", final, push_to_hub(final, push_repo))
+    return final
 
 
 __all__ = [
