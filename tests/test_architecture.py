@@ -1,0 +1,79 @@
+"""The floors of docs/architecture.md, checked on every import of the package: imports go one way, down.
+
+A room may import its own modules and any room on a lower floor; never a room on its own floor or above. Every
+import counts, at the top of a file or inside a function, so a climbing import cannot hide in a handler.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "deepmedix"
+FLOORS: dict[str, int] = {
+    "errors": 0,
+    "options": 1,
+    "io": 1,
+    "protocol": 1,
+    "data": 2,
+    "labeler": 2,
+    "rewards": 3,
+    "endpoints": 3,
+    "models": 3,
+    "annotation": 3,
+    "training": 4,
+    "arena": 4,
+    "inference": 5,
+    "evaluation": 6,
+    "demo": 7,
+    "cli": 8,
+}
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "cli"  # the package's own __init__ is the top, like cli
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def _imports(module: str, path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+            found.append((node.lineno, base))
+    return [(line, name) for line, name in found if name == "deepmedix" or name.startswith("deepmedix.")]
+
+
+def test_every_room_has_a_floor() -> None:
+    rooms = {_room(m) for m in _modules() if m != "deepmedix"}
+    assert rooms <= set(FLOORS), f"rooms without a floor in docs/architecture.md: {sorted(rooms - set(FLOORS))}"
+
+
+@pytest.mark.parametrize("module", sorted(_modules()))
+def test_imports_go_down_the_floors(module: str) -> None:
+    path = _modules()[module]
+    source = _room(module)
+    climbing = []
+    for line, target in _imports(module, path):
+        room = _room(target)
+        if room == source or target == "deepmedix":  # its own room, or the version string
+            continue
+        if FLOORS[room] >= FLOORS[source]:
+            climbing.append(f"{path.name}:{line} imports {target} (floor {FLOORS[room]}, this is {FLOORS[source]})")
+    assert not climbing, "\n".join(climbing)
