@@ -1,5 +1,4 @@
-"""The reward's speed tricks change no value: memoised and fresh results agree, and the fast box reader is
-BOX_PATTERN."""
+"""The reward's speed tricks change no value: memoised and fresh results agree."""
 
 from __future__ import annotations
 
@@ -7,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepmedix.protocol import BOX_PATTERN, find_boxes, normalize_tags, outline_completion, outline_parts
 from deepmedix.rewards import metrics, score_completion
 
 _WORDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=14)
@@ -108,51 +106,3 @@ def test_a_grpo_group_scores_as_if_each_completion_were_alone() -> None:
         alone.append(score_completion(c, reference, "open", [504, 504]).to_dict())
     assert grouped == alone
     assert grouped[2]["answer"] == pytest.approx(1.5)
-
-
-_BOX_PIECES = st.sampled_from(
-    [
-        "[",
-        "]",
-        ",",
-        " ",
-        "\n",
-        "1",
-        "-2",
-        "+3",
-        "3.5",
-        ".5",
-        "7.",
-        ".",
-        "..",
-        "1.2.3",
-        "٣",
-        "e3",
-        "--1",
-        "[1, 2, 3, 4]",
-        "[10,20,30,40]",
-        "[1.2.3, 4, 5, 6]",
-        "[., 1, 2, 3]",
-        "<think>",
-        "</think>",
-        "< think >",
-        "</ think >",
-        "< / think>",
-        "<think >",
-        "\\boxed{",
-        "}",
-    ]
-)
-
-
-@settings(max_examples=400, deadline=None)
-@given(st.one_of(st.lists(_BOX_PIECES, max_size=40).map("".join), st.text(max_size=120)))
-def test_fast_box_reader_and_tag_check_equal_the_patterns(text) -> None:
-    import re
-
-    expected = [(float(a), float(b), float(c), float(d)) for a, b, c, d in BOX_PATTERN.findall(text)]
-    assert find_boxes(text) == expected
-    full = re.sub(r"<\s*/\s*think\s*>", "</think>", re.sub(r"<\s*think\s*>", "<think>", text))
-    assert normalize_tags(text) == full
-    outline = outline_completion(text)
-    assert outline_parts(text) == (outline.answer, outline.format_valid, outline.boxes)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from deepmedix.data.frame import box_inside, iou
 from deepmedix.errors import DataError, OptionError
-from deepmedix.protocol import outline_parts
+from deepmedix.protocol import parse_completion
 from deepmedix.rewards import metrics
 
 Mode = Literal["paper", "release", "grounded"]
@@ -264,9 +264,10 @@ def score_completion(
         raise OptionError(f"answer_type must be one of {', '.join(ANSWER_TYPES)}; got {answer_type!r}")
     size = check_image_size(image_size)
     refs = check_reference_boxes(reference_boxes) if mode == "grounded" else None
-    predicted, format_valid, boxes = outline_parts(text)
-    answer, details = answer_score(predicted, reference, answer_type)
-    fmt = 1.0 if format_valid else 0.0
+    parsed = parse_completion(text)
+    boxes = parsed.boxes
+    answer, details = answer_score(parsed.answer, reference, answer_type)
+    fmt = 1.0 if parsed.format_valid else 0.0
     if refs:
         coordinate, box_details = grounded_coordinate(boxes, size, refs)
         details.update(box_details)
