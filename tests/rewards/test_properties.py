@@ -77,6 +77,7 @@ def test_bit_parallel_lcs_equals_dynamic_programming(a, b) -> None:
 
     expected = _lcs_table(a, b)[-1][-1] if a and b else 0
     assert metrics.lcs_length(a, b) == expected
+    assert metrics.lcs_length(a, b, metrics.lcs_masks(a)) == expected  # masks computed once per reference
 
 
 @settings(max_examples=150, deadline=None)
