@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+from rouge_score import rouge_scorer
+from rouge_score.tokenizers import DefaultTokenizer
 
 from deepmedix.rewards import metrics, score_completion
 
@@ -42,8 +45,6 @@ _REPORT = st.lists(_REPORT_PIECES, max_size=30).map(" ".join)
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(_REPORT, st.text(max_size=80)))
 def test_memoised_rouge_tokens_equal_rouge_score_cold_and_warm(text) -> None:
-    from rouge_score.tokenizers import DefaultTokenizer
-
     expected = DefaultTokenizer(use_stemmer=True).tokenize(text)
     metrics.clear_caches()
     cold = metrics.rouge_tokens(text)
@@ -54,9 +55,6 @@ def test_memoised_rouge_tokens_equal_rouge_score_cold_and_warm(text) -> None:
 @settings(max_examples=150, deadline=None)
 @given(_REPORT, _REPORT)
 def test_open_scores_are_the_same_with_and_without_caches(prediction, reference) -> None:
-    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
-    from rouge_score import rouge_scorer
-
     metrics.clear_caches()
     cold = metrics.open_scores(prediction, reference)
     warm = metrics.open_scores(prediction, reference)  # reference analysed, words memoised
