@@ -9,8 +9,8 @@ exactly what it is asked at inference. The parser is shared by the reward, infer
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TypedDict
 
 from deepmedix.errors import OptionError
 
@@ -45,9 +45,23 @@ def build_user_text(prompt: str, reasoning: bool = True) -> str:
     return f"{prompt}\n\n{REASONING_SUFFIX}" if reasoning else prompt
 
 
-def build_messages(prompt: str, reasoning: bool = True, n_images: int = 1) -> list[dict[str, Any]]:
+class ContentPart(TypedDict, total=False):
+    """One part of a message's content: ``{"type": "image"}`` or ``{"type": "text", "text": ...}``."""
+
+    type: str
+    text: str
+
+
+class ChatMessage(TypedDict):
+    """A chat message in the transformers/TRL format; TRL's conversational completions are lists of these."""
+
+    role: str
+    content: str | list[ContentPart]
+
+
+def build_messages(prompt: str, reasoning: bool = True, n_images: int = 1) -> list[ChatMessage]:
     """Chat messages in the transformers/TRL multimodal format: image placeholders first, then the text."""
-    content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
+    content: list[ContentPart] = [{"type": "image"} for _ in range(n_images)]
     content.append({"type": "text", "text": build_user_text(prompt, reasoning)})
     return [{"role": "user", "content": content}]
 
@@ -60,6 +74,8 @@ def format_completion(steps: list[str], answer: str) -> str:
 
 # --- parsing ---------------------------------------------------------------------------------------------------
 
+ParsedBox = tuple[float, float, float, float]  # [x_min, y_min, x_max, y_max] as written, in the model's frame
+
 # Tags are matched as written (lower case), with any whitespace inside the angle brackets: ``< think >``,
 # ``</ think >``, ``< / think >``.
 _OPEN_TAG = re.compile(r"<\s*think\s*>")
@@ -68,16 +84,6 @@ _BLOCK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 # A number: optional sign, ASCII digits, optional decimal part ("12", "-3", "4.5", ".5", "7.").
 _NUM = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 BOX_PATTERN = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]")
-FORMAT_PATTERN = re.compile(r"\s*<think>.*</think>.*\\boxed\{.*\}.*", re.DOTALL)
-# BOX_PATTERN with each number loosened to "sign?, then digits and dots": it matches at exactly the positions
-# BOX_PATTERN does plus those where a number has no digit or two dots, which float() then rejects (for such
-# strings float() accepts exactly _NUM); find_boxes then keeps only the boxes whose numbers match _NUM in full.
-# One simple pattern and float() are about twice as fast as BOX_PATTERN.
-_LOOSE_BOX = re.compile(r"\[\s*([+-]?[0-9.]+)\s*,\s*([+-]?[0-9.]+)\s*,\s*([+-]?[0-9.]+)\s*,\s*([+-]?[0-9.]+)\s*\]")
-_NUM_FULL = re.compile(_NUM)
-# Any think tag not written canonically ("< think >", "</ think>", ...): without one, normalize_tags changes nothing.
-_LOOSE_TAG = re.compile(r"<\s+/?\s*think|</\s+think|</?think\s+>")
-_BOXED_START = re.compile(r"\\boxed\{")
 _BRACE = re.compile(r"[{}]")
 _STEP_MARK = re.compile(r"(?=\bstep\s*\d+\s*[:.)])", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.;!?])\s+(?=[A-Z])")
@@ -85,8 +91,6 @@ _SENTENCE_END = re.compile(r"(?<=[.;!?])\s+(?=[A-Z])")
 
 def normalize_tags(text: str) -> str:
     """``< think >`` and ``</ think >`` → ``<think>`` and ``</think>`` (Qwen2.5-VL-32B writes the former)."""
-    if _LOOSE_TAG.search(text) is None:  # the usual case: one scan instead of two substitutions
-        return text
     return _CLOSE_TAG.sub("</think>", _OPEN_TAG.sub("<think>", text))
 
 
@@ -95,56 +99,34 @@ def extract_boxed(text: str) -> str:
 
     A trailing ``\\boxed{`` that never closes (a cut-off completion) is skipped for the last one that does.
     """
-    last = text.rfind("\\boxed{")
-    if last < 0:
-        return ""
-    content = last + 7
-    close = text.find("}", content)
-    if close >= 0 and text.find("{", content, close) < 0:  # the usual case: no braces inside
-        return text[content:close].strip()
-    starts = [m.end() for m in _BOXED_START.finditer(text)]
-    for start in reversed(starts):
-        depth = 1
-        for m in _BRACE.finditer(text, start):
-            depth += 1 if m.group() == "{" else -1
-            if depth == 0:
-                return text[start : m.start()].strip()
+    closing: dict[int, int] = {}  # position of each "{" → position of the "}" that closes it
+    opened: list[int] = []
+    for brace in _BRACE.finditer(text):  # one pass, so a run of unclosed braces costs linear time
+        if brace.group() == "{":
+            opened.append(brace.start())
+        elif opened:
+            closing[opened.pop()] = brace.start()
+    start = text.rfind("\\boxed{")
+    while start >= 0:
+        close = closing.get(start + 6)
+        if close is not None:
+            return text[start + 7 : close].strip()
+        start = text.rfind("\\boxed{", 0, start)
     return ""
 
 
-def find_boxes(text: str) -> list[tuple[float, float, float, float]]:
+def find_boxes(text: str) -> list[ParsedBox]:
     """Every ``[a, b, c, d]`` of four numbers in ``text``, in order (the matches of ``BOX_PATTERN``)."""
-    if "[" not in text:
-        return []
-    found = _LOOSE_BOX.findall(text)
-    try:
-        return [(float(a), float(b), float(c), float(d)) for a, b, c, d in found]
-    except ValueError:  # "1.2.3" or ".": not a number by the protocol's rule, so no box (as BOX_PATTERN says)
-        return [tuple(map(float, box)) for box in found if all(map(_NUM_FULL.fullmatch, box))]
-
-
-def reasoning_blocks(normalized: str) -> list[str]:
-    """The contents of every ``<think>…</think>`` block of tag-normalised text, in order (what
-    ``re.finditer(r"<think>(.*?)</think>", text, re.DOTALL)`` yields, found with ``str.find``)."""
-    blocks = []
-    pos = 0
-    while True:
-        start = normalized.find("<think>", pos)
-        if start < 0:
-            return blocks
-        end = normalized.find("</think>", start + 7)
-        if end < 0:
-            return blocks
-        blocks.append(normalized[start + 7 : end])
-        pos = end + 8
+    return [(float(a), float(b), float(c), float(d)) for a, b, c, d in BOX_PATTERN.findall(text)]
 
 
 def format_ok(normalized: str) -> bool:
     """The format rule on tag-normalised text: in full, optional leading whitespace, ``<think>``, anything,
     ``</think>``, anything, ``\\boxed{``, anything, ``}``, anything.
 
-    Same answer as ``FORMAT_PATTERN.fullmatch`` (the tests check it), by three ``str.find`` calls: the earliest
-    occurrence of each piece after the previous one is the best choice, so finding them in turn decides it.
+    Each piece is looked for after the previous one, and the earliest occurrence is always the best choice, so one
+    pass decides it (the same rule as a regular expression of ``.*`` pieces, which backtracks quadratically on
+    repetitive output).
     """
     start = len(normalized) - len(normalized.lstrip())
     if not normalized.startswith("<think>", start):
@@ -158,8 +140,6 @@ def format_ok(normalized: str) -> bool:
 
 def _join_box_lines(text: str) -> str:
     """A box written across a line break stays one box (and in one step): its line breaks become spaces."""
-    if "[" not in text:
-        return text
     return BOX_PATTERN.sub(lambda m: " ".join(m.group().split()), text)
 
 
@@ -177,10 +157,21 @@ def split_steps(block: str) -> list[str]:
     return [p.strip() for p in _SENTENCE_END.split(line) if p.strip()]
 
 
+class StepDict(TypedDict):
+    text: str
+    boxes: list[list[float]]
+
+
+class ParsedCompletionDict(TypedDict):
+    answer: str
+    format_valid: bool
+    steps: list[StepDict]
+
+
 @dataclass
 class Step:
     text: str
-    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    boxes: list[ParsedBox] = field(default_factory=list)
 
 
 @dataclass
@@ -194,10 +185,11 @@ class ParsedCompletion:
     format_valid: bool
 
     @property
-    def boxes(self) -> list[tuple[float, float, float, float]]:
+    def boxes(self) -> list[ParsedBox]:
+        """Every box of every reasoning block, in order."""
         return [b for s in self.steps for b in s.boxes]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ParsedCompletionDict:
         return {
             "answer": self.answer,
             "format_valid": self.format_valid,
@@ -206,47 +198,20 @@ class ParsedCompletion:
 
 
 def parse_completion(text: str) -> ParsedCompletion:
-    """Read a completion. Never raises: malformed text gives format_valid=False and whatever could be read."""
+    """Read a completion: its reasoning blocks split into steps (each with its boxes), the answer, format validity.
+
+    Never raises: malformed text gives format_valid=False and whatever could be read.
+    """
     text = text if isinstance(text, str) else str(text)
     norm = normalize_tags(text)
-    blocks = reasoning_blocks(norm)
-    steps = [Step(s, find_boxes(s)) for b in blocks for s in split_steps(b)]
+    blocks = _BLOCK.findall(norm)
     return ParsedCompletion(
         text=text,
         reasoning_blocks=blocks,
-        steps=steps,
+        steps=[Step(s, find_boxes(s)) for b in blocks for s in split_steps(b)],
         answer=extract_boxed(norm),
         format_valid=format_ok(norm),
     )
-
-
-@dataclass(frozen=True)
-class CompletionOutline:
-    """What a reward needs of a completion — the same reading as :func:`parse_completion`, without the steps."""
-
-    answer: str
-    format_valid: bool
-    boxes: list[tuple[float, float, float, float]]
-
-
-def outline_completion(text: str) -> CompletionOutline:
-    """Answer, format validity and the reasoning blocks' boxes (in order) — cheap enough for a reward's hot loop.
-
-    Equal to ``parse_completion(text)``'s ``answer``, ``format_valid`` and ``boxes``.
-    """
-    return CompletionOutline(*outline_parts(text))
-
-
-def outline_parts(text: str) -> tuple[str, bool, list[tuple[float, float, float, float]]]:
-    """``outline_completion``'s (answer, format_valid, boxes) as a plain tuple (no object built: the reward's path)."""
-    text = text if isinstance(text, str) else str(text)
-    norm = normalize_tags(text)
-    if "[" not in norm:
-        boxes = []
-    else:
-        blocks = reasoning_blocks(norm)
-        boxes = find_boxes(blocks[0]) if len(blocks) == 1 else [b for block in blocks for b in find_boxes(block)]
-    return extract_boxed(norm) if "\\boxed{" in norm else "", format_ok(norm), boxes
 
 
 def final_answer(text: str) -> str:
@@ -261,13 +226,15 @@ def final_answer(text: str) -> str:
 
 __all__ = [
     "BOX_PATTERN",
-    "FORMAT_PATTERN",
     "REASONING_SUFFIX",
     "TASK_PROMPTS",
-    "CompletionOutline",
+    "ChatMessage",
+    "ContentPart",
+    "ParsedBox",
     "ParsedCompletion",
+    "ParsedCompletionDict",
     "Step",
-    "asdict",
+    "StepDict",
     "build_messages",
     "build_user_text",
     "extract_boxed",
@@ -276,10 +243,7 @@ __all__ = [
     "format_completion",
     "format_ok",
     "normalize_tags",
-    "outline_completion",
-    "outline_parts",
     "parse_completion",
-    "reasoning_blocks",
     "split_steps",
     "task_prompt",
 ]

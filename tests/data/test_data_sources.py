@@ -12,9 +12,10 @@ from data_fixtures import REPORT_BOTH, write_csv, write_image
 
 from deepmedix.cli import main
 from deepmedix.data.convert import hash_split, run_conversion
+from deepmedix.data.enums import AnswerType, Split, Task
 from deepmedix.data.frame import box_inside
 from deepmedix.data.reports import extract_sections, normalize_section_name
-from deepmedix.data.schema import AnswerType, Split, Task, load_samples
+from deepmedix.data.schema import load_samples
 from deepmedix.data.sources import SOURCES
 from deepmedix.errors import RowError, SplitLeakError
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from deepmedix.data.enums import Split
 from deepmedix.data.images import image_size
-from deepmedix.data.schema import Box, Sample, Split, sample_to_json
+from deepmedix.data.schema import Box, Sample, sample_to_json
 from deepmedix.errors import DataError, ImageError, OptionError, RowError, SplitLeakError
 from deepmedix.io import atomic_write_jsonl
 

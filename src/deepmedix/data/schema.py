@@ -8,34 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from deepmedix.data.enums import AnswerType, Split, Task
 from deepmedix.errors import SampleFileError
 
 SCHEMA_VERSION = "1.0"
-
-
-class Task(StrEnum):
-    REPORT_FINDINGS = "report_findings"
-    REPORT_IMPRESSION = "report_impression"
-    VQA = "vqa"
-    GROUNDING = "grounding"
-
-
-class AnswerType(StrEnum):
-    CLOSED = "closed"  # one short answer, scored by exact match
-    MULTI = "multi"  # a set written "a | b | c", scored by set F1
-    OPEN = "open"  # free text (reports, phrases), scored by BLEU/ROUGE
-
-
-class Split(StrEnum):
-    TRAIN = "train"
-    VAL = "val"
-    TEST = "test"
 
 
 # Question types of the two VQA sources (SPEC §3); other sources may add their own.

@@ -26,8 +26,9 @@ from deepmedix.data.convert import (
     read_csv,
     require,
 )
+from deepmedix.data.enums import AnswerType, Split, Task
 from deepmedix.data.reports import extract_sections
-from deepmedix.data.schema import AnswerType, ImageRef, Provenance, Sample, Split, Task
+from deepmedix.data.schema import ImageRef, Provenance, Sample
 from deepmedix.errors import RowError
 from deepmedix.protocol import task_prompt
 

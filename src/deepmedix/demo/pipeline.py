@@ -23,7 +23,8 @@ from deepmedix.annotation.create import create_review, parse_annotators
 from deepmedix.arena.judges import LLMJudge, RulesLabelerJudge
 from deepmedix.arena.run import run_arena
 from deepmedix.data.bundled import prepare_bundled
-from deepmedix.data.schema import AnswerType, Sample, Task, load_samples, sample_to_json
+from deepmedix.data.enums import AnswerType, Task
+from deepmedix.data.schema import Sample, load_samples, sample_to_json
 from deepmedix.data.stats import compute_stats, draw_stats, print_stats
 from deepmedix.demo.config import DemoConfig
 from deepmedix.demo.report import write_demo_report

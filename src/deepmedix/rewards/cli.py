@@ -6,12 +6,30 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NotRequired, cast, get_args
+
+from tqdm import tqdm
 
 from deepmedix.errors import DataError
-from deepmedix.rewards.core import MODES
+from deepmedix.io import atomic_open, json_object
+from deepmedix.rewards.core import score_completion
+from deepmedix.rewards.score import DEFAULT_LAMBDA, RewardInput, RewardMode, RewardRecord, parse_reward_mode
 
-INPUT_FIELDS = ("completion", "reference", "answer_type", "image_size", "reference_boxes")
+INPUT_FIELDS = tuple(RewardInput.__annotations__)  # completion, reference, answer_type, image_size, reference_boxes
+OnError = Literal["fail", "skip"]
+
+
+class InputLine(RewardInput):
+    """One input line: a sample to score, and an id that is copied to its output line."""
+
+    id: NotRequired[Any]
+
+
+class ScoredLine(RewardRecord):
+    """One output line: where it came from, then the score."""
+
+    line: int
+    id: NotRequired[Any]  # the input line's id, when it has one
 
 
 def register(subparsers: Any) -> None:
@@ -27,18 +45,20 @@ def register(subparsers: Any) -> None:
     score.add_argument("input", type=Path, help="JSONL of completions")
     score.add_argument(
         "--mode",
-        choices=MODES,
-        default="paper",
+        choices=[mode.value for mode in RewardMode],
+        default=RewardMode.PAPER.value,
         help="paper (default), release (the authors' released code, quirks included) or grounded",
     )
     score.add_argument("--out", type=Path, default=None, help="output JSONL (default: stdout)")
     score.add_argument(
         "--on-error",
-        choices=("fail", "skip"),
+        choices=get_args(OnError),
         default="fail",
         help="a malformed line stops the run (fail, default) or is reported and left out (skip)",
     )
-    score.add_argument("--lam", type=float, default=0.1, help="format weight lambda (default 0.1)")
+    score.add_argument(
+        "--lam", type=float, default=DEFAULT_LAMBDA, help=f"format weight lambda (default {DEFAULT_LAMBDA})"
+    )
     score.set_defaults(func=_score_command)
 
     def _reward_help(args: argparse.Namespace) -> int:
@@ -48,9 +68,7 @@ def register(subparsers: Any) -> None:
     reward.set_defaults(func=_reward_help)
 
 
-def _read_record(path: Path, line_no: int, line: str) -> dict[str, Any]:
-    from deepmedix.io import json_object
-
+def _read_record(path: Path, line_no: int, line: str) -> InputLine:
     where = f"{path}, line {line_no}"
     record = json_object(line, where)
     for key in ("completion", "reference"):
@@ -60,20 +78,17 @@ def _read_record(path: Path, line_no: int, line: str) -> dict[str, Any]:
         raise DataError(f"{where}: field 'reference' must be a string")
     if not isinstance(record["completion"], str | list | dict):
         raise DataError(f"{where}: field 'completion' must be a string or a list of chat messages")
-    return record
+    return cast(InputLine, record)  # the required fields checked here, the others by score_completion
 
 
 def score_file(
-    path: Path, mode: str = "paper", lam: float = 0.1, on_error: str = "fail"
-) -> tuple[list[dict[str, Any]], list[str]]:
+    path: Path, mode: RewardMode | str = RewardMode.PAPER, lam: float = DEFAULT_LAMBDA, on_error: OnError = "fail"
+) -> tuple[list[ScoredLine], list[str]]:
     """Score every line of ``path``; returns (output rows in input order, error messages of skipped lines)."""
-    from tqdm import tqdm
-
-    from deepmedix.rewards.core import score_completion
-
+    mode = parse_reward_mode(mode)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    rows: list[dict[str, Any]] = []
+    rows: list[ScoredLine] = []
     errors: list[str] = []
     with path.open(encoding="utf-8") as f:
         lines = f.readlines()
@@ -102,11 +117,8 @@ def score_file(
                 raise
             errors.append(str(e))
             continue
-        row: dict[str, Any] = {"line": line_no}
-        if "id" in record:
-            row["id"] = record["id"]
-        row.update(s.to_dict())
-        rows.append(row)
+        where: dict[str, Any] = {"line": line_no, "id": record["id"]} if "id" in record else {"line": line_no}
+        rows.append(cast(ScoredLine, where | s.to_dict()))
     return rows, errors
 
 
@@ -118,8 +130,6 @@ def _field_named(message: str) -> str | None:
 
 
 def _score_command(args: argparse.Namespace) -> int:
-    from deepmedix.io import atomic_open
-
     rows, errors = score_file(args.input, mode=args.mode, lam=args.lam, on_error=args.on_error)
     if args.out is not None:
         with atomic_open(args.out) as f:

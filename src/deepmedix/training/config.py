@@ -14,6 +14,7 @@ import trl
 import yaml
 
 from deepmedix.errors import RecipeError
+from deepmedix.rewards.score import RewardMode, parse_reward_mode
 
 # LoRA on the language model only: bare "gate_proj|up_proj|down_proj" would also match the vision tower's MLP.
 LANGUAGE_LORA_TARGETS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
@@ -62,13 +63,19 @@ class GRPOStageConfig(StageFields, trl.GRPOConfig):
         default=None,
         metadata={"help": "KL reference (the stage-1 model); default: the starting policy, as TRL does"},
     )
-    reward_mode: str = field(default="paper", metadata={"help": "paper | release | grounded (see deepmedix.rewards)"})
+    reward_mode: RewardMode = field(
+        default=RewardMode.PAPER, metadata={"help": "paper | release | grounded (see deepmedix.rewards)"}
+    )
     reward_lambda: float = field(default=0.1, metadata={"help": "λ: weight of the format reward"})
     # The paper's objective: a KL penalty (TRL's k3 estimator) and the per-sequence GRPO loss.
     beta: float = 0.04
     loss_type: str = "grpo"
     report_to: Any = "none"
     remove_unused_columns: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.reward_mode = parse_reward_mode(self.reward_mode, "reward_mode")
 
 
 STAGE_CONFIGS: dict[str, type] = {"sft": SFTStageConfig, "coldstart": SFTStageConfig, "grpo": GRPOStageConfig}

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ from deepmedix.models.loading import (
 )
 from deepmedix.models.special_tokens import generation_defaults
 from deepmedix.protocol import parse_completion
-from deepmedix.rewards.grpo import make_trl_reward_funcs
+from deepmedix.rewards.core import completion_text
+from deepmedix.rewards.grpo import TrlRewardFunc, make_trl_reward_funcs
+from deepmedix.rewards.score import Completion
 from deepmedix.training.config import LANGUAGE_LORA_TARGETS, VISION_LORA_TARGETS, config_summary, load_stage_config
 from deepmedix.training.curves import plot_curves
 from deepmedix.training.data import build_dataset
@@ -247,34 +250,29 @@ def build_sft_trainer(config, stage: str = "sft", callbacks: list | None = None)
     return trainer, processor, sha256_file(data), len(dataset)
 
 
-def valid_box_share(completions, image_size, **_: Any) -> list[float]:
+def valid_box_share(completions: list[Completion], image_size: list[Sequence[float]], **_: Any) -> list[float]:
     """1 when a completion cites at least one box and every box lies inside the model-input image, else 0.
 
     Logged beside the reward (weight 0): the share of generations whose grounding is valid.
     """
-
     out = []
     for completion, size in zip(completions, image_size, strict=True):
-        text = completion if isinstance(completion, str) else completion[-1]["content"]
-        if isinstance(text, list):
-            text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
-        boxes = parse_completion(text).boxes
+        boxes = parse_completion(completion_text(completion)).boxes
         out.append(float(bool(boxes) and all(box_inside(b, size[0], size[1]) for b in boxes)))
     return out
 
 
-def reward_functions(config) -> tuple[list, list[float]]:
+def reward_functions(config) -> tuple[list[TrlRewardFunc], list[float]]:
     """The paper's reward as TRL reward functions (from deepmedix.rewards), plus the zero-weight monitor."""
-    funcs = list(make_trl_reward_funcs(mode=config.reward_mode, lam=config.reward_lambda))
+    components = make_trl_reward_funcs(mode=config.reward_mode, lam=config.reward_lambda)
+    funcs: list[TrlRewardFunc] = [*components, valid_box_share]
     # Each component carries its weight ((1 − λ, λ, 1) for answer, format, coordinate): TRL's weighted sum is r.
-    weights = (
-        list(config.reward_weights) if config.reward_weights else [float(getattr(f, "weight", 1.0)) for f in funcs]
-    )
-    if len(weights) == len(funcs) + 1 and weights[-1] == 0.0:  # a config that already carries the monitor's weight
+    weights = list(config.reward_weights) if config.reward_weights else [float(f.weight) for f in components]
+    if len(weights) == len(components) + 1 and weights[-1] == 0.0:  # a config that already carries the monitor's weight
         weights = weights[:-1]
-    if len(weights) != len(funcs):
-        raise OptionError(f"reward_weights has {len(weights)} values for {len(funcs)} reward functions")
-    return [*funcs, valid_box_share], [*weights, 0.0]
+    if len(weights) != len(components):
+        raise OptionError(f"reward_weights has {len(weights)} values for {len(components)} reward functions")
+    return funcs, [*weights, 0.0]
 
 
 def build_grpo_trainer(config, callbacks: list | None = None):

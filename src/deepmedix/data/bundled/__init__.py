@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.data.convert import check_patient_splits, hash_split
+from deepmedix.data.enums import AnswerType, Split, Task
 from deepmedix.data.phantom import make_phantom_samples
-from deepmedix.data.schema import AnswerType, ImageRef, Provenance, Sample, Split, Task, sample_to_json
+from deepmedix.data.schema import ImageRef, Provenance, Sample, sample_to_json
 from deepmedix.io import atomic_write_jsonl
 from deepmedix.protocol import task_prompt
 
