@@ -15,44 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.errors import DataError, OptionError, PredictionFileError
-from deepmedix.io import json_object
+from deepmedix.evaluation.metrics import METRIC_LABELS, PAPER_REPORT_METRICS, paper_average, weighted_average
+from deepmedix.evaluation.report import write_reports
+from deepmedix.io import atomic_write_json, json_object
 from deepmedix.protocol import final_answer, find_boxes
 
 log = logging.getLogger(__name__)
 
-# The paper's 11 report metrics, in Table 1's order; "Average" is their plain mean.
-PAPER_REPORT_METRICS: tuple[str, ...] = (
-    "bleu_1",
-    "bleu_2",
-    "bleu_3",
-    "bleu_4",
-    "meteor",
-    "rouge_l",
-    "f1_radgraph",
-    "f1_chexbert_macro_14",
-    "f1_chexbert_micro_14",
-    "f1_chexbert_macro_5",
-    "f1_chexbert_micro_5",
-)
-METRIC_LABELS: dict[str, str] = {
-    "bleu_1": "BLEU-1",
-    "bleu_2": "BLEU-2",
-    "bleu_3": "BLEU-3",
-    "bleu_4": "BLEU-4",
-    "meteor": "METEOR",
-    "rouge_l": "ROUGE-L",
-    "cider": "CIDEr",
-    "f1_radgraph": "F1-RadGraph",
-    "f1_chexbert_macro_14": "Macro-14",
-    "f1_chexbert_micro_14": "Micro-14",
-    "f1_chexbert_macro_5": "Macro-5",
-    "f1_chexbert_micro_5": "Micro-5",
-    "f1_chexpert_rules_macro_14": "Rules Macro-14",
-    "f1_chexpert_rules_micro_14": "Rules Micro-14",
-    "f1_chexpert_rules_macro_5": "Rules Macro-5",
-    "f1_chexpert_rules_micro_5": "Rules Micro-5",
-    "average": "Average",
-}
 TASK_KINDS = ("report", "vqa", "grounding")
 
 
@@ -166,32 +135,6 @@ def _clinical_keys(prefix: str, scores: dict[str, Any]) -> dict[str, Any]:
         f"{prefix}_micro_5": scores["micro_f1_5"],
         f"{prefix}_macro_5": scores["macro_f1_5"],
     }
-
-
-def paper_average(metrics: dict[str, Any]) -> tuple[float | None, list[str]]:
-    """The paper's "Average": the plain mean of its 11 report metrics, over those present."""
-    present = [m for m in PAPER_REPORT_METRICS if metrics.get(m) is not None]
-    if not present:
-        return None, []
-    return sum(float(metrics[m]) for m in present) / len(present), present
-
-
-def weighted_average(groups: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Size-weighted mean over report groups of every metric they report (the paper's "Weighted Average")."""
-    report_groups = {g: m for g, m in groups.items() if m.get("n_report")}
-    out: dict[str, Any] = {
-        "groups": sorted(report_groups),
-        "n_report": sum(m["n_report"] for m in report_groups.values()),
-    }
-    rules = tuple(f"f1_chexpert_rules_{s}" for s in ("micro_14", "macro_14", "micro_5", "macro_5"))
-    for k in (*PAPER_REPORT_METRICS, "cider", *rules, "f1_radgraph_simple", "f1_radgraph_complete"):
-        have = [(m[k], m["n_report"]) for m in report_groups.values() if m.get(k) is not None]
-        if have and len(have) == len(report_groups):
-            out[k] = sum(v * n for v, n in have) / sum(n for _, n in have)
-        else:
-            out[k] = None
-    out["average"], out["average_over"] = paper_average(out)
-    return out
 
 
 class Evaluator:
@@ -377,9 +320,6 @@ class Evaluator:
 
 def evaluate_file(predictions: str | Path, out_dir: str | Path, options: EvalOptions | None = None) -> dict[str, Any]:
     """Evaluate a prediction file and write metrics.json, report.md, report.html and figures under out_dir."""
-    from deepmedix.evaluation.report import write_reports
-    from deepmedix.io import atomic_write_json
-
     options = options or EvalOptions()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

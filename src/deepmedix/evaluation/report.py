@@ -12,7 +12,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from deepmedix.evaluation.evaluate import METRIC_LABELS, PAPER_REPORT_METRICS
+from deepmedix.evaluation.metrics import METRIC_LABELS, PAPER_REPORT_METRICS
 from deepmedix.io import atomic_write_bytes, atomic_write_text
 
 REPORT_TABLE = (
