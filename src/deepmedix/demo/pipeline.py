@@ -215,7 +215,8 @@ class Demo:
         return str(out)
 
     def evaluate(self, predictions: dict[str, str]) -> dict[str, str]:
-        from deepmedix.evaluation.evaluate import EvalOptions, Evaluator, load_predictions
+        from deepmedix.evaluation.evaluate import Evaluator, load_predictions
+        from deepmedix.evaluation.options import EvalOptions
         from deepmedix.evaluation.report import write_reports
 
         outputs = {}

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepmedix.errors import DataError, OptionError, PredictionFileError
+from deepmedix.errors import DataError, PredictionFileError
 from deepmedix.evaluation.metrics import METRIC_LABELS, PAPER_REPORT_METRICS, paper_average, weighted_average
+from deepmedix.evaluation.options import EvalOptions
 from deepmedix.evaluation.report import write_reports
 from deepmedix.io import atomic_write_json, json_object
 from deepmedix.protocol import final_answer, find_boxes
@@ -23,24 +23,6 @@ from deepmedix.protocol import final_answer, find_boxes
 log = logging.getLogger(__name__)
 
 TASK_KINDS = ("report", "vqa", "grounding")
-
-
-@dataclass
-class EvalOptions:
-    chexbert: Path | None = None
-    chexbert_tokenizer: Path | None = None
-    chexbert_min_vocab: int = 30000
-    chexbert_batch_size: int | None = None  # None: 16 on a CPU, 64 on a GPU
-    radgraph: Path | None = None
-    radgraph_python: Path | None = None
-    radgraph_model_type: str = "radgraph"
-    radgraph_base_model: Path | None = None
-    cache_dir: Path | None = None  # the CheXbert/RadGraph label store; None: $DEEPMEDIX_CACHE or ~/.cache/deepmedix
-    cache: bool = True  # False: label every text afresh and keep nothing
-    iou_threshold: float = 0.5
-    meteor: bool = True
-    rules: bool = True
-    figures: bool = True
 
 
 def task_kind(task: str) -> str:
@@ -229,8 +211,6 @@ class Evaluator:
         if self.options.radgraph is not None:
             from deepmedix.evaluation.radgraph import f1_radgraph
 
-            if self.options.radgraph_python is None:
-                raise OptionError("--radgraph needs --radgraph-python (a virtualenv with radgraph and transformers<5)")
             rg = f1_radgraph(
                 predictions,
                 references,
