@@ -215,8 +215,9 @@ class Demo:
         return str(out)
 
     def evaluate(self, predictions: dict[str, str]) -> dict[str, str]:
-        from deepmedix.evaluation.evaluate import Evaluator, load_predictions
+        from deepmedix.evaluation.evaluate import Evaluator
         from deepmedix.evaluation.options import EvalOptions
+        from deepmedix.evaluation.predictions import load_predictions
         from deepmedix.evaluation.report import write_reports
 
         outputs = {}

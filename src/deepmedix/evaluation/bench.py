@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from deepmedix.data.schema import load_samples, sample_to_json
 from deepmedix.errors import OptionError
 from deepmedix.evaluation.adapters import Adapter, resolve_adapter
 from deepmedix.evaluation.evaluate import evaluate_file
+from deepmedix.evaluation.metrics import EvalResults
 from deepmedix.evaluation.options import BenchOptions, EvalOptions
 from deepmedix.inference.predict import predict_file
 from deepmedix.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
@@ -44,7 +44,7 @@ def run_benchmark(
     out_dir: str | Path,
     options: EvalOptions | None = None,
     bench_options: BenchOptions | None = None,
-) -> dict[str, Any]:
+) -> EvalResults:
     """Predict into OUT/predictions.jsonl (already predicted ids are skipped), then score into OUT/metrics.json."""
     bench_options = bench_options or BenchOptions()
     data, out_dir = Path(data), Path(out_dir)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from deepmedix.evaluation.options import BenchOptions, EvalOptions
 from deepmedix.options import add_dataclass_arguments, dataclass_from_args
 
+if TYPE_CHECKING:
+    from deepmedix.evaluation.metrics import EvalResults
 
-def _summary(metrics: dict[str, Any]) -> str:
+
+def _summary(metrics: EvalResults) -> str:
     lines = []
     for g, m in metrics.items():
         if g.startswith("_") or not isinstance(m, dict):

@@ -106,11 +106,67 @@ class ReportMetrics(TypedDict, total=False):
     notes: list[str]
 
 
+class VQAMetrics(TypedDict, total=False):
+    """VQA accuracy and its breakdowns (only ``n`` and ``accuracy`` when there is nothing to score)."""
+
+    n: int
+    accuracy: float | None
+    accuracy_by_question_type: dict[str, float]
+    n_by_question_type: dict[str, int]
+    accuracy_by_answer_type: dict[str, float]
+    object_recall: dict[str, float]  # the most frequent reference objects, most frequent first
+    object_support: dict[str, int]
+    mean_object_recall: float | None
+
+
+class GroundingMetrics(TypedDict, total=False):
+    """Boxes of the reasoning against the reference boxes (only ``n_grounded`` when no line has reference boxes)."""
+
+    n_grounded: int
+    iou_threshold: float
+    box_precision: float | None
+    box_recall: float | None
+    mean_best_iou: float | None
+    boxes_per_sample: float
+    samples_without_boxes: int
+    pixel_iou: float | None
+    pixel_precision: float | None
+    pixel_recall: float | None
+    pixel_precision_pass_rate: float
+
+
+class GroupMetrics(ReportMetrics, VQAMetrics, total=False):
+    """Everything scored for one group (benchmark or split); ``n`` counts all its lines."""
+
+    n_report: int
+    n_vqa: int
+    n_grounding: int
+    grounding_answer_accuracy: float
+    grounding: GroundingMetrics
+
+
 class WeightedAverage(ReportMetrics, total=False):
     """The paper's "Weighted Average": report metrics averaged over the report groups, weighted by their sizes."""
 
     groups: list[str]
     n_report: int
+
+
+class EvalMeta(TypedDict, total=False):
+    """``metrics.json``'s ``_meta``: what was scored, with what (``deepmedix bench`` adds the model and adapter)."""
+
+    predictions: str
+    n_lines: int
+    chexbert: str | None
+    radgraph: str | None
+    iou_threshold: float
+    model: str
+    adapter: str
+    benchmark: str
+
+
+# metrics.json: group name → GroupMetrics, "weighted_average" → WeightedAverage, "_meta" → EvalMeta.
+EvalResults = dict[str, GroupMetrics | WeightedAverage | EvalMeta]
 
 
 def paper_average(metrics: Mapping[str, Any]) -> tuple[float | None, list[str]]:
