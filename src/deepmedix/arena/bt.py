@@ -10,33 +10,45 @@ unpenalised logistic regression.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, NotRequired, TypedDict
 
 import numpy as np
 from scipy.optimize import minimize
 
+from deepmedix.arena.outcomes import Unresolved, Verdict, Winner
 from deepmedix.errors import DataError, OptionError
 
-WINNER_VALUES = {"a": 1.0, "b": 0.0, "tie": 0.5}
-UNRESOLVED = ("unparseable", "error")  # comparisons an arena run records but leaves out of the fit
 Scale = Literal["minmax", "maxabs"]
+WINNER_VALUES: dict[Winner, float] = {Winner.A: 1.0, Winner.B: 0.0, Winner.TIE: 0.5}  # the first model's result
 
 
 @dataclass
 class Battle:
-    """One judged comparison: ``winner`` is "a", "b" or "tie"; ``prob`` the probability its pair was drawn."""
+    """One judged comparison; ``prob`` is the probability with which its pair was drawn."""
 
     model_a: str
     model_b: str
-    winner: str
+    winner: Winner
     prob: float = 1.0
+
+
+class JudgmentRow(TypedDict):
+    """A line of a judgments file (``arena run`` writes them; ``arena fit`` needs model_a, model_b and winner)."""
+
+    model_a: str
+    model_b: str
+    winner: Winner | Unresolved
+    prob: NotRequired[float]  # the probability with which the pair was drawn; 1 when absent
+    sample_id: NotRequired[str]
+    step: NotRequired[int]
+    verdicts: NotRequired[dict[str, Verdict | Unresolved]]  # each shown order's verdict ("ab", "ba")
 
 
 def battles_from_rows(rows: Iterable[Mapping[str, Any]], source: str = "judgments") -> list[Battle]:
     """Validate judgment rows ({"model_a", "model_b", "winner", "prob"?}); errors name the row and field.
 
-    Rows an arena run marks "unparseable" or "error" are skipped (they are kept in the file for the record).
+    Rows an arena run marks unresolved ("unparseable" or "error") are skipped (they stay in the file for the record).
     """
     battles: list[Battle] = []
     for i, row in enumerate(rows, start=1):
@@ -49,16 +61,16 @@ def battles_from_rows(rows: Iterable[Mapping[str, Any]], source: str = "judgment
         if row["model_a"] == row["model_b"]:
             raise DataError(f"{where}: fields 'model_a' and 'model_b' name the same model {row['model_a']!r}")
         winner = row.get("winner")
-        if winner in UNRESOLVED:
+        if winner in tuple(Unresolved):
             continue
-        if winner not in WINNER_VALUES:
+        if winner not in tuple(Winner):
             raise DataError(f"{where}: field 'winner' must be 'a', 'b' or 'tie', got {winner!r}")
         prob = row.get("prob", 1.0)
         if prob is None:
             prob = 1.0
         if isinstance(prob, bool) or not isinstance(prob, int | float) or not (0.0 < float(prob) <= 1.0):
             raise DataError(f"{where}: field 'prob' must be a number in (0, 1], got {prob!r}")
-        battles.append(Battle(row["model_a"], row["model_b"], winner, float(prob)))
+        battles.append(Battle(row["model_a"], row["model_b"], Winner(winner), float(prob)))
     return battles
 
 
@@ -182,11 +194,10 @@ class ArenaFit:
     rank: np.ndarray
     battles: np.ndarray  # (M, M) number of battles between each pair
     win_rate: np.ndarray  # (M, M) share of row's battles against column won (ties ½); NaN where none
-    scale: str
+    scale: Scale
     confidence: float
     bootstrap_rounds: int
     n_battles: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def scores_json(self) -> dict[str, dict[str, float | int]]:
         return {
