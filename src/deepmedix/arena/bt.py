@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from scipy.optimize import minimize
 
+from deepmedix.arena.options import FitOptions, Scale, check_scale
 from deepmedix.arena.outcomes import Unresolved, Verdict, Winner
-from deepmedix.errors import DataError, OptionError
+from deepmedix.errors import DataError
 
-Scale = Literal["minmax", "maxabs"]
 WINNER_VALUES: dict[Winner, float] = {Winner.A: 1.0, Winner.B: 0.0, Winner.TIE: 0.5}  # the first model's result
 
 
@@ -165,16 +165,15 @@ def scale_scores(point: np.ndarray, scale: Scale = "minmax") -> tuple[float, flo
     "minmax": best model 1, worst 0. "maxabs" (the paper's max-absolute scaling, made non-negative): centre, divide
     by the largest |score|, map [−1, 1] to [0, 1], i.e. 0.5 + 0.5·x/max|x|.
     """
+    check_scale(scale)
     if scale == "minmax":
         lo, hi = float(point.min()), float(point.max())
         return (lo, hi - lo) if hi > lo else (lo - 0.5, 1.0)
-    if scale == "maxabs":
-        centre = float(point.mean())
-        amax = float(np.max(np.abs(point - centre)))
-        if amax == 0.0:
-            return centre - 0.5, 1.0
-        return centre - amax, 2.0 * amax
-    raise OptionError(f"unknown scale {scale!r}: use 'minmax' or 'maxabs'")
+    centre = float(point.mean())
+    amax = float(np.max(np.abs(point - centre)))
+    if amax == 0.0:
+        return centre - 0.5, 1.0
+    return centre - amax, 2.0 * amax
 
 
 def shared_ranks(ci_low: np.ndarray, ci_high: np.ndarray) -> np.ndarray:
@@ -239,12 +238,12 @@ def pair_matrices(d: Design) -> tuple[np.ndarray, np.ndarray]:
 def fit_arena(
     battles: Sequence[Battle],
     models: Sequence[str] | None = None,
-    bootstrap_rounds: int = 200,
+    bootstrap_rounds: int = FitOptions.bootstrap_rounds,
     confidence: float = 0.95,
-    scale: Scale = "minmax",
-    seed: int = 0,
+    scale: Scale = FitOptions.scale,
+    seed: int = FitOptions.seed,
     l2: float = 0.01,
-    weighted: bool = True,
+    weighted: bool = FitOptions.weighted,
 ) -> ArenaFit:
     """Scores, percentile-bootstrap intervals, shared ranks and the pair matrices; models ordered best first.
 

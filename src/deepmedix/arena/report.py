@@ -9,7 +9,7 @@ from typing import TypedDict
 import numpy as np
 
 from deepmedix.arena.bt import ArenaFit
-from deepmedix.arena.sampling import Sampling
+from deepmedix.arena.options import Sampling
 from deepmedix.io import atomic_write_json, atomic_write_text
 
 

@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from deepmedix.arena.bt import WINNER_VALUES, ArenaFit, Battle, JudgmentRow, Scale, fit_arena
+from deepmedix.arena.bt import WINNER_VALUES, ArenaFit, Battle, JudgmentRow, fit_arena
 from deepmedix.arena.judges import PROMPT_VERSION, Judge, JudgeOutcome, JudgeTask, image_for
+from deepmedix.arena.options import ArenaOptions, Sampling, Scale
 from deepmedix.arena.outcomes import SHOWN_ORDERS, ShownOrder, Unresolved, Verdict, Winner, winner_of
 from deepmedix.arena.report import JudgeUsage, PositionBias, write_outputs
-from deepmedix.arena.sampling import PairStats, Sampling, pair_probabilities
+from deepmedix.arena.sampling import PairStats, pair_probabilities
 from deepmedix.arena.store import JudgmentKey, JudgmentStore
 from deepmedix.endpoints import content_key
 from deepmedix.errors import DataError, OptionError
@@ -158,18 +159,26 @@ def run_arena(
     judge: Judge,
     out_dir: str | Path,
     budget: int,
-    sampling: Sampling = "active",
-    seed: int = 0,
+    sampling: Sampling = ArenaOptions.sampling,
+    seed: int = ArenaOptions.seed,
     names: Sequence[str] | None = None,
-    batch_size: int = 8,
-    bootstrap_rounds: int = 200,
-    scale: Scale = "minmax",
-    vision: bool = False,
+    batch_size: int = ArenaOptions.batch_size,
+    bootstrap_rounds: int = ArenaOptions.bootstrap_rounds,
+    scale: Scale = ArenaOptions.scale,
+    vision: bool = ArenaOptions.vision,
     progress: bool = True,
 ) -> ArenaRun:
     """Run (or resume) an arena over ``budget`` comparisons and write everything under ``out_dir``."""
-    if budget < 1:
-        raise OptionError(f"--budget must be at least 1, got {budget}")
+    # Checks every setting before anything is read or asked.
+    ArenaOptions(
+        budget=budget,
+        sampling=sampling,
+        seed=seed,
+        batch_size=batch_size,
+        bootstrap_rounds=bootstrap_rounds,
+        scale=scale,
+        vision=vision,
+    )
     paths = [Path(p) for p in prediction_files]
     if len(paths) < 2:
         raise OptionError("the arena needs prediction files of at least two models")
