@@ -13,7 +13,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from deepmedix.arena.judges import JudgeOutcome
 from deepmedix.arena.outcomes import ShownOrder, Unresolved, Verdict, Winner
@@ -142,20 +141,6 @@ class JudgmentStore:
                 (run_key, step, model_a, model_b, sample_id, prob, winner, time.time()),
             )
             self._db.commit()
-
-    def count(self, table: str = "judgments") -> int:
-        if table not in ("judgments", "draws"):
-            raise ValueError(table)
-        with self._lock:
-            return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-
-    def rows(self, table: str = "judgments") -> list[dict[str, Any]]:
-        if table not in ("judgments", "draws"):
-            raise ValueError(table)
-        with self._lock:
-            cur = self._db.execute(f"SELECT * FROM {table}")
-            names = [c[0] for c in cur.description]
-            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
     def close(self) -> None:
         with self._lock:

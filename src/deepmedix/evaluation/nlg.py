@@ -163,9 +163,3 @@ class NLGScorer:
             raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
         tokens = ptb_tokenize(list(predictions) + list(references))
         return self.score_tokenized(tokens[: len(predictions)], tokens[len(predictions) :])
-
-
-def nlg_metrics(predictions: Sequence[str], references: Sequence[str], meteor: bool = True) -> dict[str, float | None]:
-    """Corpus-level NLG metrics for one set of pairs (starts and stops its own METEOR process)."""
-    with NLGScorer(meteor=meteor) as scorer:
-        return scorer.score(predictions, references)["corpus"]
