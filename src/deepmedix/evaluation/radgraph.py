@@ -127,7 +127,7 @@ class RadGraphSubprocess:
         if not self.model_dir.is_dir():
             raise FileNotFoundError(f"{self.model_dir}: RadGraph model folder not found")
 
-    def __call__(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+    def __call__(self, texts: Sequence[str]) -> list[Annotation]:
         cmd = [
             self.python,
             str(WORKER),
@@ -182,7 +182,7 @@ def f1_radgraph(
     """F1-RadGraph with the model in another Python; with ``cache`` (a label store) each text is annotated once."""
     annotator = RadGraphSubprocess(python, model_dir, model_type=model_type, base_model=base_model)
 
-    def annotate(texts: Sequence[str]) -> list[dict[str, Any]]:
+    def annotate(texts: Sequence[str]) -> list[Annotation]:
         return memoized(annotator, texts, cache, ("radgraph", annotator.fingerprint)) if cache else annotator(texts)
 
     return f1_radgraph_from_annotations(predictions, references, annotate)
