@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deepmedix.arena.judges import Judge, LLMJudge, RulesLabelerJudge
 from deepmedix.arena.options import ArenaOptions, FitOptions
+from deepmedix.endpoints import ChatEndpoint, EndpointConfig
 from deepmedix.errors import OptionError
 from deepmedix.io import read_jsonl
 from deepmedix.options import add_dataclass_arguments, dataclass_from_args
@@ -77,10 +79,7 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    # The judges and the run import numpy, scipy, the endpoint client and the labeler: only for the command that runs.
-    from deepmedix.arena.judges import Judge, LLMJudge, RulesLabelerJudge
-    from deepmedix.arena.run import run_arena
-    from deepmedix.endpoints import ChatEndpoint, EndpointConfig
+    from deepmedix.arena.run import run_arena  # numpy and scipy: over half a second, not for `--help`
 
     judge: Judge
     if args.judge == "offline":
@@ -139,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    # The fit imports numpy and scipy, and its report matplotlib: only for the command that runs.
+    # The fit and its report import numpy and scipy: over half a second, not for `--help`.
     from deepmedix.arena.bt import battles_from_rows, fit_arena
     from deepmedix.arena.report import write_outputs
 
@@ -166,7 +165,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _print_scores(fit: ArenaFit) -> None:
-    from rich.console import Console  # rich costs a tenth of a second: not for `deepmedix --help`
+    from rich.console import Console  # rich takes ~0.1 s to import: not for `deepmedix --help`
     from rich.table import Table
 
     table = Table(title="Report Arena")

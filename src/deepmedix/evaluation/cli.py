@@ -28,8 +28,7 @@ def _summary(metrics: EvalResults) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    # The scorers import numpy, scikit-learn's and the labelers' modules: loaded for the command that runs them.
-    from deepmedix.evaluation.evaluate import evaluate_file
+    from deepmedix.evaluation.evaluate import evaluate_file  # the scorers (numpy, pydantic): not for `--help`
 
     metrics = evaluate_file(args.predictions, args.out, dataclass_from_args(EvalOptions, args))
     print(_summary(metrics))
@@ -38,8 +37,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    # Predicting imports the inference engine (pydantic, PIL, the backends) on top of the scorers.
-    from deepmedix.evaluation.bench import run_benchmark
+    from deepmedix.evaluation.bench import run_benchmark  # the scorers and the inference engine: not for `--help`
 
     options = dataclass_from_args(EvalOptions, args)
     metrics = run_benchmark(args.model, args.data, args.out, options, dataclass_from_args(BenchOptions, args))
