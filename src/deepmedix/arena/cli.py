@@ -6,7 +6,10 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deepmedix.arena.options import ArenaOptions, FitOptions
 from deepmedix.errors import OptionError
+from deepmedix.io import read_jsonl
+from deepmedix.options import add_dataclass_arguments, dataclass_from_args
 
 if TYPE_CHECKING:
     from deepmedix.arena.bt import ArenaFit
@@ -42,18 +45,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="base URL of an OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1), or 'offline' for rules-labeler",
     )
     run.add_argument("--judge-model", default=None, help="model name at the endpoint (required with a URL)")
-    run.add_argument("--judge-vision", action="store_true", help="also show the judge the image (vision judges)")
     run.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
     run.add_argument("--max-concurrency", type=int, default=4, help="judge requests in flight at once (default 4)")
     run.add_argument("--requests-per-minute", type=float, default=None, help="rate limit for the judge endpoint")
-    run.add_argument("--budget", type=int, required=True, help="number of comparisons (each is asked in both orders)")
     run.add_argument("--out", required=True, type=Path, metavar="DIR")
-    run.add_argument("--sampling", choices=("active", "uniform"), default="active")
-    run.add_argument("--seed", type=int, default=0)
+    # The default batch follows the judge (twice its concurrency; 64 offline), so this flag is not the API's.
     run.add_argument(
         "--batch-size", type=int, default=None, help="comparisons drawn before judging (default: 2 × concurrency)"
     )
-    _fit_options(run)
+    add_dataclass_arguments(run, ArenaOptions, exclude=("batch_size", "weighted"))
     run.set_defaults(func=_run)
 
     fit = sub.add_parser(
@@ -66,21 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     fit.add_argument("judgments", type=Path, metavar="JUDGMENTS.jsonl")
     fit.add_argument("--out", required=True, type=Path, metavar="DIR")
-    fit.add_argument("--seed", type=int, default=0)
-    _fit_options(fit)
-    fit.add_argument("--no-weights", action="store_true", help="ignore 'prob' (plain, unweighted Bradley–Terry)")
+    add_dataclass_arguments(fit, FitOptions)
     fit.set_defaults(func=_fit)
     arena.set_defaults(func=lambda args: _help(arena))
-
-
-def _fit_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals (default 200)")
-    p.add_argument(
-        "--scale",
-        choices=("minmax", "maxabs"),
-        default="minmax",
-        help="score scaling to [0, 1]: minmax (best 1, worst 0) or maxabs (0.5 + 0.5·x/max|x| after centring)",
-    )
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -89,13 +77,16 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # numpy and scipy (the fit), numpy and PIL (the judges' image handling): not for `--help`
+    from deepmedix.arena.judges import Judge, LLMJudge, RulesLabelerJudge
+    from deepmedix.arena.run import run_arena
+    from deepmedix.endpoints import ChatEndpoint, EndpointConfig
 
+    judge: Judge
     if args.judge == "offline":
-        from deepmedix.arena.judges import RulesLabelerJudge
-
         judge = RulesLabelerJudge()
         batch_size = args.batch_size or 64
-        if args.judge_vision:
+        if args.vision:
             raise OptionError("--judge-vision needs an LLM judge endpoint, not 'offline'")
     else:
         if not args.judge.startswith(("http://", "https://")):
@@ -104,9 +95,6 @@ def _run(args: argparse.Namespace) -> int:
             )
         if not args.judge_model:
             raise OptionError("--judge-model is required with a judge URL (the model name the endpoint serves)")
-        from deepmedix.arena.judges import LLMJudge
-        from deepmedix.endpoints import ChatEndpoint, EndpointConfig
-
         config = EndpointConfig(
             base_url=args.judge,
             model=args.judge_model,
@@ -115,22 +103,21 @@ def _run(args: argparse.Namespace) -> int:
             requests_per_minute=args.requests_per_minute,
             max_tokens=512,
         )
-        judge = LLMJudge(ChatEndpoint(config), vision=args.judge_vision)
+        judge = LLMJudge(ChatEndpoint(config), vision=args.vision)
         batch_size = args.batch_size or max(2, 2 * args.max_concurrency)
-    from deepmedix.arena.run import run_arena
-
+    options = dataclass_from_args(ArenaOptions, args, batch_size=batch_size)
     result = run_arena(
         args.predictions,
         judge,
         args.out,
-        budget=args.budget,
-        sampling=args.sampling,
-        seed=args.seed,
+        budget=options.budget,
+        sampling=options.sampling,
+        seed=options.seed,
         names=args.names,
-        batch_size=batch_size,
-        bootstrap_rounds=args.bootstrap,
-        scale=args.scale,
-        vision=args.judge_vision,
+        batch_size=options.batch_size,
+        bootstrap_rounds=options.bootstrap_rounds,
+        scale=options.scale,
+        vision=options.vision,
     )
     u = result.usage
     print(
@@ -138,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
         f"({u['prompt_tokens']} prompt + {u['completion_tokens']} completion tokens), reused {u['cached']}"
     )
     bias = result.bias
-    if bias.get("verdicts"):
+    if bias["verdicts"]:
         print(
             f"position bias: report shown first won {bias['position_a_wins']:.1%} of {bias['verdicts']} verdicts; "
             f"orders disagreed on {bias['order_inconsistent'] or 0:.1%} of comparisons (counted as ties)"
@@ -152,16 +139,21 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    # The fit and its report import numpy and scipy: over half a second, not for `--help`.
     from deepmedix.arena.bt import battles_from_rows, fit_arena
     from deepmedix.arena.report import write_outputs
-    from deepmedix.io import read_jsonl
 
+    options = dataclass_from_args(FitOptions, args)
     if not args.judgments.is_file():
         raise FileNotFoundError(f"{args.judgments}: judgments file not found")
     rows = read_jsonl(args.judgments)
     battles = battles_from_rows(rows, source=str(args.judgments))
     fit = fit_arena(
-        battles, bootstrap_rounds=args.bootstrap, scale=args.scale, seed=args.seed, weighted=not args.no_weights
+        battles,
+        bootstrap_rounds=options.bootstrap_rounds,
+        scale=options.scale,
+        seed=options.seed,
+        weighted=options.weighted,
     )
     write_outputs(
         args.out,
@@ -174,7 +166,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _print_scores(fit: ArenaFit) -> None:
-    from rich.console import Console
+    from rich.console import Console  # rich takes ~0.1 s to import: not for `deepmedix --help`
     from rich.table import Table
 
     table = Table(title="Report Arena")

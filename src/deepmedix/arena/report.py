@@ -4,15 +4,57 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
 from deepmedix.arena.bt import ArenaFit
+from deepmedix.arena.options import Sampling
 from deepmedix.io import atomic_write_json, atomic_write_text
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
+class PositionBias(TypedDict):
+    """How often the report shown first wins, and how often a comparison's two orders disagree (None: no verdict)."""
+
+    verdicts: int
+    position_a_wins: float | None
+    position_b_wins: float | None
+    ties: float | None
+    position_a_share_of_decisive: float | None
+    unparseable_verdicts: int
+    comparisons_both_orders: int
+    order_inconsistent: float | None
+
+
+class JudgeUsage(TypedDict):
+    """What a run cost: judge calls and tokens, answers reused from the store, questions asked."""
+
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached: int
+    asked: int
+
+
+class ArenaInfo(TypedDict, total=False):
+    """What ``arena.json`` and ``arena.md`` say beside the scores: the run's settings and counts (``arena run``), or
+    the judgments file it was fitted from (``arena fit``)."""
+
+    judge: str
+    prompt_version: str
+    sampling: Sampling
+    seed: int
+    budget: int
+    comparisons: int
+    outcomes: dict[str, int]  # comparisons per outcome: a, b, tie, unparseable, error
+    position_bias: PositionBias
+    usage: JudgeUsage
+    judgments: str
+    rows: int
+    skipped_unresolved: int
+
+
+def _fmt(v: object, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     if isinstance(v, float):
@@ -20,7 +62,7 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-def markdown_report(fit: ArenaFit, info: dict[str, Any]) -> str:
+def markdown_report(fit: ArenaFit, info: ArenaInfo) -> str:
     lines = ["# Report Arena", ""]
     if info:
         if "judgments" in info:
@@ -151,7 +193,7 @@ def _interval_plot(path: Path, fit: ArenaFit) -> None:
     plt.close(fig)
 
 
-def write_outputs(out_dir: str | Path, fit: ArenaFit, info: dict[str, Any] | None = None) -> dict[str, Path]:
+def write_outputs(out_dir: str | Path, fit: ArenaFit, info: ArenaInfo | None = None) -> dict[str, Path]:
     """scores.json, arena.json, arena.md and three figures (battle counts, win rates, ranked intervals)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,9 @@ from deepmedix.demo.config import DemoConfig
 from deepmedix.demo.report import write_demo_report
 from deepmedix.endpoints import ChatEndpoint, EndpointConfig
 from deepmedix.errors import DataError
-from deepmedix.evaluation.evaluate import EvalOptions, Evaluator, load_predictions
+from deepmedix.evaluation.evaluate import Evaluator
+from deepmedix.evaluation.options import EvalOptions
+from deepmedix.evaluation.predictions import load_predictions
 from deepmedix.evaluation.report import write_reports
 from deepmedix.inference.predict import benchmark_name, predict_file
 from deepmedix.io import atomic_write_json, atomic_write_jsonl
@@ -195,7 +197,6 @@ class Demo:
         return str(out)
 
     def evaluate(self, predictions: dict[str, str]) -> dict[str, str]:
-
         outputs = {}
         options = EvalOptions(
             chexbert=self.cfg.chexbert, meteor=self.cfg.meteor, cache_dir=self.out / "eval" / ".cache"

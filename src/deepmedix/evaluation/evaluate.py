@@ -1,8 +1,8 @@
 """XrayBench evaluation of a prediction file: every metric of the paper, grouped by benchmark, plus reports.
 
-Input: a JSONL of prediction lines (the inference format, or any file with the fields below). Output:
-``DIR/metrics.json`` (group → metric → value), ``DIR/report.md``, ``DIR/report.html`` (self-contained) and the
-figures as PNGs in ``DIR/figures/``.
+Input: a JSONL of prediction lines (the inference format, or any file with the fields in
+:mod:`deepmedix.evaluation.predictions`). Output: ``DIR/metrics.json`` (group → metric → value), ``DIR/report.md``,
+``DIR/report.html`` (self-contained) and the figures as PNGs in ``DIR/figures/``.
 """
 
 from __future__ import annotations
@@ -10,188 +10,42 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from deepmedix.errors import DataError, OptionError, PredictionFileError
-from deepmedix.io import json_object
-from deepmedix.protocol import final_answer, find_boxes
+from deepmedix.evaluation.chexbert import CheXbertLabeler, cached_classes
+from deepmedix.evaluation.clinical import ClinicalScores, binarize_chexbert_classes, clinical_f1, rules_f1
+from deepmedix.evaluation.grounding import grounding_metrics
+from deepmedix.evaluation.memo import open_label_cache
+from deepmedix.evaluation.metrics import (
+    CHEXBERT_F1,
+    METRIC_LABELS,
+    PAPER_REPORT_METRICS,
+    RULES_F1,
+    EvalResults,
+    GroupMetrics,
+    ReportMetrics,
+    paper_average,
+    weighted_average,
+)
+from deepmedix.evaluation.nlg import NLGScorer
+from deepmedix.evaluation.options import EvalOptions
+from deepmedix.evaluation.predictions import PredictionRow, TaskKind, load_predictions
+from deepmedix.evaluation.radgraph import f1_radgraph
+from deepmedix.evaluation.report import write_reports
+from deepmedix.evaluation.vqa import score_answer, vqa_metrics
+from deepmedix.io import atomic_write_json, cache_root
+
+if TYPE_CHECKING:
+    from deepmedix.endpoints import ResponseCache
 
 log = logging.getLogger(__name__)
 
-# The paper's 11 report metrics, in Table 1's order; "Average" is their plain mean.
-PAPER_REPORT_METRICS: tuple[str, ...] = (
-    "bleu_1",
-    "bleu_2",
-    "bleu_3",
-    "bleu_4",
-    "meteor",
-    "rouge_l",
-    "f1_radgraph",
-    "f1_chexbert_macro_14",
-    "f1_chexbert_micro_14",
-    "f1_chexbert_macro_5",
-    "f1_chexbert_micro_5",
-)
-METRIC_LABELS: dict[str, str] = {
-    "bleu_1": "BLEU-1",
-    "bleu_2": "BLEU-2",
-    "bleu_3": "BLEU-3",
-    "bleu_4": "BLEU-4",
-    "meteor": "METEOR",
-    "rouge_l": "ROUGE-L",
-    "cider": "CIDEr",
-    "f1_radgraph": "F1-RadGraph",
-    "f1_chexbert_macro_14": "Macro-14",
-    "f1_chexbert_micro_14": "Micro-14",
-    "f1_chexbert_macro_5": "Macro-5",
-    "f1_chexbert_micro_5": "Micro-5",
-    "f1_chexpert_rules_macro_14": "Rules Macro-14",
-    "f1_chexpert_rules_micro_14": "Rules Micro-14",
-    "f1_chexpert_rules_macro_5": "Rules Macro-5",
-    "f1_chexpert_rules_micro_5": "Rules Micro-5",
-    "average": "Average",
-}
-TASK_KINDS = ("report", "vqa", "grounding")
 
-
-@dataclass
-class EvalOptions:
-    chexbert: Path | None = None
-    chexbert_tokenizer: Path | None = None
-    chexbert_min_vocab: int = 30000
-    chexbert_batch_size: int | None = None  # None: 16 on a CPU, 64 on a GPU
-    radgraph: Path | None = None
-    radgraph_python: Path | None = None
-    radgraph_model_type: str = "radgraph"
-    radgraph_base_model: Path | None = None
-    cache_dir: Path | None = None  # the CheXbert/RadGraph label store; None: $DEEPMEDIX_CACHE or ~/.cache/deepmedix
-    cache: bool = True  # False: label every text afresh and keep nothing
-    iou_threshold: float = 0.5
-    meteor: bool = True
-    rules: bool = True
-    figures: bool = True
-
-
-def task_kind(task: str) -> str:
-    """report_findings / report_impression / report → report; vqa; grounding."""
-    t = (task or "").strip().lower()
-    if t.startswith("report"):
-        return "report"
-    if t in ("vqa", "grounding"):
-        return t
-    raise DataError(f"unknown task {task!r} (expected report*, vqa or grounding)")
-
-
-def _boxes_field(value: Any, path: Path, line: int, name: str) -> list[list[float]]:
-    if not isinstance(value, list) or not all(
-        isinstance(b, list | tuple) and len(b) == 4 and all(isinstance(x, int | float) for x in b) for b in value
-    ):
-        raise PredictionFileError(path, "must be a list of [x_min, y_min, x_max, y_max]", line=line, field=name)
-    return [[float(x) for x in b] for b in value]
-
-
-def _predicted_boxes(line: dict[str, Any]) -> list[list[float]]:
-    """The reasoning's boxes in original pixels: steps[].boxes, else boxes parsed from the completion (rescaled
-    from the model frame when both image sizes are given)."""
-    steps = line.get("steps")
-    if isinstance(steps, list) and steps:
-        return [[float(x) for x in b] for s in steps if isinstance(s, dict) for b in (s.get("boxes") or [])]
-    completion = line.get("completion")
-    if not isinstance(completion, str):
-        completion = line.get("prediction")  # a raw completion given as the prediction
-    if not isinstance(completion, str):
-        return []
-    boxes = [list(b) for b in find_boxes(completion)]
-    size, model_size = line.get("image_size"), line.get("model_input_size")
-    if size and model_size:
-        sx, sy = size[0] / model_size[0], size[1] / model_size[1]
-        boxes = [[b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy] for b in boxes]
-    return boxes
-
-
-def load_predictions(path: str | Path) -> list[dict[str, Any]]:
-    """Read and validate prediction lines; each gets ``kind``, ``answer`` (final answer) and ``group``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: prediction file not found")
-    rows: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                line = json_object(raw, f"{path}, line {lineno}")
-            except ValueError as e:
-                raise PredictionFileError(path, str(e).split(": ", 1)[1], line=lineno) from None
-            for name in ("id", "task"):
-                if not isinstance(line.get(name), str) or not line[name].strip():
-                    raise PredictionFileError(path, "missing or not a non-empty string", line=lineno, field=name)
-            try:
-                kind = task_kind(line["task"])
-            except ValueError as e:
-                raise PredictionFileError(path, str(e), line=lineno, field="task") from None
-            group = line.get("benchmark") or line.get("split")
-            if not isinstance(group, str) or not group.strip():
-                raise PredictionFileError(
-                    path, "needs a 'benchmark' or a 'split' (the group it is scored in)", line=lineno
-                )
-            pred = line.get("prediction")
-            if pred is None and isinstance(line.get("completion"), str):
-                pred = line["completion"]
-            if not isinstance(pred, str):
-                raise PredictionFileError(path, "missing or not a string", line=lineno, field="prediction")
-            ref = line.get("reference")
-            if kind != "grounding" and not isinstance(ref, str):
-                raise PredictionFileError(path, "missing or not a string", line=lineno, field="reference")
-            if line.get("answer_type") not in (None, "closed", "multi", "open"):
-                raise PredictionFileError(path, "must be closed, multi or open", line=lineno, field="answer_type")
-            if "reference_boxes" in line and line["reference_boxes"] is not None:
-                line["reference_boxes"] = _boxes_field(line["reference_boxes"], path, lineno, "reference_boxes")
-            line["kind"], line["group"] = kind, group.strip()
-            line["answer"] = final_answer(pred)
-            line["reference"] = ref if isinstance(ref, str) else ""
-            line["pred_boxes"] = _predicted_boxes(line)
-            rows.append(line)
-    if not rows:
-        raise PredictionFileError(path, "no prediction lines")
-    return rows
-
-
-def _clinical_keys(prefix: str, scores: dict[str, Any]) -> dict[str, Any]:
-    return {
-        f"{prefix}_micro_14": scores["micro_f1_14"],
-        f"{prefix}_macro_14": scores["macro_f1_14"],
-        f"{prefix}_micro_5": scores["micro_f1_5"],
-        f"{prefix}_macro_5": scores["macro_f1_5"],
-    }
-
-
-def paper_average(metrics: dict[str, Any]) -> tuple[float | None, list[str]]:
-    """The paper's "Average": the plain mean of its 11 report metrics, over those present."""
-    present = [m for m in PAPER_REPORT_METRICS if metrics.get(m) is not None]
-    if not present:
-        return None, []
-    return sum(float(metrics[m]) for m in present) / len(present), present
-
-
-def weighted_average(groups: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Size-weighted mean over report groups of every metric they report (the paper's "Weighted Average")."""
-    report_groups = {g: m for g, m in groups.items() if m.get("n_report")}
-    out: dict[str, Any] = {
-        "groups": sorted(report_groups),
-        "n_report": sum(m["n_report"] for m in report_groups.values()),
-    }
-    rules = tuple(f"f1_chexpert_rules_{s}" for s in ("micro_14", "macro_14", "micro_5", "macro_5"))
-    for k in (*PAPER_REPORT_METRICS, "cider", *rules, "f1_radgraph_simple", "f1_radgraph_complete"):
-        have = [(m[k], m["n_report"]) for m in report_groups.values() if m.get(k) is not None]
-        if have and len(have) == len(report_groups):
-            out[k] = sum(v * n for v, n in have) / sum(n for _, n in have)
-        else:
-            out[k] = None
-    out["average"], out["average_over"] = paper_average(out)
-    return out
+def _clinical_keys(keys: tuple[str, ...], scores: ClinicalScores) -> dict[str, float | None]:
+    """A labeler's four F1 numbers under its metric names (``keys``: micro-14, macro-14, micro-5, macro-5)."""
+    values = (scores["micro_f1_14"], scores["macro_f1_14"], scores["micro_f1_5"], scores["macro_f1_5"])
+    return dict(zip(keys, values, strict=True))
 
 
 class Evaluator:
@@ -199,9 +53,9 @@ class Evaluator:
 
     def __init__(self, options: EvalOptions | None = None) -> None:
         self.options = options or EvalOptions()
-        self._nlg: Any = None
-        self._chexbert: Any = None
-        self._label_cache: Any = None
+        self._nlg: NLGScorer | None = None
+        self._chexbert: CheXbertLabeler | None = None
+        self._label_cache: ResponseCache | None = None
 
     def close(self) -> None:
         if self._nlg is not None:
@@ -212,12 +66,9 @@ class Evaluator:
             self._label_cache = None
 
     @property
-    def label_cache(self) -> Any:
+    def label_cache(self) -> ResponseCache | None:
         """The per-text store of CheXbert labels and RadGraph annotations (opened when a model needs it)."""
         if self._label_cache is None and self.options.cache:
-            from deepmedix.evaluation.memo import open_label_cache
-            from deepmedix.io import cache_root
-
             self._label_cache = open_label_cache(self.options.cache_dir or cache_root())
         return self._label_cache
 
@@ -228,18 +79,14 @@ class Evaluator:
         self.close()
 
     @property
-    def nlg(self) -> Any:
+    def nlg(self) -> NLGScorer:
         if self._nlg is None:
-            from deepmedix.evaluation.nlg import NLGScorer
-
             self._nlg = NLGScorer(meteor=self.options.meteor)
         return self._nlg
 
     @property
-    def chexbert(self) -> Any:
+    def chexbert(self) -> CheXbertLabeler | None:
         if self._chexbert is None and self.options.chexbert is not None:
-            from deepmedix.evaluation.chexbert import CheXbertLabeler
-
             ckpt = Path(self.options.chexbert)
             tok = self.options.chexbert_tokenizer or ckpt.parent
             self._chexbert = CheXbertLabeler(
@@ -247,47 +94,32 @@ class Evaluator:
             )
         return self._chexbert
 
-    def report_metrics(self, group: str, predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
-        from deepmedix.evaluation import clinical
-
-        out: dict[str, Any] = {}
+    def report_metrics(self, predictions: Sequence[str], references: Sequence[str]) -> ReportMetrics:
+        """Every report metric of one group's (prediction, reference) pairs; a metric whose model was not given is
+        None, with a note."""
+        out: dict[str, Any] = {}  # built by metric name; its shape is ReportMetrics
         notes: list[str] = []
         out.update(self.nlg.score(predictions, references)["corpus"])
         if out.get("meteor") is None:
             notes.append("METEOR not computed (--no-meteor)")
         if self.chexbert is not None:
-            from deepmedix.evaluation.chexbert import cached_classes
-
             ref_cls = cached_classes(self.chexbert, references, self.label_cache)
             pred_cls = cached_classes(self.chexbert, predictions, self.label_cache)
-            scores = clinical.clinical_f1(
-                clinical.binarize_chexbert_classes(ref_cls), clinical.binarize_chexbert_classes(pred_cls)
-            )
-            out.update(_clinical_keys("f1_chexbert", scores))
+            scores = clinical_f1(binarize_chexbert_classes(ref_cls), binarize_chexbert_classes(pred_cls))
+            out.update(_clinical_keys(CHEXBERT_F1, scores))
             out["per_observation_f1_chexbert"] = scores["per_observation"]
             out["observation_support"] = scores["support"]
         else:
-            out.update(
-                dict.fromkeys(
-                    _clinical_keys(
-                        "f1_chexbert", dict.fromkeys(("micro_f1_14", "macro_f1_14", "micro_f1_5", "macro_f1_5"))
-                    ),
-                    None,
-                )
-            )
+            out.update(dict.fromkeys(CHEXBERT_F1))
             notes.append("F1-CheXbert absent: no CheXbert checkpoint given (--chexbert)")
         if self.options.rules:
-            rules = clinical.rules_f1(predictions, references)
-            out.update(_clinical_keys("f1_chexpert_rules", rules))
+            rules = rules_f1(predictions, references)
+            out.update(_clinical_keys(RULES_F1, rules))
             out["per_observation_f1_chexpert_rules"] = rules["per_observation"]
             out.setdefault("observation_support", rules["support"])
         else:
             notes.append("F1-CheXpert (rules) not computed (rules switched off)")
         if self.options.radgraph is not None:
-            from deepmedix.evaluation.radgraph import f1_radgraph
-
-            if self.options.radgraph_python is None:
-                raise OptionError("--radgraph needs --radgraph-python (a virtualenv with radgraph and transformers<5)")
             rg = f1_radgraph(
                 predictions,
                 references,
@@ -312,25 +144,23 @@ class Evaluator:
         out["mean_reference_words"] = sum(ref_words) / max(len(ref_words), 1)
         out["lengths"] = {"prediction_words": pred_words, "reference_words": ref_words}
         out["notes"] = notes
-        return out
+        return cast(ReportMetrics, out)
 
-    def evaluate(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        from deepmedix.evaluation.grounding import grounding_metrics
-        from deepmedix.evaluation.vqa import vqa_metrics
-
-        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    def evaluate(self, rows: Sequence[PredictionRow]) -> EvalResults:
+        """Metrics per group (benchmark, else split), plus the weighted average when there are report groups."""
+        groups: dict[str, list[PredictionRow]] = defaultdict(list)
         for r in rows:
             groups[r["group"]].append(r)
-        results: dict[str, dict[str, Any]] = {}
+        results: dict[str, GroupMetrics] = {}
         for name in sorted(groups):
             items = groups[name]
             log.info("scoring %s (%d lines)", name, len(items))
-            m: dict[str, Any] = {"n": len(items)}
-            reports = [r for r in items if r["kind"] == "report"]
-            vqa = [r for r in items if r["kind"] == "vqa"]
+            m: GroupMetrics = {"n": len(items)}
+            reports = [r for r in items if r["kind"] is TaskKind.REPORT]
+            vqa = [r for r in items if r["kind"] is TaskKind.VQA]
             if reports:
                 m["n_report"] = len(reports)
-                m.update(self.report_metrics(name, [r["answer"] for r in reports], [r["reference"] for r in reports]))
+                m.update(self.report_metrics([r["answer"] for r in reports], [r["reference"] for r in reports]))
             if vqa:
                 m["n_vqa"] = len(vqa)
                 m.update(
@@ -347,10 +177,8 @@ class Evaluator:
                     )
                 )
                 m["n"] = len(items)
-            grounding_answers = [r for r in items if r["kind"] == "grounding" and r["reference"].strip()]
+            grounding_answers = [r for r in items if r["kind"] is TaskKind.GROUNDING and r["reference"].strip()]
             if grounding_answers:
-                from deepmedix.evaluation.vqa import score_answer
-
                 m["n_grounding"] = len(grounding_answers)
                 m["grounding_answer_accuracy"] = sum(
                     score_answer(r["answer"], r["reference"], r.get("answer_type")) for r in grounding_answers
@@ -369,17 +197,14 @@ class Evaluator:
                     self.options.iou_threshold,
                 )
             results[name] = m
-        out: dict[str, Any] = dict(results)
+        out: EvalResults = dict(results)
         if sum(1 for m in results.values() if m.get("n_report")) > 1:
             out["weighted_average"] = weighted_average(results)
         return out
 
 
-def evaluate_file(predictions: str | Path, out_dir: str | Path, options: EvalOptions | None = None) -> dict[str, Any]:
+def evaluate_file(predictions: str | Path, out_dir: str | Path, options: EvalOptions | None = None) -> EvalResults:
     """Evaluate a prediction file and write metrics.json, report.md, report.html and figures under out_dir."""
-    from deepmedix.evaluation.report import write_reports
-    from deepmedix.io import atomic_write_json
-
     options = options or EvalOptions()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

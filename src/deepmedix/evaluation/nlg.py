@@ -21,7 +21,14 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
+
+import pycocoevalcap
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.meteor.meteor import Meteor
+from pycocoevalcap.rouge.rouge import Rouge
+from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS, STANFORD_CORENLP_3_4_1_JAR
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +44,19 @@ def sanitize(text: str) -> str:
     return _LINE_BREAKS.sub(" ", text).replace("|||", " ")
 
 
-def _package_dir(sub: str) -> Path:
-    import pycocoevalcap
+class NLGScores(TypedDict):
+    """Corpus scores (None: not computed) and per-sample scores, by metric."""
 
+    corpus: dict[str, float | None]
+    per_sample: dict[str, list[float]]
+
+
+def _package_dir(sub: str) -> Path:
     return Path(list(pycocoevalcap.__path__)[0]) / sub
 
 
 def ptb_tokenize(texts: Sequence[str]) -> list[str]:
     """pycocoevalcap's PTBTokenizer on a list of texts (same jar, flags and punctuation filter), one line each."""
-    from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS, STANFORD_CORENLP_3_4_1_JAR
-
     if not texts:
         return []
     jar = _package_dir("tokenizer") / STANFORD_CORENLP_3_4_1_JAR
@@ -79,7 +89,7 @@ def ptb_tokenize(texts: Sequence[str]) -> list[str]:
     return [" ".join(w for w in o.rstrip().split(" ") if w not in PUNCTUATIONS) for o in out[: len(lines)]]
 
 
-def _stop_meteor(meteor: Any) -> None:
+def _stop_meteor(meteor: Meteor) -> None:
     """End a pycocoevalcap Meteor's process; its own ``__del__`` then finds everything closed and does nothing."""
     proc = meteor.meteor_p
     with meteor.lock:
@@ -94,12 +104,10 @@ class NLGScorer:
 
     def __init__(self, meteor: bool = True) -> None:
         self.use_meteor = meteor
-        self._meteor: Any = None
+        self._meteor: Meteor | None = None
 
-    def _meteor_scorer(self) -> Any:
+    def _meteor_scorer(self) -> Meteor:
         if self._meteor is None:
-            from pycocoevalcap.meteor.meteor import Meteor
-
             self._meteor = Meteor()
         return self._meteor
 
@@ -114,12 +122,8 @@ class NLGScorer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def score_tokenized(self, predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
+    def score_tokenized(self, predictions: Sequence[str], references: Sequence[str]) -> NLGScores:
         """Corpus scores and per-sample scores from already PTB-tokenized text."""
-        from pycocoevalcap.bleu.bleu import Bleu
-        from pycocoevalcap.cider.cider import Cider
-        from pycocoevalcap.rouge.rouge import Rouge
-
         if len(predictions) != len(references):
             raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
         if not predictions:
@@ -153,15 +157,9 @@ class NLGScorer:
         corpus["cider"], per["cider"] = float(c), [float(x) for x in c_each]
         return {"corpus": corpus, "per_sample": per}
 
-    def score(self, predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
+    def score(self, predictions: Sequence[str], references: Sequence[str]) -> NLGScores:
         """PTB-tokenize both sides (one tokenizer call), then score. Returns {"corpus": {...}, "per_sample": {...}}."""
         if len(predictions) != len(references):
             raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
         tokens = ptb_tokenize(list(predictions) + list(references))
         return self.score_tokenized(tokens[: len(predictions)], tokens[len(predictions) :])
-
-
-def nlg_metrics(predictions: Sequence[str], references: Sequence[str], meteor: bool = True) -> dict[str, float | None]:
-    """Corpus-level NLG metrics for one set of pairs (starts and stops its own METEOR process)."""
-    with NLGScorer(meteor=meteor) as scorer:
-        return scorer.score(predictions, references)["corpus"]

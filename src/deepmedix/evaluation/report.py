@@ -9,11 +9,15 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from deepmedix.evaluation.evaluate import METRIC_LABELS, PAPER_REPORT_METRICS
+from deepmedix.evaluation.metrics import METRIC_LABELS, PAPER_REPORT_METRICS, EvalResults
 from deepmedix.io import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 REPORT_TABLE = (
     *PAPER_REPORT_METRICS,
@@ -37,7 +41,7 @@ GROUNDING_TABLE = (
 )
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: object) -> str:
     if v is None:
         return "—"
     if isinstance(v, float):
@@ -45,11 +49,12 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _groups(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _groups(metrics: EvalResults) -> dict[str, Mapping[str, Any]]:
+    """The groups and the weighted average, each read by metric name (``_meta`` left out)."""
     return {k: v for k, v in metrics.items() if not k.startswith("_") and isinstance(v, dict)}
 
 
-def _png(fig: Any) -> bytes:
+def _png(fig: Figure) -> bytes:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -58,7 +63,7 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def make_figures(metrics: dict[str, Any]) -> dict[str, bytes]:
+def make_figures(metrics: EvalResults) -> dict[str, bytes]:
     """name → PNG bytes, for every figure the metrics support."""
     import matplotlib
 
@@ -123,7 +128,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
-def markdown_report(metrics: dict[str, Any], figure_files: dict[str, str] | None = None) -> str:
+def markdown_report(metrics: EvalResults, figure_files: dict[str, str] | None = None) -> str:
     groups = _groups(metrics)
     lines = ["# XrayBench evaluation", ""]
     meta = metrics.get("_meta") or {}
@@ -237,7 +242,7 @@ def html_report(markdown_text: str, figures: dict[str, bytes]) -> str:
     )
 
 
-def write_reports(metrics: dict[str, Any], out_dir: str | Path, figures: bool = True) -> dict[str, Path]:
+def write_reports(metrics: EvalResults, out_dir: str | Path, figures: bool = True) -> dict[str, Path]:
     out_dir = Path(out_dir)
     figs = make_figures(metrics) if figures else {}
     files: dict[str, str] = {}

@@ -19,12 +19,24 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Required, TypedDict
+
+from deepmedix.data.schema import AnswerType
+from deepmedix.evaluation.metrics import VQAMetrics
 
 # A line without answer_type is typed by the authors' released rule, the one the reward uses.
 from deepmedix.rewards.release import guess_answer_type as infer_answer_type
 
 NON_OBJECTS = frozenset({"yes", "no", "none", ""})
+
+
+class VQAItem(TypedDict, total=False):
+    """One answer to score."""
+
+    prediction: Required[str]
+    reference: Required[str]
+    answer_type: AnswerType | None  # None: typed by the authors' rule
+    question_type: str | None
 
 
 def normalize_answer(text: str | None) -> str:
@@ -50,15 +62,15 @@ def set_f1(pred: set[str], ref: set[str]) -> float:
     return 2 * p * r / (p + r)
 
 
-def score_answer(prediction: str, reference: str, answer_type: str | None) -> float:
+def score_answer(prediction: str, reference: str, answer_type: AnswerType | None) -> float:
     kind = answer_type or infer_answer_type(reference)
-    if kind == "multi":
+    if kind == AnswerType.MULTI:
         return set_f1(answer_items(prediction, allow_commas=True), answer_items(reference))
     return 1.0 if normalize_answer(prediction) == normalize_answer(reference) else 0.0
 
 
-def vqa_metrics(rows: Sequence[dict[str, Any]], top_objects: int = 10) -> dict[str, Any]:
-    """rows: {"prediction", "reference", "answer_type"?, "question_type"?} → accuracy and its breakdowns."""
+def vqa_metrics(rows: Sequence[VQAItem], top_objects: int = 10) -> VQAMetrics:
+    """Accuracy (the mean per-sample score) and its breakdowns by question type, answer type and object."""
     if not rows:
         return {"n": 0, "accuracy": None}
     scores: list[float] = []
@@ -73,9 +85,9 @@ def vqa_metrics(rows: Sequence[dict[str, Any]], top_objects: int = 10) -> dict[s
         scores.append(s)
         by_type[str(row.get("question_type") or "unspecified")].append(s)
         by_answer_type[kind].append(s)
-        if kind in ("multi", "closed"):
-            ref_items = answer_items(ref) if kind == "multi" else {normalize_answer(ref)}
-            pred_items = answer_items(pred, allow_commas=True) if kind == "multi" else {normalize_answer(pred)}
+        if kind in (AnswerType.MULTI, AnswerType.CLOSED):
+            ref_items = answer_items(ref) if kind == AnswerType.MULTI else {normalize_answer(ref)}
+            pred_items = answer_items(pred, allow_commas=True) if kind == AnswerType.MULTI else {normalize_answer(pred)}
             for obj in ref_items - NON_OBJECTS:
                 object_total[obj] += 1
                 object_hit[obj] += obj in pred_items
