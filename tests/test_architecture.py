@@ -77,3 +77,33 @@ def test_imports_go_down_the_floors(module: str) -> None:
         if FLOORS[room] >= FLOORS[source]:
             climbing.append(f"{path.name}:{line} imports {target} (floor {FLOORS[room]}, this is {FLOORS[source]})")
     assert not climbing, "\n".join(climbing)
+
+
+def test_no_import_circles_between_modules() -> None:
+    """No module reaches itself through imports (at the top or inside functions): every room reads bottom-up."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        targets = set()
+        for _, target in _imports(module, path):
+            while target not in modules and "." in target:  # `from deepmedix.x import name` names a module or not
+                target = target.rsplit(".", 1)[0]
+            if target != module and target != "deepmedix":
+                targets.add(target)
+        graph[module] = targets
+    circles = []
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            circles.append(" → ".join([*path[path.index(node) :], node]))
+            return
+        if node in done:
+            return
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt, [*path, node])
+        done.add(node)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert not circles, "\n".join(circles)
