@@ -115,8 +115,7 @@ def _create(args: argparse.Namespace) -> int:
     if args.tokens_out:
         from deepmedix.io import atomic_write_text
 
-        atomic_write_text(args.tokens_out, "\n".join(lines) + "\n")
-        args.tokens_out.chmod(0o600)
+        atomic_write_text(args.tokens_out, "\n".join(lines) + "\n", permissions=0o600)  # private from the first byte
     port = urlparse(args.base_url).port
     port_arg = f" --port {port}" if port and port != DEFAULT_PORT else ""
     print(f"start the app: deepmedix review serve --dir {made.dir}{port_arg}")
