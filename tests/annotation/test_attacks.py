@@ -67,7 +67,9 @@ def start_server(review_dir: Path, *extra: str) -> tuple[subprocess.Popen, int]:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         cmd = [sys.executable, "-m", "deepmedix.cli", "review", "serve", "--dir", str(review_dir), "--port", str(port)]
-        server = subprocess.Popen([*cmd, *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log = review_dir.parent / "serve.log"
+        with log.open("wb") as out:  # a file, not a pipe: nobody reads the server's output while it runs
+            server = subprocess.Popen([*cmd, *extra], env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while server.poll() is None and time.monotonic() < deadline:
             try:
@@ -77,7 +79,7 @@ def start_server(review_dir: Path, *extra: str) -> tuple[subprocess.Popen, int]:
                 time.sleep(0.05)
         server.kill()
         server.wait()
-    raise RuntimeError(f"review serve did not start: {server.stderr.read().decode() if server.stderr else ''}")
+    raise RuntimeError(f"review serve did not start: {log.read_text()[-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -528,6 +530,22 @@ def test_cookie_and_headers(target: Target) -> None:
         for name, value in SECURITY_HEADERS.items():
             assert response.headers.get(name) == value, (path, name)
     assert "frame-ancestors 'none'" in SECURITY_HEADERS["Content-Security-Policy"]
+
+
+def test_no_host_header_is_no_way_around_the_origin_check(target: Target) -> None:
+    """HTTP/1.0 needs no Host: the request's own origin is then unknown, and nothing but a --public-origin passes."""
+    before = snapshot(target.review.dir)
+    for origin in ("null", EVIL, ""):
+        with socket.create_connection(("127.0.0.1", target.port)) as s:
+            s.sendall(
+                f"POST /api/finish HTTP/1.0\r\nCookie: {COOKIE}={target.cookies['alice']}\r\nOrigin: {origin}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 0\r\n\r\n".encode()
+            )
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 403"), reply[:100]
+    assert snapshot(target.review.dir) == before
 
 
 # --- bodies too large to read --------------------------------------------------------------------------------------

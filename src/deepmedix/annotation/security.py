@@ -110,7 +110,8 @@ class RequestGuard:
     def refusal(self, scope: Scope) -> JSONResponse | None:
         """Why this state-changing request is refused (403/415), or None."""
         headers = Headers(scope=scope)
-        allowed = self.public_origins | {own_origin(scope)}
+        own = own_origin(scope)
+        allowed = (self.public_origins | {own}) if own else self.public_origins
         origin = headers.get("origin")
         referer = headers.get("referer")
         if origin is not None:
