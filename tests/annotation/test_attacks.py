@@ -548,6 +548,19 @@ def test_no_host_header_is_no_way_around_the_origin_check(target: Target) -> Non
     assert snapshot(target.review.dir) == before
 
 
+def test_cookie_is_secure_exactly_when_reached_over_https(review: CreatedReview) -> None:
+    from fastapi.testclient import TestClient
+
+    from deepmedix.annotation.server import create_app
+
+    link = f"/t/{review.tokens['alice']}"
+    plain = TestClient(create_app(review.dir)).get(link, follow_redirects=False).headers["set-cookie"].lower()
+    tls = TestClient(create_app(review.dir), base_url="https://testserver")  # as behind a trusted TLS proxy
+    over_https = tls.get(link, follow_redirects=False).headers["set-cookie"].lower()
+    assert "secure" not in plain and "samesite=strict" in plain and "httponly" in plain
+    assert "secure" in over_https and "samesite=strict" in over_https
+
+
 # --- bodies too large to read --------------------------------------------------------------------------------------
 
 
