@@ -10,7 +10,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from PIL import Image, ImageDraw
 
@@ -98,6 +100,20 @@ def write_predictions(folder: Path, n: int = 3) -> tuple[Path, Path]:
     a.write_text("".join(json.dumps(r) + "\n" for r in rows_a))
     b.write_text("".join(json.dumps(r) + "\n" for r in rows_b))
     return a, b
+
+
+def rate_all(client: httpx.Client, sample_id: str, preference: str = "left") -> None:
+    sample = client.get(f"/api/samples/{sample_id}").json()
+    bodies: list[dict[str, Any]] = []
+    for side in ("left", "right"):
+        for step in range(len(sample[side]["steps"])):
+            for dim in ("relevance", "correctness"):
+                bodies.append({"sample_id": sample_id, "dimension": dim, "side": side, "step": step, "value": "yes"})
+        bodies.append({"sample_id": sample_id, "dimension": "completeness", "side": side, "value": "yes"})
+    for dim in ("grounded_preference", "overall_preference"):
+        bodies.append({"sample_id": sample_id, "dimension": dim, "value": preference})
+    for body in bodies:
+        assert client.post("/api/ratings", json=body).status_code == 200
 
 
 @pytest.fixture

@@ -12,7 +12,16 @@ from typing import Any
 
 import yaml
 
-from deepmedix.annotation.store import SCHEMA, connect, db_path, hash_token, new_token, now, transaction
+from deepmedix.annotation.store import (
+    SCHEMA,
+    connect,
+    create_private_db,
+    db_path,
+    hash_token,
+    new_token,
+    now,
+    transaction,
+)
 from deepmedix.data.frame import frame_for
 from deepmedix.data.images import open_image
 from deepmedix.errors import DataError, OptionError
@@ -256,7 +265,8 @@ def create_review(
         "admin_token_hash": hash_token(admin),
     }
     out.mkdir(parents=True, exist_ok=True)
-    conn = connect(out, must_exist=False)
+    create_private_db(out)  # un-blinded ratings and token hashes: 0600 from the first byte
+    conn = connect(out)
     try:
         conn.executescript(SCHEMA)
         with transaction(conn):

@@ -35,7 +35,7 @@ from deepmedix.evaluation.options import EvalOptions
 from deepmedix.evaluation.predictions import load_predictions
 from deepmedix.evaluation.report import write_reports
 from deepmedix.inference.predict import benchmark_name, predict_file
-from deepmedix.io import atomic_write_json, atomic_write_jsonl
+from deepmedix.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from deepmedix.training.coldstart.synthesize import synthesize
 from deepmedix.training.coldstart.teachers import EndpointTeacher, TemplateTeacher
 
@@ -243,8 +243,7 @@ class Demo:
         )
         lines = [f"admin\t{created.admin_token}"] + [f"{a}\t{t}" for a, t in created.tokens.items()]
         tokens = out_dir / "tokens.txt"
-        tokens.write_text("\n".join(lines) + "\n")
-        tokens.chmod(0o600)
+        atomic_write_text(tokens, "\n".join(lines) + "\n", permissions=0o600)  # private from the first byte
         return {"dir": str(out_dir), "tokens": str(tokens)}
 
     # --- the whole job ------------------------------------------------------------------------------------------
