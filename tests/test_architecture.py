@@ -7,6 +7,7 @@ import counts, at the top of a file or inside a function, so a climbing import c
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ def _room(module: str) -> str:
     return parts[1] if len(parts) > 1 else "cli"  # the package's own __init__ is the top, like cli
 
 
+@functools.cache
 def _modules() -> dict[str, Path]:
     out = {}
     for path in PACKAGE.rglob("*.py"):
@@ -56,7 +58,9 @@ def _imports(module: str, path: Path) -> list[tuple[int, str]]:
             if node.level:
                 package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
                 base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
-            found.append((node.lineno, base))
+            # `from deepmedix.rewards import metrics` imports the submodule, not the package's own code
+            submodules = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in _modules()]
+            found += [(node.lineno, m) for m in submodules] or [(node.lineno, base)]
     return [(line, name) for line, name in found if name == "deepmedix" or name.startswith("deepmedix.")]
 
 

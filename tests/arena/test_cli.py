@@ -92,9 +92,6 @@ def test_arena_run_against_an_endpoint(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_arena_run_offline_with_the_rules_labeler(tmp_path: Path) -> None:
-    labeler = pytest.importorskip("deepmedix.labeler")
-    if not hasattr(labeler, "label_reports"):
-        pytest.skip("deepmedix.labeler.label_reports not available")
     ref = "Cardiomegaly. Small right pleural effusion. No pneumothorax."
     reports = {
         "faithful": "The heart is enlarged (cardiomegaly). Small right pleural effusion. No pneumothorax.",

@@ -15,8 +15,6 @@ from deepmedix.data.frame import box_inside
 from deepmedix.data.images import open_image
 from deepmedix.data.schema import load_samples
 
-pytest.importorskip("deepmedix.data.phantom")
-
 
 @pytest.fixture(scope="module")
 def bundled(tmp_path_factory: pytest.TempPathFactory) -> Path:
