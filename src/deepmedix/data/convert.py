@@ -415,20 +415,20 @@ def check_patient_splits(samples: list[Sample]) -> None:
 
 
 def find_split_leaks(
-    training: Iterable[tuple[Sample, str]], test: Iterable[tuple[Sample, str]]
+    training: Iterable[tuple[str, str | None, str]], test: Iterable[tuple[str, str | None, str]]
 ) -> dict[tuple[str, str], tuple[set[str], set[str]]]:
     """Patients with training samples and test samples, across all sources: key → (training files, test files).
 
-    Each sample comes with the file it was read from; MIMIC-derived sources share one patient key.
+    Each sample is given as ``(source, patient id, file it was read from)``; MIMIC-derived sources share one key.
     """
     test_files: dict[tuple[str, str], set[str]] = {}
-    for s, file in test:
-        key = patient_key(s.source, s.patient_id)
+    for source, patient, file in test:
+        key = patient_key(source, patient)
         if key is not None:
             test_files.setdefault(key, set()).add(file)
     leaks: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
-    for s, file in training:
-        key = patient_key(s.source, s.patient_id)
+    for source, patient, file in training:
+        key = patient_key(source, patient)
         if key is not None and key in test_files:
             leaks.setdefault(key, (set(), test_files[key]))[0].add(file)
     return leaks
