@@ -12,9 +12,10 @@ from data_fixtures import write_csv
 
 from deepmedix.cli import main
 from deepmedix.data.convert import run_conversion
+from deepmedix.data.enums import Split, Task
 from deepmedix.data.mix import allocate, build_mix, eligible_for_checked_stages
 from deepmedix.data.mix_options import MixOptions
-from deepmedix.data.schema import Sample, Split, Task, load_samples, sample_to_json
+from deepmedix.data.schema import Sample, load_samples, sample_to_json
 from deepmedix.data.sources import SOURCES
 from deepmedix.errors import OptionError, SplitLeakError
 from deepmedix.io import sha256_file

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from deepmedix.cli import main
-from deepmedix.data.schema import AnswerType, Split, Task, load_samples
+from deepmedix.data.enums import AnswerType, Split, Task
+from deepmedix.data.schema import load_samples
 from deepmedix.data.xraybench import (
     match_group,
     parse_column_map,

@@ -26,8 +26,9 @@ from deepmedix.data.convert import (
     patient_key,
     split_leak_error,
 )
+from deepmedix.data.enums import AnswerType, Split, Task
 from deepmedix.data.mix_options import PAPER_SIZES, STAGES, MixOptions
-from deepmedix.data.schema import AnswerType, Sample, Split, Task, sample_to_json
+from deepmedix.data.schema import Sample, sample_to_json
 from deepmedix.data.stats import compute_stats, draw_stats
 from deepmedix.errors import DataError, SampleFileError
 from deepmedix.io import atomic_write_json, atomic_write_jsonl, sha256_file

@@ -34,7 +34,8 @@ from deepmedix.data.convert import (
     checked_image,
     finish_conversion,
 )
-from deepmedix.data.schema import AnswerType, ImageRef, Provenance, Sample, Split, Task, guess_answer_type
+from deepmedix.data.enums import AnswerType, Split, Task, guess_answer_type
+from deepmedix.data.schema import ImageRef, Provenance, Sample
 from deepmedix.errors import DataError, OptionError, RowError
 from deepmedix.io import atomic_write_bytes
 
