@@ -293,7 +293,9 @@ def write_demo_report(
         "review_command": f"deepmedix review serve --dir {review.get('dir')}\n# links: {review.get('tokens')}\n"
         f"deepmedix review results --dir {review.get('dir')} --out {out / 'review_results'}",
         "further": [
-            "Real data: <code>deepmedix prepare mimic-cxr|open-i|ms-cxr|ext-vqa|cxr-vqa --root DIR --out FILE</code>.",
+            "Real data: <code>deepmedix prepare mimic-cxr|open-i|ms-cxr|ext-vqa|cxr-vqa --root DIR --out FILE</code>, "
+            "XrayBench with <code>deepmedix prepare xraybench --root Qika/xraybench</code>, the paper's training sets "
+            "with <code>deepmedix prepare mix FILES --test-split XRAYBENCH --out DIR</code>.",
             "Real weights on GPUs: <code>deepmedix demo --recipes recipes/qwen2.5-vl-7b --data FILE.jsonl</code> "
             "(see docs/gpu.md for hardware and time).",
             "A real teacher and judge: <code>--teacher URL --judge URL</code> (any OpenAI-compatible endpoint).",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 
+from deepmedix.data.enums import guess_answer_type  # the released typing rule lives on the data floor
 from deepmedix.rewards import metrics
 from deepmedix.rewards.score import DEFAULT_LAMBDA, AnswerType, RewardMode, RewardScore
 
@@ -51,16 +52,6 @@ def mathruler_boxed(text: str) -> str:
             if depth == -1:
                 return text[content_start:i].strip()
     return "None"
-
-
-def guess_answer_type(label: str) -> AnswerType:
-    """The released rule: ``|`` and ≤ 20 words → multi; ≤ 2 words → closed; otherwise open."""
-    words = len(label.strip().split())
-    if "|" in label and words <= 20:
-        return AnswerType.MULTI
-    if words <= 2:
-        return AnswerType.CLOSED
-    return AnswerType.OPEN
 
 
 def release_answer(text: str, label: str) -> tuple[float, AnswerType]:
