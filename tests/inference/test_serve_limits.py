@@ -267,6 +267,13 @@ ATTACKS: list[tuple[str, str, dict[str, Any], int, str]] = [
         413,
         "--max-prompt-chars",
     ),
+    (
+        "too-many-parts",
+        V1,
+        {"json": {**CHAT, "messages": [{"role": "user", "content": [{"type": "text", "text": ""}] * 257}]}},
+        413,
+        "content parts",
+    ),
     ("too-many-messages", V1, {"json": {**CHAT, "messages": [{"role": "user", "content": "q"}] * 65}}, 422, "messages"),
     ("no-messages", V1, {"json": {**CHAT, "messages": []}}, 422, "messages"),
     ("max-tokens-over", V1, {"json": {**CHAT, "max_tokens": 257}}, 422, "--max-new-tokens"),

@@ -30,6 +30,7 @@ from deepmedix.inference.backends import GenerationConfig, GenerationRequest
 from deepmedix.protocol import build_user_text
 
 MAX_MESSAGES = 64  # a judge's retry is four; a chat longer than this is not a chest X-ray question
+MAX_PARTS = 256  # content parts in all messages: bounds the work of rendering a request full of empty parts
 SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.manual_seed accepts
 
 
@@ -120,6 +121,9 @@ def check_request(req: ChatCompletionRequest, served_names: list[str], limits: C
         )
     chars = 0
     images = 0
+    parts = sum(len(m.content) for m in req.messages if isinstance(m.content, list))
+    if parts > MAX_PARTS:
+        raise ApiError(413, f"{parts} content parts in one request, more than {MAX_PARTS}", "messages")
     for i, m in enumerate(req.messages):
         if m.role not in ("system", "developer", "user", "assistant"):
             raise ApiError(

@@ -171,11 +171,13 @@ def create_app(answerer: GroundedAnswerer, options: ServeOptions | None = None, 
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
+        fields, parts = [], []
         for err in exc.errors():
             field = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+            fields.append(field)
             parts.append(f"field '{field}': {err.get('msg', 'invalid')}")
-        return JSONResponse(_error_body(request.url.path, 422, "; ".join(parts) or "invalid request"), 422)
+        message = "; ".join(parts) or "invalid request"
+        return JSONResponse(_error_body(request.url.path, 422, message, fields[0] if fields else None), 422)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
