@@ -60,6 +60,7 @@ class ChatReply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model: str = ""
+    finish_reason: str | None = None
 
 
 class _RateLimiter:
@@ -119,6 +120,7 @@ class ChatEndpoint:
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             model=str(getattr(resp, "model", "") or self.config.model),
+            finish_reason=getattr(resp.choices[0], "finish_reason", None) if resp.choices else None,
         )
         with self._lock:
             self.calls += 1

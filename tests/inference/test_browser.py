@@ -40,7 +40,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from tests.inference.conftest import write_samples
 
     samples = write_samples(tmp_path_factory.mktemp("samples"), n=2)
-    app = create_app(GroundedAnswerer(ScriptedBackend()), samples_path=samples)
+    app = create_app(GroundedAnswerer(ScriptedBackend()), samples=samples)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

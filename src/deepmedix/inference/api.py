@@ -21,6 +21,7 @@ from deepmedix.errors import OptionError
 from deepmedix.inference.backends import (
     Backend,
     GenerationConfig,
+    GenerationControl,
     GenerationRequest,
     OpenAIBackend,
     OpenAIOptions,
@@ -153,12 +154,15 @@ class GroundedAnswerer:
         prompts: Sequence[str],
         tasks: Sequence[str],
         reasoning: bool = True,
+        generation: GenerationConfig | None = None,
+        control: GenerationControl | None = None,
     ) -> list[GroundedAnswer]:
+        """``generation`` overrides the backend's settings; ``control`` may stop the generation early."""
         views = [[_to_pil(v) for v in (item if isinstance(item, (list, tuple)) else [item])] for item in images]
         sizes = [v[0].size for v in views]
-        reqs = [GenerationRequest(v, p, reasoning) for v, p in zip(views, prompts, strict=True)]
+        reqs = [GenerationRequest(v, p, reasoning, generation=generation) for v, p in zip(views, prompts, strict=True)]
         t0 = time.perf_counter()
-        completions = self.backend.generate(reqs)
+        completions = [g.text for g in self.backend.generate_detailed(reqs, control)]
         gen_s = time.perf_counter() - t0
         out = []
         for (w, h), comp, prompt, task in zip(sizes, completions, prompts, tasks, strict=True):

@@ -1,4 +1,5 @@
-"""Generation backends behind one interface: ``Backend.generate(requests) -> list[str]``.
+"""Generation backends behind one interface: ``Backend.generate(requests) -> list[str]``, and
+``generate_detailed(requests, control)`` for a server (token counts, finish reasons, a stop at a deadline).
 
 Every backend builds its prompt the same way training does — ``deepmedix.protocol.build_messages`` rendered by the
 model's chat template (or sent as the same messages to an OpenAI-compatible server) — so the model is asked at
@@ -9,6 +10,7 @@ bring the boxes it cites back to original-image pixels.
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -26,18 +28,6 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class GenerationRequest:
-    """One question to the model: its image(s) in original pixels and the instruction text."""
-
-    images: list[Image.Image]
-    prompt: str
-    reasoning: bool = True
-
-    def messages(self) -> list[dict[str, Any]]:
-        return build_messages(self.prompt, reasoning=self.reasoning, n_images=len(self.images))
-
-
-@dataclass
 class GenerationConfig:
     """Greedy by default (``temperature`` 0); a positive temperature samples."""
 
@@ -50,6 +40,64 @@ class GenerationConfig:
     @property
     def do_sample(self) -> bool:
         return self.temperature > 0
+
+
+@dataclass
+class GenerationRequest:
+    """One question to the model: its image(s) in original pixels and the instruction text.
+
+    ``conversation``, when given, is a whole chat (an OpenAI client's) sent as it is instead of the project's prompt:
+    transformers-style messages whose ``{"type": "image"}`` slots take ``images`` in order. ``generation``
+    overrides the backend's settings for this request."""
+
+    images: list[Image.Image]
+    prompt: str
+    reasoning: bool = True
+    conversation: list[dict[str, Any]] | None = None
+    generation: GenerationConfig | None = None
+
+    def messages(self) -> list[dict[str, Any]]:
+        if self.conversation is not None:
+            return self.conversation
+        return build_messages(self.prompt, reasoning=self.reasoning, n_images=len(self.images))
+
+
+@dataclass
+class Generation:
+    """A completion with what the engine says about it. ``finish_reason``: "stop" (the model ended), "length"
+    (``max_new_tokens`` reached), the reason of a :class:`GenerationControl` that stopped it, or None (unknown)."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class GenerationControl:
+    """Stops a generation early: at ``deadline`` (``time.monotonic()``) or when ``cancel``-led (server shutdown, a
+    client given up on). Engines ask ``should_stop()`` between tokens; ``reason`` says why, and ``stopped`` whether
+    an engine did stop on it (a generation that ended before is whole).
+
+    Plain attribute writes only (no lock), so ``cancel`` is safe from a signal handler and from any thread."""
+
+    def __init__(self, deadline: float | None = None):
+        self.deadline = deadline
+        self.reason: str | None = None
+        self.stopped = False
+
+    def cancel(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def should_stop(self) -> bool:
+        if self.reason is None and self.deadline is not None and time.monotonic() >= self.deadline:
+            self.cancel("time")
+        if self.reason is not None:
+            self.stopped = True
+        return self.stopped
 
 
 class BackendError(EndpointError):
@@ -69,6 +117,15 @@ class Backend(ABC):
 
     @abstractmethod
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]: ...
+
+    def generate_detailed(
+        self, requests: Sequence[GenerationRequest], control: GenerationControl | None = None
+    ) -> list[Generation]:
+        """:meth:`generate` with token counts and finish reasons where the engine gives them. ``control`` may stop
+        the generation early; an engine that cannot stop mid-way checks it only before it starts."""
+        if control is not None and control.should_stop():
+            return [Generation("", control.reason) for _ in requests]
+        return [Generation(text) for text in self.generate(requests)]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free resources (engines, connections)."""
@@ -119,15 +176,38 @@ class TransformersBackend(Backend):
         return self.processor.apply_chat_template(request.messages(), tokenize=False, add_generation_prompt=True)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        return [g.text for g in self.generate_detailed(requests)]
+
+    def generate_detailed(
+        self, requests: Sequence[GenerationRequest], control: GenerationControl | None = None
+    ) -> list[Generation]:
+        # One model.generate call per group of requests that share settings and have images (or none).
+        groups: list[tuple[tuple[GenerationConfig, bool], list[int]]] = []
+        for i, r in enumerate(requests):
+            key = (r.generation or self.generation, bool(r.images))
+            for group_key, members in groups:
+                if group_key == key:
+                    members.append(i)
+                    break
+            else:
+                groups.append((key, [i]))
+        results: list[Generation] = [Generation("")] * len(requests)
+        for (config, _), members in groups:
+            for i, generated in zip(
+                members, self._generate_batch([requests[i] for i in members], config, control), strict=True
+            ):
+                results[i] = generated
+        return results
+
+    def _generate_batch(
+        self, requests: list[GenerationRequest], g: GenerationConfig, control: GenerationControl | None
+    ) -> list[Generation]:
         import torch
 
-        if not requests:
-            return []
         texts = [self.prompt_text(r) for r in requests]
         images = [[_as_rgb(im) for im in r.images] for r in requests]
-        inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        inputs = self.processor(text=texts, images=images if images[0] else None, padding=True, return_tensors="pt")
         inputs = inputs.to(self.model.device)
-        g = self.generation
         kwargs: dict[str, Any] = {"max_new_tokens": g.max_new_tokens, "do_sample": g.do_sample}
         if g.do_sample:
             kwargs.update(temperature=g.temperature, top_p=g.top_p)
@@ -138,11 +218,44 @@ class TransformersBackend(Backend):
         else:  # plain greedy: drop any sampling defaults a checkpoint's generation_config carries
             kwargs.update(temperature=None, top_p=None, top_k=None)
         tok = self.processor.tokenizer
-        kwargs["pad_token_id"] = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        kwargs["pad_token_id"] = pad_id
+        if control is not None:
+            kwargs["stopping_criteria"] = _control_criteria(control)
         with torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs)
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
-        return [t.strip() for t in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else []) | {tok.eos_token_id}
+        results = []
+        for row, mask, text in zip(
+            new_tokens.tolist(),
+            inputs["attention_mask"].sum(dim=1).tolist(),
+            self.processor.batch_decode(new_tokens, skip_special_tokens=True),
+            strict=True,
+        ):
+            ended = next((k for k, t in enumerate(row) if t in eos_ids), None)
+            if ended is not None:
+                count, reason = ended + 1, "stop"
+            else:
+                count = len(row)
+                stopped = control.reason if control is not None and control.stopped else None
+                reason = stopped or ("length" if count >= g.max_new_tokens else "stop")
+            results.append(Generation(text.strip(), reason, int(mask), count))
+        return results
+
+
+def _control_criteria(control: GenerationControl) -> Any:
+    """A transformers stopping criterion that ends generation at the next token once ``control`` says stop
+    (``max_time`` alone could not be moved earlier at shutdown, nor say which limit fired)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList  # heavy: only the transformers path pays
+
+    class ControlCriteria(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), control.should_stop(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([ControlCriteria()])
 
 
 def _processor_and_frame(model: str, input_max_pixels: int | None) -> tuple[str, Any, ModelFrame]:
@@ -202,7 +315,10 @@ class VLLMBackend(Backend):
             "mm_processor_kwargs", {"min_pixels": self.frame.min_pixels, "max_pixels": self.frame.max_pixels}
         )
         self._llm = LLM(model=path, **engine_kwargs)
-        g = self.generation
+        self._sampling_params = SamplingParams
+        self._sampling = self._sampling_for(self.generation)
+
+    def _sampling_for(self, g: GenerationConfig) -> Any:
         params: dict[str, Any] = {"max_tokens": g.max_new_tokens, "temperature": g.temperature if g.do_sample else 0.0}
         if g.do_sample:
             params["top_p"] = g.top_p
@@ -210,16 +326,44 @@ class VLLMBackend(Backend):
                 params["top_k"] = g.top_k
             if g.seed is not None:
                 params["seed"] = g.seed
-        self._sampling = SamplingParams(**params)
+        return self._sampling_params(**params)
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:  # pragma: no cover - needs a GPU
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        return [g.text for g in self.generate_detailed(requests)]
+
+    def generate_detailed(
+        self, requests: Sequence[GenerationRequest], control: GenerationControl | None = None
+    ) -> list[Generation]:
+        # The offline engine cannot be stopped inside one generate call: ``control`` is checked before it starts.
+        if control is not None and control.should_stop():
+            return [Generation("", control.reason) for _ in requests]
         prompts = []
         for r in requests:
             text = self._processor.apply_chat_template(r.messages(), tokenize=False, add_generation_prompt=True)
             images = [_as_rgb(im) for im in r.images]
-            prompts.append({"prompt": text, "multi_modal_data": {"image": images[0] if len(images) == 1 else images}})
-        outputs = self._llm.generate(prompts, self._sampling, use_tqdm=False)
-        return [o.outputs[0].text.strip() for o in outputs]
+            prompt: dict[str, Any] = {"prompt": text}
+            if images:
+                prompt["multi_modal_data"] = {"image": images[0] if len(images) == 1 else images}
+            prompts.append(prompt)
+        sampling = (
+            self._sampling
+            if all(r.generation is None for r in requests)
+            else [self._sampling_for(r.generation or self.generation) for r in requests]
+        )
+        outputs = self._llm.generate(prompts, sampling, use_tqdm=False)
+        results = []
+        for o in outputs:
+            first = o.outputs[0]
+            prompt_ids, token_ids = getattr(o, "prompt_token_ids", None), getattr(first, "token_ids", None)
+            results.append(
+                Generation(
+                    first.text.strip(),
+                    getattr(first, "finish_reason", None),
+                    len(prompt_ids) if prompt_ids is not None else None,
+                    len(token_ids) if token_ids is not None else None,
+                )
+            )
+        return results
 
 
 # --- OpenAI-compatible endpoint ------------------------------------------------------------------------------
@@ -246,6 +390,9 @@ def openai_messages(request: GenerationRequest, frame: ModelFrame) -> list[dict[
     images = iter(request.images)
     out = []
     for msg in request.messages():
+        if isinstance(msg["content"], str):
+            out.append(dict(msg))
+            continue
         content = []
         for part in msg["content"]:
             if part.get("type") == "image":
@@ -294,8 +441,8 @@ class OpenAIBackend(Backend):
         )
         self.cache = ResponseCache(options.cache_path) if options.cache_path else None
 
-    def _params(self) -> dict[str, Any]:
-        g = self.generation
+    def _params(self, g: GenerationConfig | None = None) -> dict[str, Any]:
+        g = g or self.generation
         params: dict[str, Any] = dict(self.options.extra)
         if g.do_sample:
             params["top_p"] = g.top_p
@@ -329,6 +476,32 @@ class OpenAIBackend(Backend):
         if errors:
             raise BackendError(f"{len(errors)} of {len(requests)} requests failed; first: {errors[0]}", results)
         return [r or "" for r in results]
+
+    def generate_detailed(
+        self, requests: Sequence[GenerationRequest], control: GenerationControl | None = None
+    ) -> list[Generation]:
+        """Without ``control`` or per-request settings: :meth:`generate` (concurrent, cached). Otherwise one
+        uncached call per request (a server answering its clients), each given the time ``control`` leaves."""
+        if control is None and all(r.generation is None for r in requests):
+            return [Generation(text) for text in self.generate(requests)]
+        results = []
+        for i, r in enumerate(requests):
+            if control is not None and control.should_stop():
+                results.append(Generation("", control.reason))
+                continue
+            g = r.generation or self.generation
+            params = {**self._params(g), "temperature": g.temperature, "max_tokens": g.max_new_tokens}
+            remaining = control.remaining() if control is not None else None
+            if remaining is not None:
+                params["timeout"] = max(remaining, 0.001)
+            try:
+                reply = self.endpoint.chat(openai_messages(r, self.frame), **params)
+            except Exception as e:  # the endpoint's failure, reported as the backend's (the server answers 502)
+                raise BackendError(f"request {i}: {type(e).__name__}: {e}", [None] * len(requests)) from e
+            results.append(
+                Generation(reply.text.strip(), reply.finish_reason, reply.prompt_tokens, reply.completion_tokens)
+            )
+        return results
 
     def close(self) -> None:
         if self.cache is not None:

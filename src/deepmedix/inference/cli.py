@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deepmedix.inference.options import BackendOptions
+from deepmedix.inference.options import BackendOptions, ServeOptions
 from deepmedix.options import add_dataclass_arguments, dataclass_from_args
 
 
@@ -36,13 +36,10 @@ def register(subparsers: Any) -> None:
     _add_backend_options(p)
     p.set_defaults(func=_predict)
 
-    p = subparsers.add_parser("serve", help="HTTP API and viewer for grounded answers")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--samples", type=Path, default=None, help="samples JSONL to pick from in the viewer")
-    p.add_argument("--max-upload-mb", type=float, default=20.0)
-    p.add_argument("--max-pixels", type=int, default=50_000_000, help="largest accepted image (width × height)")
-    p.add_argument("--max-side", type=int, default=16_384, help="largest accepted image side in pixels")
+    p = subparsers.add_parser(
+        "serve", help="model server: HTTP API and viewer for grounded answers, and the OpenAI chat protocol"
+    )
+    add_dataclass_arguments(p, ServeOptions)
     _add_backend_options(p)
     p.set_defaults(func=_serve)
 
@@ -95,20 +92,29 @@ def _serve(args: argparse.Namespace) -> int:
     from deepmedix.inference.api import GroundedAnswerer, build_backend
     from deepmedix.inference.server import create_app, serve
 
-    if args.samples is not None:
+    options = dataclass_from_args(ServeOptions, args)
+    if options.samples is not None:
         from deepmedix.data.schema import load_samples
 
-        if not args.samples.exists():
-            raise FileNotFoundError(f"{args.samples}: no such samples file")
-        load_samples(args.samples)  # a bad file is reported before the model is loaded
+        if not options.samples.exists():
+            raise FileNotFoundError(f"{options.samples}: no such samples file")
+        load_samples(options.samples)  # a bad file is reported before the model is loaded
+    for folder in options.allowed_image_dir:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: --allowed-image-dir is not a folder")
+    if options.server_api_key_env is not None:
+        from deepmedix.inference.server import api_key_from_env
+
+        api_key_from_env(options)  # a missing key is reported before the model is loaded
     backend = build_backend(dataclass_from_args(BackendOptions, args))
-    app = create_app(
-        GroundedAnswerer(backend),
-        samples_path=args.samples,
-        max_upload_mb=args.max_upload_mb,
-        max_pixels=args.max_pixels,
-        max_side=args.max_side,
-    )
-    print(f"deepmedix serve: http://{args.host}:{args.port}/  (model {args.model})", file=sys.stderr)
-    serve(app, host=args.host, port=args.port)
+    try:
+        app = create_app(GroundedAnswerer(backend), options)
+        print(
+            f"deepmedix serve: http://{options.host}:{options.port}/  (model {args.model}; "
+            f"OpenAI API at http://{options.host}:{options.port}/v1)",
+            file=sys.stderr,
+        )
+        serve(app, host=options.host, port=options.port, shutdown_timeout_s=options.shutdown_timeout_s)
+    finally:
+        backend.close()
     return 0
