@@ -102,3 +102,22 @@ def test_a_broken_or_misplaced_template_stops_the_recipe(template_file: Path, tm
     assert stages.prompt_template_record(config)["prompt_template"] == "format.jinja"
     plain = build_stage_config("sft", values)
     assert stages.prompt_template_record(plain)["prompt_template"] == "builtin:plain"
+
+
+def test_the_command_lines_take_the_template(template_file: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    from deepmedix.cli import main
+    from deepmedix.training import pipeline
+
+    recipes = Path(__file__).resolve().parents[2] / "recipes" / "tiny"
+    bad = tmp_path / "bad.jinja"
+    bad.write_text("{{ content }}\n{% endfor %}", encoding="utf-8")
+    assert main(["train", "grpo", "--recipe", str(recipes / "grpo.yaml"), "--prompt-template", str(bad)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert f"{bad}, line 2: template syntax error" in err and len(err.splitlines()) == 1
+    assert main(["train", "sft", "--recipe", str(recipes / "sft.yaml"), "--prompt-template", str(template_file)]) == 1
+    assert "reasoning: false" in capsys.readouterr().err
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda recipes, **kwargs: seen.update(kwargs) or {})
+    assert main(["pipeline", "--recipes", str(recipes), "--prompt-template", str(template_file)]) == 0
+    given = {"prompt_template": str(template_file)}
+    assert seen["overrides"] == {"coldstart": given, "grpo": given}  # stage 1 asks with the question alone
