@@ -8,9 +8,15 @@ exactly what it is asked at inference. The parser is shared by the reward, infer
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypedDict
+
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
+from jinja2 import nodes as jinja_nodes
+from jinja2.sandbox import SandboxedEnvironment
 
 from deepmedix.errors import OptionError
 
@@ -21,7 +27,8 @@ TASK_PROMPTS: dict[str, str] = {
     "report_impression": "Write the IMPRESSION section of the radiology report for this chest X-ray.",
 }
 
-# In substance the authors' xray_format.jinja: think first, cite regions as boxes, answer in \boxed{}.
+# The built-in grounded-reasoning instructions (the project's wording; --prompt-template FILE asks in others): think
+# first, cite regions as boxes, answer in \boxed{}.
 REASONING_SUFFIX = (
     "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "
     "The reasoning process MUST BE enclosed within <think> </think> tags. While reasoning, analyse the relevant "
@@ -29,6 +36,19 @@ REASONING_SUFFIX = (
     "The final answer MUST BE put in \\boxed{}. For example: <think> Step 1: the right lower lung zone "
     "[40, 220, 160, 330] shows ... Step 2: ... </think> The answer is: \\boxed{...}"
 )
+
+
+# New tokens an answer may take when no budget is given: room for the reasoning (each cited box alone is ~20 Qwen2.5
+# tokens, one per digit) plus the answer. Reports: the longest Open-I findings section is 238 tokens (99th
+# percentile 118), so 1024 leaves ~800 for the reasoning; VQA and grounding answers are at most ~20 tokens.
+# docs/inference.md ("Generation budgets") gives the measurement.
+TASK_NEW_TOKENS: dict[str, int] = {"report_findings": 1024, "report_impression": 1024, "vqa": 512, "grounding": 512}
+LARGEST_NEW_TOKENS = max(TASK_NEW_TOKENS.values())
+
+
+def new_token_budget(task: str | None) -> int:
+    """The default number of new tokens for a task's answer (an unknown task gets the largest)."""
+    return TASK_NEW_TOKENS.get(str(task), LARGEST_NEW_TOKENS) if task is not None else LARGEST_NEW_TOKENS
 
 
 def task_prompt(task: str, question: str | None = None) -> str:
@@ -40,9 +60,115 @@ def task_prompt(task: str, question: str | None = None) -> str:
     return question.strip()
 
 
-def build_user_text(prompt: str, reasoning: bool = True) -> str:
-    """The user turn's text: the instruction, then the protocol suffix when the model is to reason."""
-    return f"{prompt}\n\n{REASONING_SUFFIX}" if reasoning else prompt
+# --- prompt templates ----------------------------------------------------------------------------------------
+# The user turn's text is a Jinja template of one variable, ``content`` (the question or task instruction), rendered
+# the way the authors' EasyR1 training renders their ``xray_format.jinja``: ``Template(source.strip()).render(
+# content=prompt)``. The built-in grounded-reasoning template has that file's form: the content, a blank line, the
+# instructions. Asked without reasoning, the model gets the content alone.
+
+TEMPLATE_VARIABLE = "content"
+BUILTIN_REASONING_SOURCE = "{{ content | trim }}\n\n" + REASONING_SUFFIX
+BUILTIN_PLAIN_SOURCE = "{{ content | trim }}"
+
+
+class PromptTemplate:
+    """A user-turn template read once and checked: ``render(content)`` is the text the model is asked.
+
+    ``name`` is the file's name (``builtin:...`` for the built-in ones) and ``sha256`` the hash of the file's bytes,
+    so a run record says exactly which wording was used."""
+
+    def __init__(self, source: str, name: str, sha256: str | None = None, path: str | None = None):
+        self.name = name
+        self.path = path or name
+        self.source = source
+        self.sha256 = sha256 or hashlib.sha256(source.encode("utf-8")).hexdigest()
+        stripped = source.strip()  # as EasyR1 reads the authors' file: its trailing newline is not part of the text
+        # Lines of an error are the file's: count the lines the strip removed at the start.
+        self._line_offset = source[: len(source) - len(source.lstrip())].count("\n")
+        env = SandboxedEnvironment(undefined=StrictUndefined)
+        try:
+            parsed = env.parse(stripped)
+        except TemplateSyntaxError as e:
+            raise self._error(e.lineno, f"template syntax error: {e.message}") from None
+        names = [n for n in parsed.find_all(jinja_nodes.Name) if n.ctx == "load"]
+        for node in names:
+            if node.name != TEMPLATE_VARIABLE and node.name in meta.find_undeclared_variables(parsed):
+                raise self._error(
+                    node.lineno, f"undefined variable {node.name!r} (a prompt template is given only 'content')"
+                )
+        if not any(n.name == TEMPLATE_VARIABLE for n in names):
+            raise self._error(None, "the template never uses {{ content }}: the question would not reach the model")
+        self._template = env.from_string(stripped)
+        self.render("Is there a pleural effusion?")  # a template that fails on a plain question fails now, not later
+
+    def render(self, content: str) -> str:
+        try:
+            return self._template.render(content=content)
+        except TemplateError as e:
+            raise self._error(_template_line(e), f"{type(e).__name__}: {e}") from None
+
+    def record(self) -> dict[str, str]:
+        """The template's identity for a run record or a prediction line."""
+        return {"prompt_template": self.name, "prompt_template_sha256": self.sha256}
+
+    def _error(self, line: int | None, message: str) -> OptionError:
+        where = self.path if line is None else f"{self.path}, line {line + self._line_offset}"
+        return OptionError(f"prompt template {where}: {message}")
+
+    def __repr__(self) -> str:
+        return f"PromptTemplate({self.name!r}, sha256={self.sha256[:12]})"
+
+
+def _template_line(error: BaseException) -> int | None:
+    """The template line an error was raised on (Jinja rewrites tracebacks to name the template's lines)."""
+    line = getattr(error, "lineno", None)
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def load_prompt_template(path: str | Path | PromptTemplate | None) -> PromptTemplate | None:
+    """The template in a ``.jinja`` file (None stays None: the built-in one is used). Every problem — no such file,
+    not UTF-8, a syntax error, a variable other than ``content`` — is one :class:`OptionError` naming the file and,
+    where there is one, the line."""
+    if path is None or isinstance(path, PromptTemplate):
+        return path
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise OptionError(f"prompt template {path}: {e.strerror or e}") from None
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise OptionError(f"prompt template {path}, line {line}: not UTF-8 text") from None
+    return PromptTemplate(source, path.name, hashlib.sha256(data).hexdigest(), str(path))
+
+
+BUILTIN_REASONING_TEMPLATE = PromptTemplate(BUILTIN_REASONING_SOURCE, "builtin:grounded-reasoning")
+BUILTIN_PLAIN_TEMPLATE = PromptTemplate(BUILTIN_PLAIN_SOURCE, "builtin:plain")
+
+
+def user_prompt_template(reasoning: bool = True, template: PromptTemplate | None = None) -> PromptTemplate:
+    """The template a request is rendered with: ``template`` (the grounded-reasoning prompt a user gave) or the
+    built-in one when the model is to reason; the content alone when it is not."""
+    if not reasoning:
+        if template is not None:
+            raise OptionError(
+                f"prompt template {template.path} is the reasoning prompt, but this request asks without reasoning"
+            )
+        return BUILTIN_PLAIN_TEMPLATE
+    return template or BUILTIN_REASONING_TEMPLATE
+
+
+def build_user_text(prompt: str, reasoning: bool = True, template: PromptTemplate | None = None) -> str:
+    """The user turn's text: the instruction rendered by the prompt template (by default the instruction, a blank
+    line and the protocol instructions when the model is to reason; the instruction alone when not)."""
+    return user_prompt_template(reasoning, template).render(prompt)
 
 
 class ContentPart(TypedDict, total=False):
@@ -59,10 +185,13 @@ class ChatMessage(TypedDict):
     content: str | list[ContentPart]
 
 
-def build_messages(prompt: str, reasoning: bool = True, n_images: int = 1) -> list[ChatMessage]:
-    """Chat messages in the transformers/TRL multimodal format: image placeholders first, then the text."""
+def build_messages(
+    prompt: str, reasoning: bool = True, n_images: int = 1, template: PromptTemplate | None = None
+) -> list[ChatMessage]:
+    """Chat messages in the transformers/TRL multimodal format: image placeholders first, then the text (the
+    template replaces only the text; images stay parts of their own)."""
     content: list[ContentPart] = [{"type": "image"} for _ in range(n_images)]
-    content.append({"type": "text", "text": build_user_text(prompt, reasoning)})
+    content.append({"type": "text", "text": build_user_text(prompt, reasoning, template)})
     return [{"role": "user", "content": content}]
 
 
@@ -226,13 +355,18 @@ def final_answer(text: str) -> str:
 
 __all__ = [
     "BOX_PATTERN",
+    "BUILTIN_PLAIN_TEMPLATE",
+    "BUILTIN_REASONING_TEMPLATE",
+    "LARGEST_NEW_TOKENS",
     "REASONING_SUFFIX",
+    "TASK_NEW_TOKENS",
     "TASK_PROMPTS",
     "ChatMessage",
     "ContentPart",
     "ParsedBox",
     "ParsedCompletion",
     "ParsedCompletionDict",
+    "PromptTemplate",
     "Step",
     "StepDict",
     "build_messages",
@@ -242,8 +376,11 @@ __all__ = [
     "find_boxes",
     "format_completion",
     "format_ok",
+    "load_prompt_template",
+    "new_token_budget",
     "normalize_tags",
     "parse_completion",
     "split_steps",
     "task_prompt",
+    "user_prompt_template",
 ]

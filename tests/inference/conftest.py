@@ -32,7 +32,8 @@ FIXED_COMPLETION = (
 
 
 class ScriptedBackend(Backend):
-    """Returns a fixed completion (or one per prompt via ``by_prompt``) and records every request."""
+    """Returns a fixed completion (or one per prompt via ``by_prompt``) and records every request. Prompts in
+    ``cut_short`` come back as cut off at their budget (``finish_reason`` "length")."""
 
     def __init__(
         self,
@@ -40,14 +41,24 @@ class ScriptedBackend(Backend):
         frame: ModelFrame = QWEN25_VL_FRAME,
         model_name: str = "scripted",
         by_prompt: dict[str, str] | None = None,
+        cut_short: set[str] | None = None,
     ):
         self.completion = completion
         self.frame = frame
         self.model_name = model_name
         self.generation = GenerationConfig()
         self.by_prompt = by_prompt or {}
+        self.cut_short = cut_short or set()
         self.requests: list[GenerationRequest] = []
         self.calls = 0
+
+    def generate_detailed(
+        self, requests: Sequence[GenerationRequest], control: GenerationControl | None = None
+    ) -> list[Generation]:
+        generated = super().generate_detailed(requests, control)
+        for g, r in zip(generated, requests, strict=True):
+            g.finish_reason = "length" if r.prompt in self.cut_short else g.finish_reason or "stop"
+        return generated
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         self.calls += 1

@@ -353,6 +353,7 @@ def guarded(tmp_path: Path) -> Iterator[tuple[TestClient, ScriptedBackend, Path]
     os.environ["DEEPMEDIX_TEST_ATTACK_KEY"] = KEY
     try:
         backend = ScriptedBackend()
+        backend.generation.max_new_tokens = 256  # as `serve --max-new-tokens 256`: the most a request may ask for
         app = create_app(
             GroundedAnswerer(backend),
             max_upload_mb=MAX_UPLOAD_MB,

@@ -9,6 +9,7 @@ import trl
 
 from deepmedix.cli import main
 from deepmedix.errors import RecipeError
+from deepmedix.protocol import LARGEST_NEW_TOKENS
 from deepmedix.training.config import load_stage_config
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -95,3 +96,9 @@ def test_yaml_strings_become_numbers_or_fail_naming_the_field(tmp_path: Path):
     recipe.write_text("model: tiny\nlearning_rate: fast\n")
     with pytest.raises(RecipeError, match="field 'learning_rate' expects a float"):
         load_stage_config("sft", recipe)
+
+
+def test_the_7b_rollouts_are_as_long_as_the_answers_asked_at_inference():
+    for name in ("grpo.yaml", "grpo-release.yaml"):
+        config = load_stage_config("grpo", RECIPES / "qwen2.5-vl-7b" / name, {"use_cpu": True})
+        assert config.max_completion_length >= LARGEST_NEW_TOKENS, name

@@ -33,7 +33,19 @@ class DemoConfig:
     max_steps: dict[str, int] | None = field(
         default=None, metadata={"skip": True}
     )  # per-stage override, e.g. {"sft": 10} (the command line's --quick)
-    max_new_tokens: int = field(default=96, metadata=_help("new tokens per answer at prediction"))
+    max_new_tokens: int | None = field(
+        default=None,
+        metadata=_help(
+            "new tokens per answer at prediction (default: by task, reports 1024 and VQA 512, or the GRPO recipe's "
+            "max_completion_length where it is smaller: 96 for the tiny recipes)"
+        ),
+    )
+    prompt_template: Path | None = field(
+        default=None,
+        metadata=_help(
+            "Jinja template of the reasoning prompt ('content' = the question) for every stage that reasons"
+        ),
+    )
     batch_size: int = field(default=8, metadata=_help("samples per generation batch"))
     backend: Literal["transformers", "vllm"] = field(default="transformers", metadata=_help("generation engine"))
     teacher: str = field(default="offline", metadata=_help("cold-start teacher: 'offline' or an OpenAI-compatible URL"))

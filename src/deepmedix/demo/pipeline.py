@@ -36,6 +36,7 @@ from deepmedix.evaluation.predictions import load_predictions
 from deepmedix.evaluation.report import write_reports
 from deepmedix.inference.predict import benchmark_name, predict_file
 from deepmedix.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from deepmedix.protocol import LARGEST_NEW_TOKENS, load_prompt_template
 from deepmedix.training.coldstart.synthesize import synthesize
 from deepmedix.training.coldstart.teachers import EndpointTeacher, TemplateTeacher
 
@@ -148,6 +149,9 @@ class Demo:
         from deepmedix.training.pipeline import run_pipeline  # imports transformers/TRL: only this path pays for it
 
         overrides: dict[str, dict[str, Any]] = {"sft": {"model": base}, "coldstart": {"data": cold}}
+        if self.cfg.prompt_template is not None:  # the reasoning stages' prompt; stage 1 asks plainly
+            for stage in ("coldstart", "grpo"):
+                overrides.setdefault(stage, {})["prompt_template"] = str(self.cfg.prompt_template)
         for stage, steps in (self.cfg.max_steps or {}).items():
             overrides.setdefault(stage, {})["max_steps"] = steps
         finals = run_pipeline(
@@ -191,8 +195,9 @@ class Demo:
             out,
             backend=self.cfg.backend,
             batch_size=self.cfg.batch_size,
-            max_new_tokens=self.cfg.max_new_tokens,
+            max_new_tokens=self.cfg.max_new_tokens or _prediction_budget(self.recipes),
             reasoning=reasoning,
+            prompt_template=self.cfg.prompt_template if reasoning else None,
         )
         return str(out)
 
@@ -249,6 +254,7 @@ class Demo:
     # --- the whole job ------------------------------------------------------------------------------------------
 
     def run(self) -> Path:
+        load_prompt_template(self.cfg.prompt_template)  # a bad template stops the demo before any work
         if self.cfg.fresh and self.out.exists():
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -314,6 +320,15 @@ def _recipe_model(recipe: Path) -> str:
     from deepmedix.training.config import read_recipe  # imports transformers/TRL: only this path pays for it
 
     return str(read_recipe(recipe).get("model") or "tiny")
+
+
+def _prediction_budget(recipes: Path) -> int | None:
+    """A budget for every answer when the GRPO recipe trains completions shorter than the task budgets (a small
+    model learns to stop within them: the tiny recipes' 96); None (each task's budget) otherwise."""
+    from deepmedix.training.config import read_recipe  # imports transformers/TRL: only this path pays for it
+
+    trained = read_recipe(recipes / "grpo.yaml").get("max_completion_length")
+    return int(trained) if isinstance(trained, int) and trained < LARGEST_NEW_TOKENS else None
 
 
 def run_demo(config: DemoConfig) -> Path:

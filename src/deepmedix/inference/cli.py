@@ -12,9 +12,23 @@ from deepmedix.inference.options import BackendOptions, ServeOptions
 from deepmedix.options import add_dataclass_arguments, dataclass_from_args
 
 
-def _add_backend_options(p: argparse.ArgumentParser) -> None:
+def _add_backend_options(p: argparse.ArgumentParser, no_reasoning: bool = True) -> None:
     add_dataclass_arguments(p, BackendOptions)
-    p.add_argument("--no-reasoning", action="store_true", help="ask without the grounded-reasoning suffix")
+    if no_reasoning:
+        p.add_argument(
+            "--no-reasoning", action="store_true", help="ask with the question alone (no grounded-reasoning prompt)"
+        )
+
+
+def _backend_options(args: argparse.Namespace) -> BackendOptions:
+    from deepmedix.errors import OptionError
+
+    options = dataclass_from_args(BackendOptions, args)
+    if getattr(args, "no_reasoning", False) and options.prompt_template is not None:
+        raise OptionError(
+            "--prompt-template is the grounded-reasoning prompt and --no-reasoning asks without it: give one of them"
+        )
+    return options
 
 
 def register(subparsers: Any) -> None:
@@ -40,28 +54,27 @@ def register(subparsers: Any) -> None:
         "serve", help="model server: HTTP API and viewer for grounded answers, and the OpenAI chat protocol"
     )
     add_dataclass_arguments(p, ServeOptions)
-    _add_backend_options(p)
+    _add_backend_options(p, no_reasoning=False)  # each request says whether it asks for reasoning
     p.set_defaults(func=_serve)
 
 
 def _infer(args: argparse.Namespace) -> int:
-    from deepmedix.inference.api import GroundedAnswerer, build_backend, resolve_prompt
+    from deepmedix.inference.api import build_answerer, resolve_prompt
     from deepmedix.inference.images import load_image
     from deepmedix.inference.overlay import save_overlay
     from deepmedix.io import atomic_write_json
 
+    options = _backend_options(args)
     resolve_prompt(args.task, args.question)  # checks the question before a model is loaded
     image_path = Path(args.image)
     if not image_path.exists():
         raise FileNotFoundError(f"{image_path}: no such image")
     loaded = load_image(image_path)
-    backend = build_backend(dataclass_from_args(BackendOptions, args))
+    answerer = build_answerer(options)  # the template is checked before the model is loaded
     try:
-        result = GroundedAnswerer(backend).answer(
-            loaded, question=args.question, task=args.task, reasoning=not args.no_reasoning
-        )
+        result = answerer.answer(loaded, question=args.question, task=args.task, reasoning=not args.no_reasoning)
     finally:
-        backend.close()
+        answerer.backend.close()
     body = {"image": str(image_path), **result.to_dict()}
     if args.overlay:
         save_overlay(loaded.image, result.steps, args.overlay)
@@ -74,22 +87,26 @@ def _infer(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from deepmedix.inference.predict import predict_file
+    from deepmedix.inference.predict import predict_file, prediction_summary
 
     out = predict_file(
-        dataclass_from_args(BackendOptions, args),
+        _backend_options(args),
         args.data,
         args.out,
         batch_size=args.batch_size,
         limit=args.limit,
         reasoning=not args.no_reasoning,
     )
-    print(out)
+    counts = prediction_summary(out)
+    print(
+        f"{out}: {counts['predictions']} predictions, {counts['truncated']} truncated "
+        "(cut off at their budget of new tokens; --max-new-tokens raises it)"
+    )
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from deepmedix.inference.api import GroundedAnswerer, build_backend
+    from deepmedix.inference.api import build_answerer
     from deepmedix.inference.server import create_app, serve
 
     options = dataclass_from_args(ServeOptions, args)
@@ -106,9 +123,10 @@ def _serve(args: argparse.Namespace) -> int:
         from deepmedix.inference.server import api_key_from_env
 
         api_key_from_env(options)  # a missing key is reported before the model is loaded
-    backend = build_backend(dataclass_from_args(BackendOptions, args))
+    answerer = build_answerer(_backend_options(args))  # the template is checked before the model is loaded
+    backend = answerer.backend
     try:
-        app = create_app(GroundedAnswerer(backend), options)
+        app = create_app(answerer, options)
         print(
             f"deepmedix serve: http://{options.host}:{options.port}/  (model {args.model}; "
             f"OpenAI API at http://{options.host}:{options.port}/v1)",

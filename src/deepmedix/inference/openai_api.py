@@ -3,7 +3,8 @@ images from data: and file: URLs, and the chat.completion reply.
 
 How a client's messages become the model's prompt: an OpenAI client sends its own full prompt, so its turns are
 rendered by the model's chat template as they are — no deepmedix instruction and no reasoning suffix is added,
-unless the request asks with ``"deepmedix": {"reasoning": true}`` (the suffix then ends the last user turn). System
+unless the request asks with ``"deepmedix": {"reasoning": true}`` (the last user turn's text is then rendered by the
+server's grounded-reasoning prompt template, as ``/api/answer`` and training ask). System
 (and developer) text is put at the start of the first user turn, because the model was trained under its
 template's default system prompt. Images may appear in user turns only, where they are shown in the order given.
 """
@@ -27,7 +28,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from deepmedix.inference.backends import GenerationConfig, GenerationRequest
-from deepmedix.protocol import build_user_text
+from deepmedix.protocol import PromptTemplate, build_user_text
 
 MAX_MESSAGES = 64  # a judge's retry is four; a chat longer than this is not a chest X-ray question
 MAX_PARTS = 256  # content parts in all messages: bounds the work of rendering a request full of empty parts
@@ -176,9 +177,11 @@ def build_generation_request(
     limits: ChatLimits,
     decode: Callable[[bytes, str], Image.Image],
     defaults: GenerationConfig,
+    template: PromptTemplate | None = None,
 ) -> GenerationRequest:
     """The request as the backend takes it: the conversation with image slots, and the images read by
-    ``decode(data, name)`` (which checks their size) from the URLs. Call :func:`check_request` first."""
+    ``decode(data, name)`` (which checks their size) from the URLs. ``template``: the grounded-reasoning prompt a
+    request asks for with ``deepmedix.reasoning`` (default: the built-in one). Call :func:`check_request` first."""
     system: list[str] = []
     turns: list[dict[str, Any]] = []
     images: list[Image.Image] = []
@@ -202,7 +205,7 @@ def build_generation_request(
         _prefix_text(first_user["content"], "\n\n".join(system))
     last_user = turns[-1]
     if req.deepmedix is not None and req.deepmedix.reasoning:
-        _suffix_reasoning(last_user["content"])
+        _render_reasoning(last_user["content"], template)
     question = " ".join(p["text"] for p in last_user["content"] if p["type"] == "text")
     return GenerationRequest(
         images,
@@ -210,6 +213,7 @@ def build_generation_request(
         reasoning=bool(req.deepmedix and req.deepmedix.reasoning),
         conversation=turns,
         generation=generation_for(req, defaults),
+        template=template,
     )
 
 
@@ -221,12 +225,13 @@ def _prefix_text(parts: list[dict[str, Any]], text: str) -> None:
     parts.append({"type": "text", "text": text})
 
 
-def _suffix_reasoning(parts: list[dict[str, Any]]) -> None:
+def _render_reasoning(parts: list[dict[str, Any]], template: PromptTemplate | None) -> None:
+    """The turn's last text part becomes the template's rendering of it (a turn of images alone gets one)."""
     texts = [p for p in parts if p["type"] == "text"]
     if texts:
-        texts[-1]["text"] = build_user_text(texts[-1]["text"], reasoning=True)
+        texts[-1]["text"] = build_user_text(texts[-1]["text"], True, template)
     else:
-        parts.append({"type": "text", "text": build_user_text("", reasoning=True).strip()})
+        parts.append({"type": "text", "text": build_user_text("", True, template).strip()})
 
 
 # --- images --------------------------------------------------------------------------------------------------

@@ -25,7 +25,13 @@ class BackendOptions:
 
     model: str = field(metadata=_help('"tiny", a local checkpoint, a hub id, or the served model name'))
     backend: BackendName = field(default="transformers", metadata=_help("generation engine"))
-    max_new_tokens: int = field(default=512, metadata=_help("new tokens per answer at most"))
+    max_new_tokens: int | None = field(
+        default=None,
+        metadata=_help(
+            "new tokens per answer at most, for every task (default: by task — reports 1024, VQA and grounding 512; "
+            "serve: also the most a request may ask for)"
+        ),
+    )
     temperature: float = field(default=0.0, metadata=_help("0 = greedy (default); > 0 samples"))
     top_p: float = field(default=1.0, metadata=_help("nucleus sampling mass (when sampling)"))
     top_k: int | None = field(default=None, metadata=_help("top-k sampling (when sampling)"))
@@ -41,6 +47,14 @@ class BackendOptions:
     api_key_env: str = field(default="OPENAI_API_KEY", metadata=_help("openai: environment variable with the key"))
     max_concurrency: int = field(default=4, metadata=_help("openai: requests in flight"))
     requests_per_minute: float | None = field(default=None, metadata=_help("openai: rate limit"))
+    prompt_template: Path | None = field(
+        default=None,
+        metadata={
+            "metavar": "FILE.jinja",
+            "help": "Jinja template of the reasoning prompt's text, given the question as 'content' (e.g. a model "
+            "release's own template; default: the built-in one)",
+        },
+    )
     cache_path: Path | None = field(
         default=None, metadata={"skip": True}
     )  # openai: replies cached by content (predict puts it beside its output)
@@ -55,7 +69,7 @@ class BackendOptions:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise OptionError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
-        if self.max_new_tokens < 1:
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise OptionError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
         if not self.temperature >= 0:  # NaN compares false
             raise OptionError(f"--temperature must be ≥ 0, got {self.temperature}")
@@ -71,7 +85,8 @@ class BackendOptions:
 class ServeOptions:
     """The model server: where it listens, what it accepts, and how long anyone waits (``deepmedix serve``'s flags).
 
-    The largest answer a request may ask for is the backend's ``--max-new-tokens``."""
+    The largest answer a request may ask for is the backend's ``--max-new-tokens`` (default: the largest task
+    budget, ``deepmedix.protocol.LARGEST_NEW_TOKENS``)."""
 
     host: str = field(default="127.0.0.1", metadata=_help("address to bind (default 127.0.0.1: this machine only)"))
     port: int = field(default=8000, metadata=_help("port to listen on"))

@@ -53,6 +53,7 @@ from deepmedix.inference.openai_api import (
     completion_body,
 )
 from deepmedix.inference.options import ServeOptions
+from deepmedix.protocol import LARGEST_NEW_TOKENS, TASK_NEW_TOKENS, user_prompt_template
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,10 @@ def create_app(answerer: GroundedAnswerer, options: ServeOptions | None = None, 
     served_name = o.served_model_name or answerer.model_name
     gate = GenerationGate(o.time_limit_s, o.queue_wait_s, o.max_queued)
     started = int(time.time())
+    # The most a request may ask for: --max-new-tokens, else the largest task budget.
+    new_tokens_limit = backend.generation.max_new_tokens or LARGEST_NEW_TOKENS
     chat_limits = ChatLimits(
-        max_new_tokens=backend.generation.max_new_tokens,
+        max_new_tokens=new_tokens_limit,
         max_prompt_chars=o.max_prompt_chars,
         max_images=o.max_images,
         max_image_bytes=max_upload_bytes,
@@ -214,6 +217,10 @@ def create_app(answerer: GroundedAnswerer, options: ServeOptions | None = None, 
             "served_model_name": served_name,
             "frame": {"kind": frame.kind, "factor": frame.factor, "max_pixels": frame.max_pixels},
             "samples": len(samples),
+            "prompt_template": {
+                "name": user_prompt_template(True, answerer.template).name,
+                "sha256": user_prompt_template(True, answerer.template).sha256,
+            },
             "limits": {
                 "max_upload_mb": o.max_upload_mb,
                 "max_pixels": o.max_pixels,
@@ -221,7 +228,8 @@ def create_app(answerer: GroundedAnswerer, options: ServeOptions | None = None, 
                 "max_question_chars": o.max_question_chars,
                 "max_prompt_chars": o.max_prompt_chars,
                 "max_images": o.max_images,
-                "max_new_tokens": backend.generation.max_new_tokens,
+                "max_new_tokens": new_tokens_limit,
+                "task_new_tokens": {task: answerer.budget(task) for task in TASK_NEW_TOKENS},
                 "time_limit_s": o.time_limit_s,
                 "queue_wait_s": o.queue_wait_s,
                 "max_queued": o.max_queued,
@@ -287,7 +295,7 @@ def create_app(answerer: GroundedAnswerer, options: ServeOptions | None = None, 
         return loaded
 
     def _new_tokens(asked: int | None) -> int | None:
-        limit = backend.generation.max_new_tokens
+        limit = new_tokens_limit
         if asked is not None and not 1 <= asked <= limit:
             raise HTTPException(
                 422, f"field 'max_new_tokens': {asked} is not between 1 and this server's {limit} (--max-new-tokens)"
@@ -380,7 +388,8 @@ def create_app(answerer: GroundedAnswerer, options: ServeOptions | None = None, 
             req,
             chat_limits,
             lambda data, name: _decode(data, name, "messages").image,
-            backend.generation,
+            replace(backend.generation, max_new_tokens=new_tokens_limit),
+            answerer.template,
         )
         generated: Generation = await gate.run(lambda control: backend.generate_detailed([request], control)[0])
         return completion_body(

@@ -26,6 +26,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         ("model", "model"),
         ("ref_model", "ref_model"),
         ("seed", "seed"),
+        ("prompt_template", "prompt_template"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -70,12 +71,15 @@ def _model_card(args: argparse.Namespace) -> int:
 def _pipeline(args: argparse.Namespace) -> int:
     from deepmedix.training.pipeline import run_pipeline
 
+    # The template is the reasoning prompt: the stages that reason take it, stage 1 asks with the question alone.
+    template = {"prompt_template": str(args.prompt_template)} if args.prompt_template else {}
     result = run_pipeline(
         args.recipes,
         data=args.data,
         output_root=args.output_dir,
         max_steps=args.max_steps,
         grpo_data=args.grpo_data,
+        overrides={"coldstart": template, "grpo": template} if template else None,
     )
     for stage, path in result.items():
         print(f"{stage}: {path}")
@@ -88,11 +92,23 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, help="samples JSONL (overrides the recipe's data)")
     p.add_argument("--model", help='starting model: "tiny", a hub id or a folder (overrides the recipe)')
     p.add_argument("--seed", type=int)
+    _add_prompt_template(p)
     p.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
         help="override any recipe key, e.g. --set learning_rate=1e-4 (repeatable)",
+    )
+
+
+def _add_prompt_template(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--prompt-template",
+        dest="prompt_template",
+        type=Path,
+        metavar="FILE.jinja",
+        help="Jinja template of the reasoning prompt's text, given the question as 'content' (recipe key "
+        "prompt_template; default: the built-in one)",
     )
 
 
@@ -117,5 +133,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--grpo-data", dest="grpo_data", type=Path, help="samples JSONL for GRPO (default: --data)")
     p.add_argument("--output-dir", dest="output_dir", type=Path, help="root folder; each stage writes a subfolder")
     p.add_argument("--max-steps", dest="max_steps", type=int, help="cap every stage's steps (smoke runs)")
+    _add_prompt_template(p)
     p.set_defaults(func=_pipeline)
     register_coldstart(subparsers)

@@ -13,7 +13,8 @@ from typing import Any
 import trl
 import yaml
 
-from deepmedix.errors import RecipeError
+from deepmedix.errors import OptionError, RecipeError
+from deepmedix.protocol import PromptTemplate, load_prompt_template
 from deepmedix.rewards.score import RewardMode, parse_reward_mode
 
 # LoRA on the language model only: bare "gate_proj|up_proj|down_proj" would also match the vision tower's MLP.
@@ -31,6 +32,13 @@ class StageFields:
     repeat: int = field(default=1, metadata={"help": "repeat the data N times (small learning runs)"})
     reasoning: bool | None = field(
         default=None, metadata={"help": "ask for the <think> protocol in the prompt (default: by stage)"}
+    )
+    prompt_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "Jinja template of the reasoning prompt's text, given the question as 'content' "
+            "(default: the built-in one); only for stages that reason"
+        },
     )
     model_dtype: str = field(default="auto", metadata={"help": "dtype to load the weights in"})
     min_pixels: int | None = field(default=None, metadata={"help": "processor lower pixel bound"})
@@ -114,10 +122,26 @@ def build_stage_config(stage: str, recipe: dict[str, Any], source: str = "<recip
         values[key] = _coerce(key, value, defaults.get(key), source)
     if values.get("reasoning") is None:
         values["reasoning"] = STAGE_REASONING[stage]
+    if values.get("prompt_template") is not None:
+        if not values["reasoning"]:
+            raise RecipeError(
+                f"{source}: field 'prompt_template': a prompt template is the reasoning prompt, and this {stage} "
+                "stage asks without reasoning (reasoning: false)"
+            )
+        values["prompt_template"] = str(values["prompt_template"])
+        try:
+            load_prompt_template(values["prompt_template"])  # a bad template stops the recipe, not the training
+        except OptionError as e:
+            raise RecipeError(f"{source}: field 'prompt_template': {e}") from None
     try:
         return cls(**values)
     except (TypeError, ValueError) as e:
         raise RecipeError(f"{source}: {e}") from None
+
+
+def stage_prompt_template(config: Any) -> PromptTemplate | None:
+    """The template a stage's prompts are rendered with (None: the built-in one, or the question alone)."""
+    return load_prompt_template(getattr(config, "prompt_template", None))
 
 
 def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
@@ -163,6 +187,7 @@ __all__ = [
     "VISION_LORA_TARGETS",
     "build_stage_config",
     "config_summary",
+    "stage_prompt_template",
     "load_stage_config",
     "read_recipe",
 ]

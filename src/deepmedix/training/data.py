@@ -17,7 +17,7 @@ from deepmedix.data.images import image_size, open_image
 from deepmedix.data.schema import Sample, load_samples
 from deepmedix.errors import DataError
 from deepmedix.io import atomic_open
-from deepmedix.protocol import build_messages, final_answer, parse_completion
+from deepmedix.protocol import PromptTemplate, build_messages, final_answer, parse_completion
 
 COMPLETION_STAGES = ("sft", "coldstart")
 
@@ -73,7 +73,14 @@ def _image_size(sample: Sample, index: int = 0) -> tuple[int, int]:
     return image_size(ref.path)
 
 
-def sample_row(sample: Sample, stage: str, frame: ModelFrame, reasoning: bool, image_cache: Path) -> dict[str, Any]:
+def sample_row(
+    sample: Sample,
+    stage: str,
+    frame: ModelFrame,
+    reasoning: bool,
+    image_cache: Path,
+    template: PromptTemplate | None = None,
+) -> dict[str, Any]:
     """One training row. SFT stages get a ``completion``; GRPO gets the reward's columns instead.
 
     ``answer`` is the final answer (for a cold-start sample, the one inside its ``\\boxed{}``); ``image_size`` and
@@ -89,7 +96,7 @@ def sample_row(sample: Sample, stage: str, frame: ModelFrame, reasoning: bool, i
     answer = final_answer(sample.answer) if "\\boxed{" in sample.answer else sample.answer
     row: dict[str, Any] = {
         "id": sample.id,
-        "prompt": build_messages(sample.prompt, reasoning=reasoning, n_images=len(sample.images)),
+        "prompt": build_messages(sample.prompt, reasoning=reasoning, n_images=len(sample.images), template=template),
         "images": [{"path": image_source(ref.path, image_cache, sample.id), "bytes": None} for ref in sample.images],
         "answer": answer,
         "answer_type": sample.answer_type.value,
@@ -111,6 +118,7 @@ def build_dataset(
     limit: int | None = None,
     repeat: int = 1,
     image_cache: str | Path | None = None,
+    template: PromptTemplate | None = None,
 ):
     """A ``datasets.Dataset`` of training rows from a samples JSONL (images decoded lazily, on access).
 
@@ -129,7 +137,7 @@ def build_dataset(
         raise DataError(f"training data {path}: no samples")
     cache = Path(image_cache) if image_cache is not None else path.parent / ".image-cache"
     rows = [
-        sample_row(s, stage, frame, reasoning, cache)
+        sample_row(s, stage, frame, reasoning, cache, template)
         for s in track(samples, description=f"reading {path.name}", transient=True, disable=len(samples) < 200)
     ]
     if stage != "grpo":

@@ -28,11 +28,17 @@ from deepmedix.models.loading import (
     resolve_model_path,
 )
 from deepmedix.models.special_tokens import generation_defaults
-from deepmedix.protocol import parse_completion
+from deepmedix.protocol import parse_completion, user_prompt_template
 from deepmedix.rewards.core import completion_text
 from deepmedix.rewards.grpo import TrlRewardFunc, make_trl_reward_funcs
 from deepmedix.rewards.score import Completion
-from deepmedix.training.config import LANGUAGE_LORA_TARGETS, VISION_LORA_TARGETS, config_summary, load_stage_config
+from deepmedix.training.config import (
+    LANGUAGE_LORA_TARGETS,
+    VISION_LORA_TARGETS,
+    config_summary,
+    load_stage_config,
+    stage_prompt_template,
+)
 from deepmedix.training.curves import plot_curves
 from deepmedix.training.data import build_dataset
 from deepmedix.training.model_card import push_to_hub, write_model_card
@@ -171,6 +177,7 @@ def _finish_final(tmp: Path, out: Path, processor, config, stage: str, extra: di
         "data_sha256": extra.pop("data_sha256", None),
         "versions": package_versions(),
         "config": config_summary(config),
+        **prompt_template_record(config),
         **extra,
     }
 
@@ -181,6 +188,11 @@ def _finish_final(tmp: Path, out: Path, processor, config, stage: str, extra: di
     if out.exists():  # an earlier, incomplete final (no run_info.json): replace it
         shutil.rmtree(out)
     os.replace(tmp, out)
+
+
+def prompt_template_record(config: Any) -> dict[str, str]:
+    """The name and sha256 of the template the stage's prompts were rendered with (run_info.json)."""
+    return user_prompt_template(bool(config.reasoning), stage_prompt_template(config)).record()
 
 
 def _last_checkpoint(output_dir: str | Path) -> str | None:
@@ -238,6 +250,7 @@ def build_sft_trainer(config, stage: str = "sft", callbacks: list | None = None)
         limit=config.limit,
         repeat=config.repeat,
         image_cache=Path(config.output_dir) / "image-cache",
+        template=stage_prompt_template(config),
     )
     trainer = SFTTrainer(
         model=model,
@@ -294,6 +307,7 @@ def build_grpo_trainer(config, callbacks: list | None = None):
         limit=config.limit,
         repeat=config.repeat,
         image_cache=Path(config.output_dir) / "image-cache",
+        template=stage_prompt_template(config),
     )
     funcs, weights = reward_functions(config)
     config.reward_weights = weights
@@ -362,6 +376,7 @@ __all__ = [
     "is_complete",
     "load_for_training",
     "package_versions",
+    "prompt_template_record",
     "reward_functions",
     "run_stage",
     "valid_box_share",
