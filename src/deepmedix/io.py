@@ -6,16 +6,22 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
+import yaml
+
 from deepmedix.errors import InputFileError, field_path
+
+log = logging.getLogger(__name__)
 
 
 def cache_root() -> Path:
@@ -146,25 +152,21 @@ def _merge_into(stage: Path, target: Path) -> None:
 
 def check_output(path: str | Path, folder: bool = False) -> None:
     """Fail now, before any work, when ``path`` cannot be written: a folder where a file goes (or a file where a
-    folder goes), a file in the way of its folders, or a folder this process may not write to. The write itself
-    still fails cleanly; this only spares the work done before it."""
+    folder goes), a file in the way of its folders, or a folder this process may not write to — tried for real, by
+    making and removing an empty folder there, since permission bits say nothing for root or a read-only mount.
+    The write itself still fails cleanly; this only spares the work done before it."""
     path = Path(path)
     if path.exists() and path.is_dir() != folder:
         raise _os_error(errno.ENOTDIR if folder else errno.EISDIR, path)
-    target = path if folder and path.is_dir() else path.parent
-    while not target.exists() and target != target.parent:
-        target = target.parent
-    if not target.is_dir():
-        raise _os_error(errno.ENOTDIR, target)
-    if not os.access(target, os.W_OK | os.X_OK):  # also false on a read-only file system, even for root
-        raise _os_error(errno.EROFS if _read_only(target) else errno.EACCES, target)
-
-
-def _read_only(folder: Path) -> bool:
+    base = path if folder and path.is_dir() else path.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise _os_error(errno.ENOTDIR, base)
     try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
+        os.rmdir(tempfile.mkdtemp(prefix=".deepmedix-probe-", dir=base))
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
 
 
 def atomic_write_text(path: str | Path, text: str, permissions: int = 0o666) -> None:
@@ -311,6 +313,23 @@ def read_json(path: str | Path, error: type[InputFileError] = InputFileError) ->
     return parse_json(decode_utf8(data, path, error), path, error=error)
 
 
+def read_text(path: str | Path, error: type[InputFileError] = InputFileError) -> str:
+    """A UTF-8 text file (a byte-order mark dropped); invalid bytes raise ``error`` naming the line."""
+    path = Path(path)
+    return decode_utf8(path.read_bytes(), path, error)
+
+
+def read_yaml(path: str | Path, error: type[InputFileError] = InputFileError) -> Any:
+    """A YAML file; a syntax error raises ``error`` as one line naming the file, the line and yaml's reason."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(read_text(path, error))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        reason = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise error(path, f"not valid YAML ({reason})", line=mark.line + 1 if mark else None) from None
+
+
 def decode_utf8(
     data: bytes, file: str | Path, error: type[InputFileError] = InputFileError, line: int | None = None
 ) -> str:
@@ -359,6 +378,7 @@ def iter_jsonl(
             value = jsonl_value(raw, path, number, error)
         except InputFileError:
             if tolerate_torn_tail and not raw.endswith(b"\n"):
+                log.warning("%s, line %d: cut short (by an interrupted run?); left out", path, number)
                 return
             raise
         yield number, value

@@ -106,6 +106,10 @@ def _links(base_url: str, tokens: dict[str, str], admin: str | None) -> list[str
 def _create(args: argparse.Namespace) -> int:
     from deepmedix.annotation.create import create_review, parse_annotators
 
+    if args.tokens_out:  # the links are shown once: their file must be writable before the set is made
+        from deepmedix.io import check_output
+
+        check_output(args.tokens_out)
     made = create_review(
         args.predictions,
         args.names,

@@ -9,6 +9,7 @@ answers, or boxes) and never share a sample. A ``manifest.json`` records what we
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections import Counter, defaultdict
@@ -29,7 +30,9 @@ from deepmedix.data.mix_options import PAPER_SIZES, STAGES, MixOptions
 from deepmedix.data.schema import Sample, parse_sample, sample_to_json
 from deepmedix.data.stats import compute_stats, draw_stats
 from deepmedix.errors import DataError
-from deepmedix.io import atomic_write_json, atomic_write_jsonl, sha256_file, staged_folder
+from deepmedix.io import atomic_write_json, atomic_write_jsonl, check_output, sha256_file, staged_folder
+
+log = logging.getLogger(__name__)
 
 STAGE_FILES = {"sft": "sft.jsonl", "coldstart": "coldstart_input.jsonl", "rl": "rl.jsonl"}
 REPORT_TASKS = (Task.REPORT_FINDINGS, Task.REPORT_IMPRESSION)
@@ -98,12 +101,10 @@ class Entry:
     offset: int  # byte offset of its line
 
 
-def _entries(files: list[Path], what: str, first_index: int = 0) -> list[Entry]:
+def _entries(files: list[Path], first_index: int = 0) -> list[Entry]:
     """Every sample of ``files``, validated line by line (errors name file, line and field)."""
     entries: list[Entry] = []
     for index, file in enumerate(files, start=first_index):
-        if not file.is_file():
-            raise FileNotFoundError(f"{file}: {what} not found")
         offset = 0
         with file.open("rb") as fh:
             for lineno, line in enumerate(fh, start=1):
@@ -212,8 +213,15 @@ def build_mix(inputs: list[Path], out: Path, options: MixOptions) -> MixResult:
     if not inputs:
         raise DataError("prepare mix needs at least one samples file")
     files = [*inputs, *options.test_split]
-    rows = _entries(inputs, "samples file")
-    test_rows = _entries(options.test_split, "test-split file", first_index=len(inputs))
+    check_output(out, folder=True)
+    rows = _entries(inputs)
+    test_rows = _entries(options.test_split, first_index=len(inputs))
+    counts = Counter(e.file for e in rows)
+    for index, file in enumerate(inputs):
+        if not counts[index]:
+            log.warning("%s: no samples (the file is empty)", file)
+    if not rows:
+        raise DataError(f"no samples in {', '.join(str(f) for f in inputs)}: nothing to draw the sets from")
     seen: dict[str, int] = {}
     for e in rows:
         if e.id in seen:

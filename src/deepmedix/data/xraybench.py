@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from deepmedix.data.convert import (
 from deepmedix.data.enums import AnswerType, Split, Task, guess_answer_type
 from deepmedix.data.schema import ImageRef, Provenance, Sample
 from deepmedix.errors import DataError, OptionError, RowError
-from deepmedix.io import atomic_write_bytes
+from deepmedix.io import atomic_write_bytes, check_output, iter_jsonl, read_json
 
 HUB_ID = "Qika/xraybench"
 XRAYBENCH_CITATION = (
@@ -157,7 +158,13 @@ def load_release(path: Path, cache_dir: Path | None = None) -> dict[str, dict[st
         builder = _DATA_FILE_BUILDERS.get(path.suffix.lower())
         if builder is None:
             raise DataError(f"{path}: not a data file datasets reads ({', '.join(_DATA_FILE_BUILDERS)})")
-        loaded = datasets.load_dataset(builder, data_files={"test": str(path)}, cache_dir=cache)
+        if builder == "json":  # datasets' JSON reader takes NaN and the like: the project's reader checks first
+            for _ in iter_jsonl(path) if path.suffix.lower() == ".jsonl" else [read_json(path)]:
+                pass
+        try:
+            loaded = datasets.load_dataset(builder, data_files={"test": str(path)}, cache_dir=cache)
+        except Exception as e:  # datasets' and pyarrow's own errors for a file they cannot read
+            raise DataError(f"{path}: datasets cannot read this file ({_first_cause(e)})") from None
         return {path.stem: dict(loaded)}
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         on_disk = datasets.load_from_disk(str(path))
@@ -175,6 +182,14 @@ def load_release(path: Path, cache_dir: Path | None = None) -> dict[str, dict[st
             raise DataError(f"{path}: config {config!r} cannot be loaded ({type(e).__name__}: {e})") from None
         out[config] = dict(loaded)
     return out
+
+
+def _first_cause(error: BaseException) -> str:
+    """The root cause of a library's wrapped error, as one short line (its type and first line)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def describe_release(release: dict[str, dict[str, datasets.Dataset]]) -> list[str]:
@@ -317,7 +332,7 @@ def _turns(value: Any) -> list[tuple[str, str]]:
 
 
 def _text(value: Any) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):  # a table's missing value
         return ""
     if isinstance(value, list | tuple):
         return " | ".join(str(v).strip() for v in value if str(v).strip())
@@ -608,6 +623,7 @@ def prepare_xraybench(
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: folder not found (--images)")
     out = Path(out)
+    check_output(out)
     snapshot = resolve_snapshot(root, revision=revision, offline=offline, hub_cache=hub_cache)
     release = load_release(snapshot, cache_dir=cache_dir)
     options = XrayBenchOptions(

@@ -50,16 +50,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _model_card(args: argparse.Namespace) -> int:
-    import json
-
+    from deepmedix.io import read_json
     from deepmedix.training.model_card import push_to_hub, write_model_card
 
     evaluation = None
     if args.eval is not None:
-        try:
-            evaluation = json.loads(args.eval.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{args.eval}: not valid JSON ({e.msg}, line {e.lineno})") from None
+        evaluation = read_json(args.eval)
         if not isinstance(evaluation, dict):
             raise DataError(f"{args.eval}: expected the metrics.json of deepmedix eval (a JSON object)")
     print(write_model_card(args.model, evaluation))

@@ -17,7 +17,7 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from deepmedix import __version__
 from deepmedix.errors import EndpointError, ModelFileError
-from deepmedix.io import atomic_write_text, sha256_file
+from deepmedix.io import atomic_write_text, read_json, sha256_file
 
 CARD_FILE = "README.md"
 RUN_INFO = "run_info.json"
@@ -41,7 +41,10 @@ def read_run_info(model_dir: str | Path) -> dict[str, Any]:
     path = Path(model_dir) / RUN_INFO
     if not path.is_file():
         raise ModelFileError(f"{model_dir}: no {RUN_INFO} (not a final model written by deepmedix train)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    info = read_json(path)
+    if not isinstance(info, dict):
+        raise ModelFileError(f"{path}: expected a JSON object (the run_info.json deepmedix train writes)")
+    return info
 
 
 def root_base_model(model: str) -> str:
