@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -536,6 +537,28 @@ def _ext_vqa(d: Path, answer: bytes = b'["yes"]', raw: bytes | None = None) -> P
     )
     write_text(root / "dataset" / "train.json", "", raw=raw if raw is not None else record)
     return root
+
+
+LISTENERS: list[socket.socket] = []  # sockets holding a port for the "port in use" cases, closed after each case
+
+
+def _port_in_use() -> str:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    LISTENERS.append(listener)
+    return str(listener.getsockname()[1])
+
+
+def _source_csv(source: str, name: str, *others: str) -> Callable[[Path], list[str]]:
+    """A source folder whose CSV ``name`` has invalid UTF-8 in its header (``others``: files that must be there)."""
+
+    def build(d: Path) -> None:
+        for other in others:
+            write_text(d / source / other, "dicom_id,subject_id,study_id,ViewPosition\n")
+        write_text(d / source / name, "", raw=b"subject_\xffid,study_id\n1,2\n")
+
+    return _with(build, ["prepare", source, "--root", source, "--out", "out/s.jsonl"])
 
 
 def _review_set(d: Path) -> Path:
@@ -1104,6 +1127,46 @@ SPECIFIC = [
         _with(_review_set, ["review", "import-labelstudio", "--dir", "set", "--export", "missing.json"]),
         ("missing.json",),
     ),
+    Case(
+        "review serve",
+        "port in use",
+        lambda d: ["review", "serve", "--dir", str(_review_set(d)), "--port", _port_in_use()],
+        ("127.0.0.1:",),
+    ),
+    Case(
+        "serve",
+        "port in use",
+        lambda d: ["serve", "--port", _port_in_use(), "--model", NO_MODEL],
+        ("127.0.0.1:",),
+    ),
+    # the other converters: their first CSV, and their folder
+    Case(
+        "prepare mimic-cxr",
+        "CSV invalid UTF-8",
+        _source_csv("mimic-cxr", "mimic-cxr-2.0.0-split.csv", "mimic-cxr-2.0.0-metadata.csv"),
+        ("mimic-cxr-2.0.0-split.csv", "line 1", "UTF-8"),
+    ),
+    Case(
+        "prepare ms-cxr",
+        "CSV invalid UTF-8",
+        _source_csv("ms-cxr", "MS_CXR_Local_Alignment_v1.1.0.csv"),
+        ("MS_CXR_Local_Alignment_v1.1.0.csv", "line 1", "UTF-8"),
+    ),
+    Case(
+        "prepare cxr-vqa",
+        "CSV invalid UTF-8",
+        _source_csv("cxr-vqa", "medical-cxr-vqa-questions.csv"),
+        ("medical-cxr-vqa-questions.csv", "line 1", "UTF-8"),
+    ),
+    *(
+        Case(
+            f"prepare {source}",
+            "root missing",
+            lambda d, s=source: ["prepare", s, "--root", s, "--out", "o.jsonl"],
+            (source,),
+        )
+        for source in ("mimic-cxr", "open-i", "ms-cxr", "ext-vqa", "cxr-vqa")
+    ),
     # demo
     Case(
         "demo",
@@ -1209,7 +1272,11 @@ def expected_parts(case: Case, d: Path) -> list[str]:
 def test_bad_input(case: Case, tmp_path: Path, capsys, monkeypatch, caplog) -> None:
     d = tmp_path / "work"
     d.mkdir()
-    outcome = run_case(case, d, capsys, monkeypatch)
+    try:
+        outcome = run_case(case, d, capsys, monkeypatch)
+    finally:
+        while LISTENERS:
+            LISTENERS.pop().close()
     assert outcome.exception is None, f"traceback: {type(outcome.exception).__name__}: {outcome.exception}"
     command = case.command.split()[0]
     lines = outcome.stderr.strip().splitlines()

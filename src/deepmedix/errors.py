@@ -16,7 +16,9 @@ def field_path(parts: Iterable[str | int]) -> str:
     """``("steps", 0, "boxes")`` → ``steps[0].boxes``: where in a record a value is, as every message writes it."""
     out = ""
     for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if not isinstance(part, int):  # a key holding a lone surrogate is shown escaped: it cannot be printed
+            part = str(part).encode("utf-8", "backslashreplace").decode("utf-8")
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
 
 

@@ -150,9 +150,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     from deepmedix.annotation.security import parse_origin
     from deepmedix.annotation.server import create_app
+    from deepmedix.options import check_port
 
     public_origins = [parse_origin(o) for o in args.public_origin]
     app = create_app(args.dir, public_origins=public_origins)
+    check_port(args.host, args.port)
     if not _is_loopback(args.host):
         print(
             f"warning: serving on {args.host}: other machines can reach the review (put HTTPS in front of it: "

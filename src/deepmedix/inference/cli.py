@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.inference.options import BackendOptions, ServeOptions
-from deepmedix.options import add_dataclass_arguments, dataclass_from_args
+from deepmedix.options import add_dataclass_arguments, check_port, dataclass_from_args
 
 
 def _add_backend_options(p: argparse.ArgumentParser, no_reasoning: bool = True) -> None:
@@ -126,6 +126,7 @@ def _serve(args: argparse.Namespace) -> int:
         from deepmedix.inference.server import api_key_from_env
 
         api_key_from_env(options)  # a missing key is reported before the model is loaded
+    check_port(options.host, options.port)  # a port in use is reported before the model is loaded
     answerer = build_answerer(_backend_options(args))  # the template is checked before the model is loaded
     backend = answerer.backend
     try:
