@@ -908,6 +908,12 @@ SPECIFIC = [
         ("r.yaml",),
     ),
     Case(
+        "train",
+        "--set value not YAML",
+        lambda d: ["train", "sft", "--recipe", str(ROOT / "recipes/tiny/sft.yaml"), "--set", "learning_rate=[1"],
+        ("--set 'learning_rate=[1'", "not a YAML value"),
+    ),
+    Case(
         "model-card",
         "eval NaN",
         _model_card(b'{"ext-vqa/vqa": {"accuracy": NaN}}'),

@@ -9,7 +9,6 @@ same code drives the real recipes on GPUs.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import random
 import shutil
@@ -36,7 +35,7 @@ from deepmedix.evaluation.options import EvalOptions
 from deepmedix.evaluation.predictions import load_predictions
 from deepmedix.evaluation.report import write_reports
 from deepmedix.inference.predict import benchmark_name, predict_file
-from deepmedix.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, check_output, read_yaml
+from deepmedix.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, check_output, read_json, read_yaml
 from deepmedix.protocol import LARGEST_NEW_TOKENS, load_prompt_template
 from deepmedix.training.coldstart.synthesize import synthesize
 from deepmedix.training.coldstart.teachers import EndpointTeacher, TemplateTeacher
@@ -86,7 +85,7 @@ class Demo:
         """Run ``fn`` unless its marker says it finished and every output it listed still exists."""
         marker = self._marker(name)
         if marker.is_file():
-            done = json.loads(marker.read_text())
+            done = read_json(marker)
             if all(Path(p).exists() for p in done["outputs"].values()):
                 self.console.print(f"[dim]✓ {title}: done earlier, skipped[/dim]")
                 self.records.append(StageRecord(name, done["seconds"], True, done["outputs"]))

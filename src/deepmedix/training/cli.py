@@ -37,7 +37,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         if "=" not in item:
             raise OptionError(f"--set {item!r}: expected KEY=VALUE")
         key, value = item.split("=", 1)
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        try:
+            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise OptionError(f"--set {item!r}: not a YAML value ({' '.join(str(e).split())})") from None
     return out
 
 

@@ -8,7 +8,6 @@ the reward mode for GRPO, the held-out evaluation when one is given, and what th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,7 @@ def root_base_model(model: str) -> str:
     seen: set[str] = set()
     while model not in seen and (Path(model) / RUN_INFO).is_file():
         seen.add(model)
-        model = str(json.loads((Path(model) / RUN_INFO).read_text(encoding="utf-8")).get("base_model") or model)
+        model = str(read_run_info(model).get("base_model") or model)
     return model
 
 
