@@ -561,6 +561,21 @@ def _source_csv(source: str, name: str, *others: str) -> Callable[[Path], list[s
     return _with(build, ["prepare", source, "--root", source, "--out", "out/s.jsonl"])
 
 
+def _xraybench_embedded(d: Path) -> None:
+    """A parquet data file whose images are embedded, the second row without an answer."""
+    import datasets
+
+    image = png(d / "embedded.png").read_bytes()
+    rows = {
+        "prompt": ["Is there an effusion?", "Is there an effusion?"],
+        "answer": ["yes", ""],
+        "image": [{"bytes": image, "path": None}, {"bytes": image[:-1] + b"\x00", "path": None}],
+        "group": ["Ext-VQA", "Ext-VQA"],
+    }
+    datasets.Dataset.from_dict(rows).to_parquet(str(d / "xb.parquet"))
+    (d / "embedded.png").unlink()
+
+
 def _review_set(d: Path) -> Path:
     """A review set made by `deepmedix review create` from two prediction files."""
     png(d / "img.png")
@@ -852,7 +867,13 @@ SPECIFIC = [
             ),
             ["prepare", "xraybench", "--root", "xb.jsonl", "--out", "out/s.jsonl"],
         ),
-        ("xb.jsonl",),
+        ("xb.jsonl", "line 1", "field 'answer'"),
+    ),
+    Case(
+        "prepare xraybench",
+        "embedded images, a later row bad",
+        _with(_xraybench_embedded, ["prepare", "xraybench", "--root", "xb.parquet", "--out", "out/s.jsonl"]),
+        ("xb.parquet", "row 1", "empty answer"),
     ),
     Case(
         "prepare xraybench",

@@ -38,7 +38,7 @@ from deepmedix.data.convert import (
 from deepmedix.data.enums import AnswerType, Split, Task, guess_answer_type
 from deepmedix.data.schema import ImageRef, Provenance, Sample
 from deepmedix.errors import DataError, OptionError, RowError
-from deepmedix.io import atomic_write_bytes, check_output, iter_jsonl, read_json
+from deepmedix.io import atomic_write_bytes, check_output, iter_jsonl, make_parents, read_json, remove_created
 
 HUB_ID = "Qika/xraybench"
 XRAYBENCH_CITATION = (
@@ -495,7 +495,7 @@ def _row_sample(
     file: str,
     conversion: Conversion,
 ) -> Sample | str:
-    where = f"row {index}"
+    where = index  # the dataset's own row index (0-based), as its viewer shows it; messages read "row N"
     turns = _turns(row.get(columns.conversation)) if columns.conversation else []
     if columns["prompt"]:
         raw_prompt = _text(row.get(columns["prompt"]))
@@ -589,7 +589,7 @@ def _row_sample(
         provenance=Provenance(
             dataset=f"XrayBench ({HUB_ID})",
             file=f"{config}/{split}",
-            record=f"{where}" + (f" (id {record})" if record else ""),
+            record=f"row {where}" + (f" (id {record})" if record else ""),
             citation=XRAYBENCH_CITATION,
             group=group_value or None,
             group_from=group_from,
@@ -634,6 +634,20 @@ def prepare_xraybench(
     )
     conversion = Conversion("xraybench", on_error)
     conversion.summary.header = [f"{snapshot}:", *(f"  {line}" for line in describe_release(release))]
-    return finish_conversion(
-        conversion, convert_xraybench(snapshot, release, options, conversion), out, limit, relative_paths
-    )
+    # Embedded images are written as rows are read: a failure later removes the ones this run wrote (and the
+    # folder, if it made it), so nothing is left without the samples file that names it.
+    image_dir = options.image_dir
+    assert image_dir is not None
+    earlier = set(image_dir.iterdir()) if image_dir.is_dir() else set()
+    created = make_parents(image_dir / "_")
+    try:
+        summary = finish_conversion(
+            conversion, convert_xraybench(snapshot, release, options, conversion), out, limit, relative_paths
+        )
+    except BaseException:
+        for written in set(image_dir.iterdir()) - earlier:
+            written.unlink(missing_ok=True)
+        remove_created(created)
+        raise
+    remove_created(created)  # made for images the release did not embed: not left empty
+    return summary
