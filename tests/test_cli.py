@@ -32,6 +32,17 @@ def test_a_user_error_is_one_line_without_traceback(monkeypatch, capsys) -> None
     assert err == "deepmedix stats: error: data.jsonl, line 3, field 'answer': must be a string\n"
 
 
+def test_a_message_of_several_lines_is_printed_as_one(monkeypatch, capsys) -> None:
+    def handler(args: argparse.Namespace) -> int:
+        raise DataError("r.yaml: not valid YAML (while parsing\n  in line 3\n    expected ']')")
+
+    assert _run_with_handler(monkeypatch, handler, ["stats", "x"]) == 1
+    assert (
+        capsys.readouterr().err
+        == "deepmedix stats: error: r.yaml: not valid YAML (while parsing in line 3 expected ']')\n"
+    )
+
+
 def test_an_os_error_names_the_file_first(monkeypatch, capsys, tmp_path) -> None:
     target = tmp_path / "ro" / "out.jsonl"
 

@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         message = os_error_message(e) if isinstance(e, OSError) and not isinstance(e, UserError) else str(e)
+        message = " ".join(message.split())  # one line, whatever a library put in its message
         print(f"deepmedix {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -7,7 +7,19 @@ non-zero; anything else is a bug and keeps its traceback. Each kind that reports
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+
+def field_path(parts: Iterable[str | int]) -> str:
+    """``("steps", 0, "boxes")`` → ``steps[0].boxes``: where in a record a value is, as every message writes it."""
+    out = ""
+    for part in parts:
+        if not isinstance(part, int):  # a key holding a lone surrogate is shown escaped: it cannot be printed
+            part = str(part).encode("utf-8", "backslashreplace").decode("utf-8")
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
 
 
 class UserError(Exception):
@@ -37,6 +49,20 @@ class InputFileError(DataError):
         if field:
             where += f", field '{field}'"
         super().__init__(f"{where}: {message}")
+
+    @classmethod
+    def from_validation(cls, file: str | Path, error: Any, line: int | None = None) -> InputFileError:
+        """A pydantic ``ValidationError`` as one line: the file, the line, the first problem's field and message
+        (and how many more problems there are). Duck-typed, so this floor does not import pydantic."""
+        problems = error.errors(include_url=False)
+        first = problems[0]
+        message = str(first.get("msg", error)).replace("\n", " ")
+        if first.get("type") not in ("missing", "extra_forbidden") and "input" in first:
+            shown = repr(first["input"])
+            message += f", got {shown if len(shown) <= 60 else shown[:57] + '...'}"
+        if len(problems) > 1:
+            message += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+        return cls(file, message, line=line, field=field_path(first.get("loc", ())) or None)
 
 
 class SampleFileError(InputFileError):
@@ -101,4 +127,5 @@ __all__ = [
     "SampleFileError",
     "SplitLeakError",
     "UserError",
+    "field_path",
 ]

@@ -82,3 +82,22 @@ def dataclass_from_args(cls: type[T], args: argparse.Namespace, **overrides: Any
 
 
 __all__ = ["add_dataclass_arguments", "dataclass_from_args"]
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail at once, before a model is loaded, when a server's ``--host``/``--port`` cannot be bound (the port is
+    taken, or the address is not this machine's): an ``OSError`` naming ``host:port``. Bound as uvicorn binds it
+    (SO_REUSEADDR), then released."""
+    import socket  # only the servers need it
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise OSError(e.errno, e.strerror, f"{host}:{port}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, f"{host}:{port}") from None

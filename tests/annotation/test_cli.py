@@ -77,9 +77,9 @@ def test_yaml_annotators_and_split(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda rows: rows[1].pop("image"), r"a\.jsonl, line 2, record 's1': field `image` missing"),
+        (lambda rows: rows[1].pop("image"), r"a\.jsonl, line 2, field 'image': missing \(record 's1'\)"),
         (lambda rows: rows[0].update(steps=[{"text": "x", "boxes": [[1, 2, 3]]}]), r"line 1.*steps\[0\]\.boxes"),
-        (lambda rows: rows[2].update(id="s0"), r"line 3, record 's0': duplicate id"),
+        (lambda rows: rows[2].update(id="s0"), r"line 3, field 'id': 's0' repeats line 1"),
     ],
 )
 def test_bad_predictions_give_one_line_errors(

@@ -51,7 +51,7 @@ def test_arena_fit_reports_bad_rows_in_one_line(tmp_path: Path, capsys: pytest.C
     )
     assert main(["arena", "fit", str(bad), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip()
-    assert "bad.jsonl, line 2: field 'winner'" in err and "\n" not in err and "Traceback" not in err
+    assert "bad.jsonl, line 2, field 'winner'" in err and "\n" not in err and "Traceback" not in err
     assert main(["arena", "fit", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")]) == 1
     assert "missing.jsonl" in capsys.readouterr().err
 

@@ -17,7 +17,7 @@ from deepmedix.data.frame import box_inside
 from deepmedix.data.reports import extract_sections, normalize_section_name
 from deepmedix.data.schema import load_samples
 from deepmedix.data.sources import SOURCES
-from deepmedix.errors import RowError, SplitLeakError
+from deepmedix.errors import InputFileError, RowError, SplitLeakError
 
 
 def convert(source: str, root: Path, tmp_path: Path, **kwargs: object) -> tuple[list, object]:
@@ -312,7 +312,7 @@ def test_ext_vqa_bad_record_names_record_and_field(ext_vqa_root: Path, mimic_jpg
     samples, summary = convert("ext-vqa", ext_vqa_root, tmp_path, on_error="skip", images_root=mimic_jpg)
     assert len(samples) == 6 and summary.skipped["empty field"] == 1
     path.write_text("[{broken")
-    with pytest.raises(RowError, match=r"train\.json: not valid JSON"):
+    with pytest.raises(InputFileError, match=r"train\.json, line 1: not valid JSON"):
         convert("ext-vqa", ext_vqa_root, tmp_path, on_error="skip", images_root=mimic_jpg)
 
 

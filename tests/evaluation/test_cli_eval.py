@@ -241,7 +241,7 @@ def test_placeholder_tokenizer_is_a_clear_error(tmp_path, tiny_chexbert, capsys)
                     "reference_boxes": [[1, 2, 3]],
                 }
             ),
-            r"pred.jsonl, line 2(, |: )field 'reference_boxes'",
+            r"pred.jsonl, line 2(, |: )field 'reference_boxes\[0\]'",
         ),
         (
             json.dumps(

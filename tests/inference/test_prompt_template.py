@@ -94,7 +94,7 @@ def test_prediction_lines_record_the_text_and_the_template(
         assert (row["prompt_template"], row["prompt_template_sha256"]) == ("format.jinja", template.sha256)
     # The file is one way of asking: a rerun with another template is refused, naming the line and the field.
     (tmp_path / "other.jinja").write_text("Q: {{ content }}", encoding="utf-8")
-    with pytest.raises(DataError, match=r"pred\.jsonl, line 1: field 'prompt_template_sha256'.*format\.jinja"):
+    with pytest.raises(DataError, match=r"pred\.jsonl, line 1, field 'prompt_template_sha256'.*format\.jinja"):
         predict_file(ScriptedBackend(), samples_file, out, prompt_template=tmp_path / "other.jinja", progress=False)
     with pytest.raises(OptionError, match="without reasoning"):
         predict_file(ScriptedBackend(), samples_file, out, prompt_template=template_file, reasoning=False)

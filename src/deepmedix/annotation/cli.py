@@ -106,6 +106,10 @@ def _links(base_url: str, tokens: dict[str, str], admin: str | None) -> list[str
 def _create(args: argparse.Namespace) -> int:
     from deepmedix.annotation.create import create_review, parse_annotators
 
+    if args.tokens_out:  # the links are shown once: their file must be writable before the set is made
+        from deepmedix.io import check_output
+
+        check_output(args.tokens_out)
     made = create_review(
         args.predictions,
         args.names,
@@ -146,9 +150,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     from deepmedix.annotation.security import parse_origin
     from deepmedix.annotation.server import create_app
+    from deepmedix.options import check_port
 
     public_origins = [parse_origin(o) for o in args.public_origin]
     app = create_app(args.dir, public_origins=public_origins)
+    check_port(args.host, args.port)
     if not _is_loopback(args.host):
         print(
             f"warning: serving on {args.host}: other machines can reach the review (put HTTPS in front of it: "

@@ -29,7 +29,7 @@ from xml.sax.saxutils import quoteattr
 
 from deepmedix.annotation.store import ReviewStore, transaction
 from deepmedix.errors import DataError, OptionError
-from deepmedix.io import atomic_write_json, atomic_write_text
+from deepmedix.io import atomic_write_json, atomic_write_text, check_output, read_json
 
 SIDES = ("left", "right")
 YES_NO = {"yes": 1, "no": 0}
@@ -168,6 +168,8 @@ def export_labelstudio(
 ) -> LabelStudioExport:
     review_dir = Path(review_dir).resolve()
     out = Path(out)
+    for path in (out, out.with_suffix(".xml"), out.with_suffix(".project.json")):  # all three, before any is written
+        check_output(path)
     tasks = []
     with ReviewStore(review_dir) as store:
         layout = _layout(store)
@@ -251,14 +253,11 @@ def import_labelstudio(
 ) -> dict[str, int]:
     """Read a Label Studio JSON export into the store (upserts, origin "labelstudio"); returns counts."""
     export = Path(export)
-    if not export.is_file():
-        raise FileNotFoundError(f"{export}: Label Studio export not found")
-    try:
-        tasks = json.loads(export.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{export}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    tasks = read_json(export)
     if not isinstance(tasks, list):
         raise DataError(f"{export}: expected a JSON list of tasks (Label Studio's JSON export)")
+    if not tasks:
+        raise DataError(f"{export}: no tasks (an empty export: export the project after annotating)")
     user_map = user_map or {}
     rows: list[tuple[str, str, str, int, int, int | None]] = []
     n_ann = skipped = 0

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from deepmedix.errors import OptionError
+from deepmedix.errors import DataError, OptionError
 
 DB_NAME = "review.sqlite"
 STEP_DIMENSIONS = ("relevance", "correctness")
@@ -105,7 +105,11 @@ def connect(review_dir: str | Path) -> sqlite3.Connection:
     make_private(path)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as e:  # e.g. "file is not a database"
+        conn.close()
+        raise DataError(f"{path}: not a review database ({e})") from None
     conn.execute("PRAGMA synchronous=FULL")  # a rating acknowledged to the browser survives a power cut
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")

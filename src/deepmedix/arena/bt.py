@@ -18,7 +18,7 @@ from scipy.optimize import minimize
 
 from deepmedix.arena.options import FitOptions, Scale, check_scale
 from deepmedix.arena.outcomes import Unresolved, Verdict, Winner
-from deepmedix.errors import DataError
+from deepmedix.errors import DataError, InputFileError
 
 WINNER_VALUES: dict[Winner, float] = {Winner.A: 1.0, Winner.B: 0.0, Winner.TIE: 0.5}  # the first model's result
 
@@ -45,31 +45,36 @@ class JudgmentRow(TypedDict):
     verdicts: NotRequired[dict[str, Verdict | Unresolved]]  # each shown order's verdict ("ab", "ba")
 
 
-def battles_from_rows(rows: Iterable[Mapping[str, Any]], source: str = "judgments") -> list[Battle]:
-    """Validate judgment rows ({"model_a", "model_b", "winner", "prob"?}); errors name the row and field.
+def battles_from_rows(
+    rows: Iterable[Mapping[str, Any]], source: str = "judgments", lines: Sequence[int] | None = None
+) -> list[Battle]:
+    """Validate judgment rows ({"model_a", "model_b", "winner", "prob"?}); errors name the file, line and field.
 
-    Rows an arena run marks unresolved ("unparseable" or "error") are skipped (they stay in the file for the record).
+    ``lines`` are the rows' line numbers in ``source`` (default: 1, 2, …). Rows an arena run marks unresolved
+    ("unparseable" or "error") are skipped (they stay in the file for the record).
     """
     battles: list[Battle] = []
-    for i, row in enumerate(rows, start=1):
-        where = f"{source}, line {i}"
+    for i, row in enumerate(rows):
+        line = lines[i] if lines is not None else i + 1
         if not isinstance(row, Mapping):
-            raise DataError(f"{where}: expected a JSON object")
+            raise InputFileError(source, "expected a JSON object", line=line)
         for key in ("model_a", "model_b"):
             if not isinstance(row.get(key), str) or not row[key]:
-                raise DataError(f"{where}: field '{key}' must be a non-empty string")
+                raise InputFileError(source, "must be a non-empty string", line=line, field=key)
         if row["model_a"] == row["model_b"]:
-            raise DataError(f"{where}: fields 'model_a' and 'model_b' name the same model {row['model_a']!r}")
+            raise InputFileError(
+                source, f"'model_a' and 'model_b' name the same model {row['model_a']!r}", line=line, field="model_b"
+            )
         winner = row.get("winner")
         if winner in tuple(Unresolved):
             continue
         if winner not in tuple(Winner):
-            raise DataError(f"{where}: field 'winner' must be 'a', 'b' or 'tie', got {winner!r}")
+            raise InputFileError(source, f"must be 'a', 'b' or 'tie', got {winner!r}", line=line, field="winner")
         prob = row.get("prob", 1.0)
         if prob is None:
             prob = 1.0
         if isinstance(prob, bool) or not isinstance(prob, int | float) or not (0.0 < float(prob) <= 1.0):
-            raise DataError(f"{where}: field 'prob' must be a number in (0, 1], got {prob!r}")
+            raise InputFileError(source, f"must be a number in (0, 1], got {prob!r}", line=line, field="prob")
         battles.append(Battle(row["model_a"], row["model_b"], Winner(winner), float(prob)))
     return battles
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deepmedix.arena.options import ArenaOptions, FitOptions
-from deepmedix.errors import OptionError
-from deepmedix.io import read_jsonl
+from deepmedix.errors import DataError, OptionError
+from deepmedix.io import check_output, iter_jsonl_objects
 from deepmedix.options import add_dataclass_arguments, dataclass_from_args
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     from deepmedix.arena.run import run_arena
     from deepmedix.endpoints import ChatEndpoint, EndpointConfig
 
+    check_output(args.out, folder=True)
     judge: Judge
     if args.judge == "offline":
         judge = RulesLabelerJudge()
@@ -144,10 +145,14 @@ def _fit(args: argparse.Namespace) -> int:
     from deepmedix.arena.report import write_outputs
 
     options = dataclass_from_args(FitOptions, args)
-    if not args.judgments.is_file():
-        raise FileNotFoundError(f"{args.judgments}: judgments file not found")
-    rows = read_jsonl(args.judgments)
-    battles = battles_from_rows(rows, source=str(args.judgments))
+    check_output(args.out, folder=True)
+    numbered = list(iter_jsonl_objects(args.judgments))
+    if not numbered:
+        raise DataError(f"{args.judgments}: no judgments to fit (the file is empty)")
+    rows = [row for _, row in numbered]
+    battles = battles_from_rows(rows, source=str(args.judgments), lines=[line for line, _ in numbered])
+    if not battles:
+        raise DataError(f"{args.judgments}: no resolved judgment to fit (every one is 'unparseable' or 'error')")
     fit = fit_arena(
         battles,
         bootstrap_rounds=options.bootstrap_rounds,

@@ -10,7 +10,7 @@ import numpy as np
 
 from deepmedix.arena.bt import ArenaFit
 from deepmedix.arena.options import Sampling
-from deepmedix.io import atomic_write_json, atomic_write_text
+from deepmedix.io import atomic_write_json, atomic_write_text, staged_folder
 
 
 class PositionBias(TypedDict):
@@ -196,31 +196,32 @@ def _interval_plot(path: Path, fit: ArenaFit) -> None:
 def write_outputs(out_dir: str | Path, fit: ArenaFit, info: ArenaInfo | None = None) -> dict[str, Path]:
     """scores.json, arena.json, arena.md and three figures (battle counts, win rates, ranked intervals)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     info = info or {}
-    paths = {
-        "scores": out / "scores.json",
-        "arena": out / "arena.json",
-        "markdown": out / "arena.md",
-        "battles_figure": out / "arena_battles.png",
-        "win_rate_figure": out / "arena_win_rate.png",
-        "scores_figure": out / "arena_scores.png",
-    }
-    atomic_write_json(paths["scores"], fit.scores_json())
-    atomic_write_json(
-        paths["arena"],
-        {
-            **info,
-            "scale": fit.scale,
-            "confidence": fit.confidence,
-            "bootstrap_rounds": fit.bootstrap_rounds,
-            "battles_fitted": fit.n_battles,
-            "scores": fit.scores_json(),
-            **fit.matrices_json(),
-        },
-    )
-    atomic_write_text(paths["markdown"], markdown_report(fit, info))
-    _heatmap(paths["battles_figure"], fit.models, fit.battles, "Battle counts", ".0f", "Blues", 0, None)
-    _heatmap(paths["win_rate_figure"], fit.models, fit.win_rate, "Win rate of A against B", ".2f", "RdBu", 0.0, 1.0)
-    _interval_plot(paths["scores_figure"], fit)
+    with staged_folder(out) as staging:  # the scores and their report together, or nothing
+        paths = {
+            "scores": staging / "scores.json",
+            "arena": staging / "arena.json",
+            "markdown": staging / "arena.md",
+            "battles_figure": staging / "arena_battles.png",
+            "win_rate_figure": staging / "arena_win_rate.png",
+            "scores_figure": staging / "arena_scores.png",
+        }
+        atomic_write_json(paths["scores"], fit.scores_json())
+        atomic_write_json(
+            paths["arena"],
+            {
+                **info,
+                "scale": fit.scale,
+                "confidence": fit.confidence,
+                "bootstrap_rounds": fit.bootstrap_rounds,
+                "battles_fitted": fit.n_battles,
+                "scores": fit.scores_json(),
+                **fit.matrices_json(),
+            },
+        )
+        atomic_write_text(paths["markdown"], markdown_report(fit, info))
+        _heatmap(paths["battles_figure"], fit.models, fit.battles, "Battle counts", ".0f", "Blues", 0, None)
+        _heatmap(paths["win_rate_figure"], fit.models, fit.win_rate, "Win rate of A against B", ".2f", "RdBu", 0.0, 1.0)
+        _interval_plot(paths["scores_figure"], fit)
+    paths = {name: out / path.name for name, path in paths.items()}
     return paths

@@ -30,8 +30,8 @@ from deepmedix.arena.report import JudgeUsage, PositionBias, write_outputs
 from deepmedix.arena.sampling import PairStats, pair_probabilities
 from deepmedix.arena.store import JudgmentKey, JudgmentStore
 from deepmedix.endpoints import content_key
-from deepmedix.errors import DataError, OptionError
-from deepmedix.io import atomic_write_jsonl, read_jsonl
+from deepmedix.errors import DataError, InputFileError, OptionError
+from deepmedix.io import atomic_write_jsonl, iter_jsonl_objects
 
 log = logging.getLogger(__name__)
 
@@ -62,33 +62,31 @@ def load_predictions(path: Path) -> dict[str, Entry]:
     """Report predictions of one model by sample id; lines of other tasks are skipped. An empty prediction is kept:
     a model that wrote nothing competes (and loses), it is not excused from the comparison."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: prediction file not found")
     entries: dict[str, Entry] = {}
-    for i, row in enumerate(read_jsonl(path, tolerate_torn_tail=True), start=1):
-        where = f"{path}, record {i}"
-        if not isinstance(row, dict):
-            raise DataError(f"{where}: expected a JSON object")
+    lines: dict[str, int] = {}
+    # A last line cut short by a kill of `deepmedix predict` is left out, as predict itself would on resuming.
+    for line, row in iter_jsonl_objects(path, tolerate_torn_tail=True):
         task = row.get("task")
         if not isinstance(task, str):
-            raise DataError(f"{where}: field 'task' must be a string")
+            raise InputFileError(path, "must be a string", line=line, field="task")
         if not task.startswith("report"):
             continue
         sid = row.get("id")
         if not isinstance(sid, str | int) or isinstance(sid, bool) or str(sid) == "":
-            raise DataError(f"{where}: field 'id' must be a non-empty string")
+            raise InputFileError(path, "must be a non-empty string", line=line, field="id")
         sid = str(sid)
         for key in ("prediction", "reference"):
             if row.get(key) is not None and not isinstance(row[key], str):
-                raise DataError(f"{where} (id {sid}): field '{key}' must be a string")
+                raise InputFileError(path, f"must be a string (id {sid})", line=line, field=key)
         if not isinstance(row.get("reference"), str) or not row["reference"].strip():
-            raise DataError(f"{where} (id {sid}): field 'reference' is missing or empty")
+            raise InputFileError(path, f"missing or empty (id {sid})", line=line, field="reference")
         if sid in entries:
-            raise DataError(f"{where}: id {sid!r} appears twice")
+            raise InputFileError(path, f"{sid!r} repeats line {lines[sid]}", line=line, field="id")
         if "prediction" not in row:
-            raise DataError(f"{where} (id {sid}): field 'prediction' is missing")
+            raise InputFileError(path, f"missing (id {sid})", line=line, field="prediction")
         prediction = (row.get("prediction") or "").strip()
         entries[sid] = Entry(sid, task, prediction, row["reference"], image_for(row.get("image"), path))
+        lines[sid] = line
     if not entries:
         raise DataError(f"{path}: no report predictions (lines with a 'task' starting with 'report')")
     return entries

@@ -208,10 +208,15 @@ def mix_handler(args: argparse.Namespace) -> int:
 
 def stats_handler(args: argparse.Namespace) -> int:
     from deepmedix.data.stats import compute_stats, draw_stats, print_stats
+    from deepmedix.errors import DataError
+    from deepmedix.io import check_output
 
-    if not args.file.is_file():
-        raise FileNotFoundError(f"{args.file}: no such samples file")
+    for output in (args.figure, args.json):  # both checked before either is written
+        if output is not None:
+            check_output(output)
     stats = compute_stats(args.file)
+    if not stats.total:
+        raise DataError(f"{args.file}: no samples to count (the file is empty)")
     print_stats(stats, title=args.file.name)
     if args.figure:
         print(f"figure: {draw_stats(stats, args.figure, title=args.file.name)}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import io
 import logging
 import os
 from collections import Counter
@@ -23,8 +22,8 @@ from typing import Literal
 from deepmedix.data.enums import Split
 from deepmedix.data.images import image_size
 from deepmedix.data.schema import Box, Sample, sample_to_json
-from deepmedix.errors import DataError, ImageError, OptionError, RowError, SplitLeakError
-from deepmedix.io import atomic_write_jsonl
+from deepmedix.errors import DataError, ImageError, InputFileError, OptionError, RowError, SplitLeakError
+from deepmedix.io import atomic_write_jsonl, check_output, decode_utf8
 
 log = logging.getLogger(__name__)
 
@@ -206,10 +205,23 @@ def find_file(root: Path, *names: str, required: bool = True) -> Path | None:
     return None
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return path.open(encoding="utf-8-sig", newline="")
+# A CSV field longer than this is refused, naming its row and column: no field of these releases comes near it (a
+# report is a few KB), and a field this long is most often an unclosed quote that swallowed the rest of the file.
+MAX_CSV_FIELD = 1 << 20  # characters
+# The csv module's own limit (128 KB by default) is raised above ours, so ours names the column; beyond this one
+# the row is refused without reading further (what memory an unclosed quote may take).
+CSV_READ_LIMIT = 16 << 20
+
+
+def _csv_lines(path: Path) -> Iterator[str]:
+    """The file's lines as text, each decoded alone, so invalid UTF-8 is named by its line (a BOM is dropped)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        try:
+            for lineno, raw in enumerate(fh, start=1):
+                yield decode_utf8(raw, path, line=lineno)
+        except EOFError:  # a .gz cut short
+            raise InputFileError(path, "the compressed file ends early (a truncated download?)") from None
 
 
 def read_csv(
@@ -217,11 +229,14 @@ def read_csv(
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """Rows of a CSV as ``(row number, dict)``; a missing required column fails at once, naming file and column.
 
-    A row with more or fewer cells than the header is malformed: with a ``conversion`` it is skipped or fails by its
-    policy, without one it fails.
+    A row with more or fewer cells than the header, or a field over :data:`MAX_CSV_FIELD` characters, is malformed:
+    with a ``conversion`` it is skipped or fails by its policy, without one it fails. Text that is not CSV at all
+    (e.g. a field beyond the csv module's limit) fails, naming the row.
     """
-    with _open_text(path) as fh:
-        reader = csv.DictReader(fh)
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_READ_LIMIT))
+    reader = csv.DictReader(_csv_lines(path))
+    rowno = 0
+    try:
         columns = [c.strip() for c in (reader.fieldnames or [])]
         missing = [c for c in required if c not in columns]
         if missing:
@@ -235,20 +250,24 @@ def read_csv(
         for rowno, raw in enumerate(reader, start=1):
             extra = raw.pop(None, None)  # type: ignore[call-overload]  # cells beyond the header
             absent = sum(v is None for v in raw.values())  # cells missing at the end of a short row
-            if extra or absent:
-                n_cells = len(columns) + len(extra or []) - absent
-                err = RowError(
-                    path,
-                    rowno,
-                    None,
-                    f"malformed row: {n_cells} cells for {len(columns)} columns",
-                    reason="malformed row",
-                )
+            long = next((k for k, v in raw.items() if v is not None and len(v) > MAX_CSV_FIELD), None)
+            if extra or absent or long:
+                if long:
+                    message = (
+                        f"a field of {len(raw[long]):,} characters, over the {MAX_CSV_FIELD:,} these files can hold "
+                        "(an unclosed quote?)"
+                    )
+                else:
+                    n_cells = len(columns) + len(extra or []) - absent
+                    message = f"malformed row: {n_cells} cells for {len(columns)} columns"
+                err = RowError(path, rowno, long, message, reason="malformed row")
                 if conversion is None:
                     raise err
                 conversion.skip(err)
                 continue
             yield rowno, {k: v.strip() for k, v in raw.items()}
+    except csv.Error as e:
+        raise RowError(path, rowno + 1, None, f"not valid CSV ({e}; an unclosed quote?)") from None
 
 
 def require(row: dict[str, str | None], column: str, file: Path, rowno: int) -> str:
@@ -477,8 +496,9 @@ def run_conversion(
     (or the MIMIC-CXR-JPG folder holding it) for the MIMIC-derived sources.
     """
     root = Path(root)
+    check_output(out)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: dataset folder not found")
+        raise FileNotFoundError(f"{root}: dataset folder not found" if not root.exists() else f"{root}: not a folder")
     for name, folder in (("--images", images_root), ("--reports-root", reports_root)):
         if folder is not None and not Path(folder).is_dir():
             raise FileNotFoundError(f"{folder}: folder not found ({name})")

@@ -9,6 +9,7 @@ answers, or boxes) and never share a sample. A ``manifest.json`` records what we
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections import Counter, defaultdict
@@ -16,8 +17,6 @@ from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-
-from pydantic import ValidationError
 
 from deepmedix.data.convert import (
     FIRST_PATIENTS,
@@ -28,10 +27,12 @@ from deepmedix.data.convert import (
 )
 from deepmedix.data.enums import AnswerType, Split, Task
 from deepmedix.data.mix_options import PAPER_SIZES, STAGES, MixOptions
-from deepmedix.data.schema import Sample, sample_to_json
+from deepmedix.data.schema import Sample, parse_sample, sample_to_json
 from deepmedix.data.stats import compute_stats, draw_stats
-from deepmedix.errors import DataError, SampleFileError
-from deepmedix.io import atomic_write_json, atomic_write_jsonl, sha256_file
+from deepmedix.errors import DataError
+from deepmedix.io import atomic_write_json, atomic_write_jsonl, check_output, sha256_file, staged_folder
+
+log = logging.getLogger(__name__)
 
 STAGE_FILES = {"sft": "sft.jsonl", "coldstart": "coldstart_input.jsonl", "rl": "rl.jsonl"}
 REPORT_TASKS = (Task.REPORT_FINDINGS, Task.REPORT_IMPRESSION)
@@ -100,19 +101,17 @@ class Entry:
     offset: int  # byte offset of its line
 
 
-def _entries(files: list[Path], what: str, first_index: int = 0) -> list[Entry]:
+def _entries(files: list[Path], first_index: int = 0) -> list[Entry]:
     """Every sample of ``files``, validated line by line (errors name file, line and field)."""
     entries: list[Entry] = []
     for index, file in enumerate(files, start=first_index):
-        if not file.is_file():
-            raise FileNotFoundError(f"{file}: {what} not found")
         offset = 0
         with file.open("rb") as fh:
             for lineno, line in enumerate(fh, start=1):
                 start, offset = offset, offset + len(line)
                 if not line.strip():
                     continue
-                s = _parse(line, file, lineno)
+                s = parse_sample(line, file, lineno)
                 entries.append(
                     Entry(
                         s.id,
@@ -126,17 +125,6 @@ def _entries(files: list[Path], what: str, first_index: int = 0) -> list[Entry]:
                     )
                 )
     return entries
-
-
-def _parse(line: bytes, file: Path, lineno: int | None) -> Sample:
-    try:
-        return Sample.model_validate_json(line)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or None
-        if first.get("type") == "json_invalid":
-            raise SampleFileError(file, f"not valid JSON ({first.get('msg')})", line=lineno) from None
-        raise SampleFileError(file, first.get("msg", str(e)), line=lineno, field=where) from None
 
 
 @dataclass
@@ -225,8 +213,15 @@ def build_mix(inputs: list[Path], out: Path, options: MixOptions) -> MixResult:
     if not inputs:
         raise DataError("prepare mix needs at least one samples file")
     files = [*inputs, *options.test_split]
-    rows = _entries(inputs, "samples file")
-    test_rows = _entries(options.test_split, "test-split file", first_index=len(inputs))
+    check_output(out, folder=True)
+    rows = _entries(inputs)
+    test_rows = _entries(options.test_split, first_index=len(inputs))
+    counts = Counter(e.file for e in rows)
+    for index, file in enumerate(inputs):
+        if not counts[index]:
+            log.warning("%s: no samples (the file is empty)", file)
+    if not rows:
+        raise DataError(f"no samples in {', '.join(str(f) for f in inputs)}: nothing to draw the sets from")
     seen: dict[str, int] = {}
     for e in rows:
         if e.id in seen:
@@ -273,11 +268,29 @@ def build_mix(inputs: list[Path], out: Path, options: MixOptions) -> MixResult:
         random.Random(f"{options.seed}:{stage}:order").shuffle(picked)
         chosen[stage] = picked
 
-    out.mkdir(parents=True, exist_ok=True)
-    written = {stage: out / STAGE_FILES[stage] for stage in STAGES}
-    for stage in STAGES:
-        atomic_write_jsonl(written[stage], _lines(chosen[stage], files, out.resolve(), options.relative_paths))
+    with staged_folder(out) as staging:  # all of it or nothing: a failure leaves no set without its manifest
+        staged = {stage: staging / STAGE_FILES[stage] for stage in STAGES}
+        for stage in STAGES:
+            atomic_write_jsonl(staged[stage], _lines(chosen[stage], files, out.resolve(), options.relative_paths))
+        manifest = _manifest(inputs, rows, test_rows, training, test, leaks, dropped, plans, chosen, options)
+        if options.figure:
+            manifest["figures"] = _figures(staged, staging)
+        atomic_write_json(staging / "manifest.json", manifest)
+    return MixResult(out, manifest, {stage: out / STAGE_FILES[stage] for stage in STAGES})
 
+
+def _manifest(
+    inputs: list[Path],
+    rows: list[Entry],
+    test_rows: list[Entry],
+    training: list[Entry],
+    test: list[Entry],
+    leaks: dict[tuple[str, str], tuple[set[str], set[str]]],
+    dropped: int,
+    plans: dict[str, StagePlan],
+    chosen: dict[str, list[Entry]],
+    options: MixOptions,
+) -> dict[str, Any]:
     ids = {stage: {e.id for e in chosen[stage]} for stage in STAGES}
     test_keys = {patient_key(e.source, e.patient_id) for e in test} - {None}
     leaking = sorted(leaks)
@@ -326,10 +339,7 @@ def build_mix(inputs: list[Path], out: Path, options: MixOptions) -> MixResult:
             "every set is drawn from the training split; SFT may share samples with cold start and RL",
         ],
     }
-    if options.figure:
-        manifest["figures"] = _figures(written, out)
-    atomic_write_json(out / "manifest.json", manifest)
-    return MixResult(out, manifest, written)
+    return manifest
 
 
 def _lines(entries: list[Entry], files: list[Path], out_dir: Path, relative: bool) -> Iterator[str]:
@@ -340,7 +350,7 @@ def _lines(entries: list[Entry], files: list[Path], out_dir: Path, relative: boo
         for e in entries:
             fh = handles.get(e.file) or handles.setdefault(e.file, files[e.file].open("rb"))
             fh.seek(e.offset)
-            sample = _parse(fh.readline(), files[e.file], None)
+            sample = parse_sample(fh.readline(), files[e.file], None)
             base = bases.get(e.file) or bases.setdefault(e.file, str(files[e.file].resolve().parent))
             for img in sample.images:  # string paths: Path.resolve on every image costs more than all the rest
                 path = img.path if os.path.isabs(img.path) else os.path.normpath(os.path.join(base, img.path))

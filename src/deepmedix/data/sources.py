@@ -8,7 +8,6 @@ its ``files/``) when given, else ``--root``. Their split is MIMIC-CXR's official
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections import defaultdict
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from deepmedix.data.enums import AnswerType, Task
 from deepmedix.data.reports import extract_sections
 from deepmedix.data.schema import ImageRef, Provenance, Sample
 from deepmedix.errors import RowError
+from deepmedix.io import read_json
 from deepmedix.protocol import task_prompt
 
 MIMIC_CXR_CITATION = (
@@ -456,10 +456,7 @@ def convert_ext_vqa(root: Path, conversion: Conversion) -> Iterator[Sample]:
     image_bases = _image_bases(root, conversion)
     official = conversion.mimic_split(conversion.images_root, root)
     for path, split_name in files:
-        try:
-            records: Any = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise RowError(path, None, None, f"not valid JSON ({e.msg} at line {e.lineno})") from None
+        records: Any = read_json(path)  # strict: NaN, invalid UTF-8 and the like name their line and record
         if not isinstance(records, list):
             raise RowError(path, None, None, "expected a JSON list of question records")
         for index, rec in enumerate(records):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from deepmedix.data.convert import (
 from deepmedix.data.enums import AnswerType, Split, Task, guess_answer_type
 from deepmedix.data.schema import ImageRef, Provenance, Sample
 from deepmedix.errors import DataError, OptionError, RowError
-from deepmedix.io import atomic_write_bytes
+from deepmedix.io import atomic_write_bytes, check_output, iter_jsonl, make_parents, read_json, remove_created
 
 HUB_ID = "Qika/xraybench"
 XRAYBENCH_CITATION = (
@@ -157,7 +158,13 @@ def load_release(path: Path, cache_dir: Path | None = None) -> dict[str, dict[st
         builder = _DATA_FILE_BUILDERS.get(path.suffix.lower())
         if builder is None:
             raise DataError(f"{path}: not a data file datasets reads ({', '.join(_DATA_FILE_BUILDERS)})")
-        loaded = datasets.load_dataset(builder, data_files={"test": str(path)}, cache_dir=cache)
+        if builder == "json":  # datasets' JSON reader takes NaN and the like: the project's reader checks first
+            for _ in iter_jsonl(path) if path.suffix.lower() == ".jsonl" else [read_json(path)]:
+                pass
+        try:
+            loaded = datasets.load_dataset(builder, data_files={"test": str(path)}, cache_dir=cache)
+        except Exception as e:  # datasets' and pyarrow's own errors for a file they cannot read
+            raise DataError(f"{path}: datasets cannot read this file ({_first_cause(e)})") from None
         return {path.stem: dict(loaded)}
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         on_disk = datasets.load_from_disk(str(path))
@@ -175,6 +182,14 @@ def load_release(path: Path, cache_dir: Path | None = None) -> dict[str, dict[st
             raise DataError(f"{path}: config {config!r} cannot be loaded ({type(e).__name__}: {e})") from None
         out[config] = dict(loaded)
     return out
+
+
+def _first_cause(error: BaseException) -> str:
+    """The root cause of a library's wrapped error, as one short line (its type and first line)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def describe_release(release: dict[str, dict[str, datasets.Dataset]]) -> list[str]:
@@ -317,7 +332,7 @@ def _turns(value: Any) -> list[tuple[str, str]]:
 
 
 def _text(value: Any) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):  # a table's missing value
         return ""
     if isinstance(value, list | tuple):
         return " | ".join(str(v).strip() for v in value if str(v).strip())
@@ -480,7 +495,7 @@ def _row_sample(
     file: str,
     conversion: Conversion,
 ) -> Sample | str:
-    where = f"row {index}"
+    where = index  # the dataset's own row index (0-based), as its viewer shows it; messages read "row N"
     turns = _turns(row.get(columns.conversation)) if columns.conversation else []
     if columns["prompt"]:
         raw_prompt = _text(row.get(columns["prompt"]))
@@ -574,7 +589,7 @@ def _row_sample(
         provenance=Provenance(
             dataset=f"XrayBench ({HUB_ID})",
             file=f"{config}/{split}",
-            record=f"{where}" + (f" (id {record})" if record else ""),
+            record=f"row {where}" + (f" (id {record})" if record else ""),
             citation=XRAYBENCH_CITATION,
             group=group_value or None,
             group_from=group_from,
@@ -608,6 +623,7 @@ def prepare_xraybench(
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: folder not found (--images)")
     out = Path(out)
+    check_output(out)
     snapshot = resolve_snapshot(root, revision=revision, offline=offline, hub_cache=hub_cache)
     release = load_release(snapshot, cache_dir=cache_dir)
     options = XrayBenchOptions(
@@ -618,6 +634,20 @@ def prepare_xraybench(
     )
     conversion = Conversion("xraybench", on_error)
     conversion.summary.header = [f"{snapshot}:", *(f"  {line}" for line in describe_release(release))]
-    return finish_conversion(
-        conversion, convert_xraybench(snapshot, release, options, conversion), out, limit, relative_paths
-    )
+    # Embedded images are written as rows are read: a failure later removes the ones this run wrote (and the
+    # folder, if it made it), so nothing is left without the samples file that names it.
+    image_dir = options.image_dir
+    assert image_dir is not None
+    earlier = set(image_dir.iterdir()) if image_dir.is_dir() else set()
+    created = make_parents(image_dir / "_")
+    try:
+        summary = finish_conversion(
+            conversion, convert_xraybench(snapshot, release, options, conversion), out, limit, relative_paths
+        )
+    except BaseException:
+        for written in set(image_dir.iterdir()) - earlier:
+            written.unlink(missing_ok=True)
+        remove_created(created)
+        raise
+    remove_created(created)  # made for images the release did not embed: not left empty
+    return summary

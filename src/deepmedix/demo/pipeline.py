@@ -8,7 +8,7 @@ same code drives the real recipes on GPUs.
 
 from __future__ import annotations
 
-import json
+import errno
 import logging
 import random
 import shutil
@@ -24,7 +24,7 @@ from deepmedix.arena.judges import LLMJudge, RulesLabelerJudge
 from deepmedix.arena.run import run_arena
 from deepmedix.data.bundled import prepare_bundled
 from deepmedix.data.enums import AnswerType, Task
-from deepmedix.data.schema import Sample, load_samples, sample_to_json
+from deepmedix.data.schema import Sample, check_sample_images, load_numbered_samples, load_samples, sample_to_json
 from deepmedix.data.stats import compute_stats, draw_stats, print_stats
 from deepmedix.demo.config import DemoConfig
 from deepmedix.demo.report import write_demo_report
@@ -35,7 +35,7 @@ from deepmedix.evaluation.options import EvalOptions
 from deepmedix.evaluation.predictions import load_predictions
 from deepmedix.evaluation.report import write_reports
 from deepmedix.inference.predict import benchmark_name, predict_file
-from deepmedix.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from deepmedix.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, check_output, read_json, read_yaml
 from deepmedix.protocol import LARGEST_NEW_TOKENS, load_prompt_template
 from deepmedix.training.coldstart.synthesize import synthesize
 from deepmedix.training.coldstart.teachers import EndpointTeacher, TemplateTeacher
@@ -85,7 +85,7 @@ class Demo:
         """Run ``fn`` unless its marker says it finished and every output it listed still exists."""
         marker = self._marker(name)
         if marker.is_file():
-            done = json.loads(marker.read_text())
+            done = read_json(marker)
             if all(Path(p).exists() for p in done["outputs"].values()):
                 self.console.print(f"[dim]✓ {title}: done earlier, skipped[/dim]")
                 self.records.append(StageRecord(name, done["seconds"], True, done["outputs"]))
@@ -110,7 +110,7 @@ class Demo:
             prepare_bundled(all_path)
         samples = load_samples(all_path)
         rng = random.Random(self.cfg.seed)
-        train = [s for s in samples if s.split != "test"]
+        train, _ = _check_splits(samples, self.cfg.data)
         groups: dict[str, list[Sample]] = defaultdict(list)
         for s in samples:
             if s.split == "test":
@@ -120,11 +120,6 @@ class Demo:
             members = groups[name]
             rng.shuffle(members)
             test.extend(members[: self.cfg.per_benchmark] if self.cfg.per_benchmark > 0 else members)
-        if not train or not test:
-            raise DataError(
-                f"{self.cfg.data or 'the bundled sample'} needs train and test samples "
-                f"(found {len(train)} train, {len(test)} test)"
-            )
         # Stages 2 and 3 lean on samples whose answers can be checked (closed, multi, boxed): a small model learns
         # the protocol from them, and the reward has a signal to follow.
         checkable = [s for s in train if s.answer_type != AnswerType.OPEN or s.boxes]
@@ -253,8 +248,25 @@ class Demo:
 
     # --- the whole job ------------------------------------------------------------------------------------------
 
+    def check_inputs(self) -> None:
+        """What the user gave — the output folder, the recipes, the samples and their images — is usable: checked
+        before anything is written (or, with --fresh, deleted), so a bad input costs a second, not a stage."""
+        check_output(self.out, folder=True)
+        for name in ("sft.yaml", "coldstart.yaml", "grpo.yaml"):
+            recipe = self.recipes / name
+            if not recipe.is_file():
+                raise FileNotFoundError(
+                    errno.ENOENT, "no such recipe (--recipes needs sft.yaml, coldstart.yaml, grpo.yaml)", str(recipe)
+                )
+            read_yaml(recipe)
+        if self.cfg.data:
+            numbered = load_numbered_samples(self.cfg.data)
+            check_sample_images(self.cfg.data, numbered)
+            _check_splits([s for _, s in numbered], self.cfg.data)
+
     def run(self) -> Path:
         load_prompt_template(self.cfg.prompt_template)  # a bad template stops the demo before any work
+        self.check_inputs()
         if self.cfg.fresh and self.out.exists():
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -294,6 +306,18 @@ class Demo:
             f"open the review set: deepmedix review serve --dir {review['dir']}  (personal links: {review['tokens']})"
         )
         return report
+
+
+def _check_splits(samples: list[Sample], data: Path | str | None) -> tuple[list[Sample], list[Sample]]:
+    """(train, test): the demo trains on the one and measures on the other, so it needs both."""
+    train = [s for s in samples if s.split != "test"]
+    test = [s for s in samples if s.split == "test"]
+    if not train or not test:
+        raise DataError(
+            f"{data or 'the bundled sample'}: the demo needs train and test samples "
+            f"(found {len(train)} train, {len(test)} test)"
+        )
+    return train, test
 
 
 def _benchmark(sample: Sample) -> str:

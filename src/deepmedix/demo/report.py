@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 from deepmedix.data.images import open_image
 from deepmedix.inference.overlay import draw_overlay
-from deepmedix.io import atomic_write_text, read_jsonl
+from deepmedix.io import atomic_write_text, read_json, read_jsonl
 
 REPORT_COLUMNS = (
     ("bleu_1", "BLEU-1"),
@@ -237,7 +236,7 @@ def write_demo_report(
 ) -> Path:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    metrics = {name: json.loads(Path(p).read_text()) for name, p in metrics_paths.items()}
+    metrics = {name: read_json(p) for name, p in metrics_paths.items()}
     groups = sorted({g for m in metrics.values() for g in m if not g.startswith("_") and g != "weighted_average"})
     report_groups = [g for g in groups if any((m.get(g) or {}).get("n_report") for m in metrics.values())]
     vqa_groups = [g for g in groups if any((m.get(g) or {}).get("n_vqa") for m in metrics.values())]
@@ -247,7 +246,7 @@ def write_demo_report(
         report_tables.append(_table(metrics, "weighted_average", REPORT_COLUMNS) | {"benchmark": "weighted average"})
     grounding_table = _table(metrics, grounded[0], GROUNDING_COLUMNS, sub="grounding") if grounded else None
 
-    scores = json.loads(Path(arena["scores"]).read_text()) if Path(arena.get("scores", "")).is_file() else {}
+    scores = read_json(arena["scores"]) if Path(arena.get("scores", "")).is_file() else {}
     arena_scores = sorted(({"model": MODEL_TITLES.get(m, m), **v} for m, v in scores.items()), key=lambda r: r["rank"])
     arena_dir = Path(arena.get("dir", out / "arena"))
     arena_figures = [u for u in (_file_data_url(p) for p in sorted(arena_dir.glob("*.png"))) if u]

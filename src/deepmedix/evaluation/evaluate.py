@@ -34,7 +34,7 @@ from deepmedix.evaluation.predictions import PredictionRow, TaskKind, load_predi
 from deepmedix.evaluation.radgraph import f1_radgraph
 from deepmedix.evaluation.report import write_reports
 from deepmedix.evaluation.vqa import score_answer, vqa_metrics
-from deepmedix.io import atomic_write_json, cache_root
+from deepmedix.io import atomic_write_json, cache_root, check_output, staged_folder
 
 if TYPE_CHECKING:
     from deepmedix.endpoints import ResponseCache
@@ -207,7 +207,7 @@ def evaluate_file(predictions: str | Path, out_dir: str | Path, options: EvalOpt
     """Evaluate a prediction file and write metrics.json, report.md, report.html and figures under out_dir."""
     options = options or EvalOptions()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output(out_dir, folder=True)
     rows = load_predictions(predictions)
     with Evaluator(options) as ev:
         metrics = ev.evaluate(rows)
@@ -218,6 +218,7 @@ def evaluate_file(predictions: str | Path, out_dir: str | Path, options: EvalOpt
         "radgraph": str(options.radgraph) if options.radgraph else None,
         "iou_threshold": options.iou_threshold,
     }
-    atomic_write_json(out_dir / "metrics.json", metrics)
-    write_reports(metrics, out_dir, figures=options.figures)
+    with staged_folder(out_dir) as staging:  # the metrics and their reports together, or nothing
+        atomic_write_json(staging / "metrics.json", metrics)
+        write_reports(metrics, staging, figures=options.figures)
     return metrics

@@ -9,14 +9,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Required, TypedDict, cast
+from typing import Annotated, Any, Required, cast
+
+from pydantic import Field, TypeAdapter, ValidationError
+from typing_extensions import TypedDict  # pydantic validates a TypedDict from typing only on 3.12+
 
 from deepmedix.data.schema import AnswerType
 from deepmedix.errors import DataError, PredictionFileError
-from deepmedix.io import json_object
+from deepmedix.io import iter_jsonl_lines, jsonl_value
 from deepmedix.protocol import final_answer, find_boxes
 
-Box = list[float]  # [x_min, y_min, x_max, y_max] in original-image pixels
+Box = Annotated[list[float], Field(min_length=4, max_length=4)]  # [x_min, y_min, x_max, y_max], original pixels
+Size = Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2, max_length=2)]  # [width, height]
 
 
 class TaskKind(StrEnum):
@@ -32,7 +36,8 @@ class ReasoningStep(TypedDict, total=False):
 
 
 class PredictionLine(TypedDict, total=False):
-    """A prediction line as written: the fields evaluation reads (any others are kept and ignored)."""
+    """A prediction line as written: the fields evaluation reads (any others are kept and ignored). Each is checked
+    against its type here, strictly as JSON types it (a number is not a string, ``null`` is not a string)."""
 
     id: Required[str]
     task: Required[str]  # report_findings, report_impression, report, vqa or grounding
@@ -45,8 +50,8 @@ class PredictionLine(TypedDict, total=False):
     question_type: str | None
     reference_boxes: list[Box] | None
     steps: list[ReasoningStep]  # the reasoning, with its boxes in original pixels
-    image_size: list[float]  # [width, height] of the original image
-    model_input_size: list[float]  # [width, height] the model saw: completion boxes are in this frame
+    image_size: Size  # [width, height] of the original image
+    model_input_size: Size  # [width, height] the model saw: completion boxes are in this frame
 
 
 class PredictionRow(PredictionLine, total=False):
@@ -59,6 +64,9 @@ class PredictionRow(PredictionLine, total=False):
     pred_boxes: Required[list[Box]]
 
 
+PREDICTION_LINE = TypeAdapter(PredictionLine)
+
+
 def task_kind(task: str) -> TaskKind:
     """report_findings / report_impression / report → report; vqa; grounding."""
     t = (task or "").strip().lower()
@@ -69,15 +77,7 @@ def task_kind(task: str) -> TaskKind:
     raise DataError(f"unknown task {task!r} (expected report*, vqa or grounding)")
 
 
-def _boxes_field(value: Any, path: Path, line: int, name: str) -> list[Box]:
-    if not isinstance(value, list) or not all(
-        isinstance(b, list | tuple) and len(b) == 4 and all(isinstance(x, int | float) for x in b) for b in value
-    ):
-        raise PredictionFileError(path, "must be a list of [x_min, y_min, x_max, y_max]", line=line, field=name)
-    return [[float(x) for x in b] for b in value]
-
-
-def _predicted_boxes(line: Mapping[str, Any]) -> list[Box]:
+def _predicted_boxes(line: Mapping[str, Any]) -> list[list[float]]:
     """The reasoning's boxes in original pixels: steps[].boxes, else boxes parsed from the completion (rescaled
     from the model frame when both image sizes are given)."""
     steps = line.get("steps")
@@ -96,56 +96,45 @@ def _predicted_boxes(line: Mapping[str, Any]) -> list[Box]:
     return boxes
 
 
-_ANSWER_TYPES = ", ".join(t.value for t in list(AnswerType)[:-1]) + f" or {list(AnswerType)[-1].value}"
+def read_prediction_line(raw: bytes, path: Path, lineno: int) -> PredictionRow:
+    """One line, checked: JSON (strict), the field types of :class:`PredictionLine`, then what scoring needs.
+    A problem raises :class:`PredictionFileError` naming the file, the line and the field."""
+    line = jsonl_value(raw, path, lineno, PredictionFileError)
+    if not isinstance(line, dict):
+        raise PredictionFileError(path, "expected a JSON object", line=lineno)
+    try:
+        checked = PREDICTION_LINE.validate_json(raw, strict=True)
+    except ValidationError as e:
+        raise PredictionFileError.from_validation(path, e, line=lineno) from None
+    line.update(checked)  # the declared fields as typed (answer_type an AnswerType); other fields kept as they are
+    for name in ("id", "task"):
+        if not line[name].strip():
+            raise PredictionFileError(path, "must not be empty", line=lineno, field=name)
+    try:
+        kind = task_kind(line["task"])
+    except ValueError as e:
+        raise PredictionFileError(path, str(e), line=lineno, field="task") from None
+    group = line.get("benchmark") or line.get("split")
+    if not group or not group.strip():
+        raise PredictionFileError(path, "needs a 'benchmark' or a 'split' (the group it is scored in)", line=lineno)
+    pred = line.get("prediction", line.get("completion"))
+    if pred is None:
+        raise PredictionFileError(path, "missing (and no 'completion' either)", line=lineno, field="prediction")
+    ref = line.get("reference")
+    if kind is not TaskKind.GROUNDING and ref is None:
+        raise PredictionFileError(path, "missing", line=lineno, field="reference")
+    line["kind"], line["group"] = kind, group.strip()
+    line["answer"] = final_answer(pred)
+    line["reference"] = ref or ""
+    line["pred_boxes"] = _predicted_boxes(line)
+    return cast(PredictionRow, line)
 
 
 def load_predictions(path: str | Path) -> list[PredictionRow]:
     """Read and check prediction lines; each gets ``kind``, ``group``, ``answer`` (the final answer) and
-    ``pred_boxes``."""
+    ``pred_boxes``. An empty file is a :class:`PredictionFileError` (nothing to score)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: prediction file not found")
-    rows: list[PredictionRow] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                line = json_object(raw, f"{path}, line {lineno}")
-            except ValueError as e:
-                raise PredictionFileError(path, str(e).split(": ", 1)[1], line=lineno) from None
-            for name in ("id", "task"):
-                if not isinstance(line.get(name), str) or not line[name].strip():
-                    raise PredictionFileError(path, "missing or not a non-empty string", line=lineno, field=name)
-            try:
-                kind = task_kind(line["task"])
-            except ValueError as e:
-                raise PredictionFileError(path, str(e), line=lineno, field="task") from None
-            group = line.get("benchmark") or line.get("split")
-            if not isinstance(group, str) or not group.strip():
-                raise PredictionFileError(
-                    path, "needs a 'benchmark' or a 'split' (the group it is scored in)", line=lineno
-                )
-            pred = line.get("prediction")
-            if pred is None and isinstance(line.get("completion"), str):
-                pred = line["completion"]
-            if not isinstance(pred, str):
-                raise PredictionFileError(path, "missing or not a string", line=lineno, field="prediction")
-            ref = line.get("reference")
-            if kind is not TaskKind.GROUNDING and not isinstance(ref, str):
-                raise PredictionFileError(path, "missing or not a string", line=lineno, field="reference")
-            answer_type = line.get("answer_type")
-            if answer_type is not None:
-                if answer_type not in tuple(AnswerType):
-                    raise PredictionFileError(path, f"must be {_ANSWER_TYPES}", line=lineno, field="answer_type")
-                line["answer_type"] = AnswerType(answer_type)
-            if "reference_boxes" in line and line["reference_boxes"] is not None:
-                line["reference_boxes"] = _boxes_field(line["reference_boxes"], path, lineno, "reference_boxes")
-            line["kind"], line["group"] = kind, group.strip()
-            line["answer"] = final_answer(pred)
-            line["reference"] = ref if isinstance(ref, str) else ""
-            line["pred_boxes"] = _predicted_boxes(line)
-            rows.append(cast(PredictionRow, line))
+    rows = [read_prediction_line(raw, path, lineno) for lineno, raw in iter_jsonl_lines(path)]
     if not rows:
-        raise PredictionFileError(path, "no prediction lines")
+        raise PredictionFileError(path, "no prediction lines (the file is empty)")
     return rows

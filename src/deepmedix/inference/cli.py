@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.inference.options import BackendOptions, ServeOptions
-from deepmedix.options import add_dataclass_arguments, dataclass_from_args
+from deepmedix.options import add_dataclass_arguments, check_port, dataclass_from_args
 
 
 def _add_backend_options(p: argparse.ArgumentParser, no_reasoning: bool = True) -> None:
@@ -62,13 +62,14 @@ def _infer(args: argparse.Namespace) -> int:
     from deepmedix.inference.api import build_answerer, resolve_prompt
     from deepmedix.inference.images import load_image
     from deepmedix.inference.overlay import save_overlay
-    from deepmedix.io import atomic_write_json
+    from deepmedix.io import atomic_write_json, check_output
 
     options = _backend_options(args)
-    resolve_prompt(args.task, args.question)  # checks the question before a model is loaded
+    resolve_prompt(args.task, args.question)  # the question, the image and the outputs before a model is loaded
     image_path = Path(args.image)
-    if not image_path.exists():
-        raise FileNotFoundError(f"{image_path}: no such image")
+    for output in (args.out, args.overlay):
+        if output is not None:
+            check_output(output)
     loaded = load_image(image_path)
     answerer = build_answerer(options)  # the template is checked before the model is loaded
     try:
@@ -110,12 +111,14 @@ def _serve(args: argparse.Namespace) -> int:
     from deepmedix.inference.server import create_app, serve
 
     options = dataclass_from_args(ServeOptions, args)
-    if options.samples is not None:
-        from deepmedix.data.schema import load_samples
+    if options.samples is not None:  # a bad file is reported before the model is loaded
+        from deepmedix.data.schema import check_sample_images, load_numbered_samples
+        from deepmedix.errors import DataError
 
-        if not options.samples.exists():
-            raise FileNotFoundError(f"{options.samples}: no such samples file")
-        load_samples(options.samples)  # a bad file is reported before the model is loaded
+        numbered = load_numbered_samples(options.samples)
+        if not numbered:
+            raise DataError(f"{options.samples}: no samples to show (the file is empty)")
+        check_sample_images(options.samples, numbered)
     for folder in options.allowed_image_dir:
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: --allowed-image-dir is not a folder")
@@ -123,6 +126,7 @@ def _serve(args: argparse.Namespace) -> int:
         from deepmedix.inference.server import api_key_from_env
 
         api_key_from_env(options)  # a missing key is reported before the model is loaded
+    check_port(options.host, options.port)  # a port in use is reported before the model is loaded
     answerer = build_answerer(_backend_options(args))  # the template is checked before the model is loaded
     backend = answerer.backend
     try:

@@ -15,13 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from deepmedix.data.schema import Sample, load_samples
-from deepmedix.errors import DataError, OptionError
+from deepmedix.data.schema import Sample, check_sample_images, load_numbered_samples
+from deepmedix.errors import DataError, InputFileError, OptionError, SampleFileError
 from deepmedix.inference.api import GroundedAnswer, GroundedAnswerer, build_backend
 from deepmedix.inference.backends import Backend
 from deepmedix.inference.images import load_image
 from deepmedix.inference.options import BackendOptions
-from deepmedix.io import append_jsonl, atomic_write_jsonl, read_jsonl
+from deepmedix.io import append_jsonl, atomic_write_jsonl, check_output, iter_jsonl_objects, read_jsonl
 from deepmedix.protocol import PromptTemplate, load_prompt_template, user_prompt_template
 
 log = logging.getLogger(__name__)
@@ -81,29 +81,37 @@ def prediction_record(sample: Sample, result: GroundedAnswer, reasoning: bool = 
 
 def _resume(out: Path, model_name: str, template: PromptTemplate) -> set[str]:
     """Ids already predicted in ``out``; a torn last line is dropped and the file rewritten whole. Lines of another
-    model, or asked with another prompt template, are refused: one file, one way of asking."""
+    model, or asked with another prompt template, are refused: one file, one way of asking.
+
+    Every earlier line is checked first (valid JSON, an id, this model's, this template's), so a damaged or foreign
+    file is refused and left as it is."""
     if not out.exists():
         return set()
-    text = out.read_text(encoding="utf-8")
-    rows = read_jsonl(out, tolerate_torn_tail=True)
-    if text and not text.endswith("\n"):
-        log.warning("%s: last line was cut short (an interrupted run); dropping it and resuming", out)
-        atomic_write_jsonl(out, rows)
-    for i, row in enumerate(rows, start=1):
-        if "id" not in row:
-            raise DataError(f"{out}, line {i}: field 'id' missing; not a prediction file")
+    rows = list(iter_jsonl_objects(out, tolerate_torn_tail=True))
+    for lineno, row in rows:
+        if not isinstance(row.get("id"), str | int) or isinstance(row.get("id"), bool):
+            raise InputFileError(out, "missing or not a string; not a prediction file", line=lineno, field="id")
         if row.get("model") not in (None, model_name):
-            raise DataError(
-                f"{out}, line {i}: field 'model' is {row.get('model')!r}, not {model_name!r}; "
-                "write another model's predictions to another file"
+            raise InputFileError(
+                out,
+                f"is {row.get('model')!r}, not {model_name!r}; write another model's predictions to another file",
+                line=lineno,
+                field="model",
             )
         if row.get("prompt_template_sha256") not in (None, template.sha256):
-            raise DataError(
-                f"{out}, line {i}: field 'prompt_template_sha256': asked with prompt template "
-                f"{row.get('prompt_template')!r}, not {template.name!r} (sha256 {template.sha256[:12]}…); "
-                "write predictions asked another way to another file"
+            raise InputFileError(
+                out,
+                f"asked with prompt template {row.get('prompt_template')!r}, not {template.name!r} (sha256 "
+                f"{template.sha256[:12]}…); write predictions asked another way to another file",
+                line=lineno,
+                field="prompt_template_sha256",
             )
-    return {str(r["id"]) for r in rows}
+    with out.open("rb") as fh:
+        size = fh.seek(0, 2)
+        torn = size > 0 and fh.seek(size - 1) >= 0 and fh.read(1) != b"\n"
+    if torn:  # the reader left the torn line out (and said so): the file is rewritten without it
+        atomic_write_jsonl(out, [row for _, row in rows])
+    return {str(row["id"]) for _, row in rows}
 
 
 def prediction_summary(path: str | Path) -> dict[str, int]:
@@ -145,16 +153,20 @@ def predict_file(
         )
     template = load_prompt_template(prompt_template)  # checked before any model is loaded
     data, out = Path(data), Path(out)
-    if not data.exists():
-        raise FileNotFoundError(f"{data}: no such samples file")
-    samples = load_samples(data)
+    check_output(out)
+    numbered = load_numbered_samples(data)
     if limit is not None:
-        samples = samples[: max(0, limit)]
+        numbered = numbered[: max(0, limit)]
+    if not numbered:
+        raise DataError(f"{data}: no samples to predict (the file is empty)")
     seen: dict[str, int] = {}
-    for n, s in enumerate(samples, start=1):
+    for lineno, s in numbered:
         if s.id in seen:
-            raise DataError(f"{data}: record {n}: field 'id' {s.id!r} repeats record {seen[s.id]}; ids must be unique")
-        seen[s.id] = n
+            raise SampleFileError(data, f"{s.id!r} repeats line {seen[s.id]}; ids must be unique", lineno, "id")
+        seen[s.id] = lineno
+    # Every image is found and readable (from its header) before a model is loaded: a bad sample costs a second.
+    check_sample_images(data, numbered)
+    samples = [s for _, s in numbered]
 
     if isinstance(model, Backend):
         model_name = model.model_name
@@ -186,8 +198,8 @@ def predict_file(
             for s in batch:
                 try:
                     views.append([load_image(im.path).image for im in s.images])
-                except (ValueError, OSError) as e:
-                    raise DataError(f"{data}: sample {s.id!r}: field 'images': {e}") from None
+                except (ValueError, OSError) as e:  # checked from its header, it fails to decode: name it
+                    raise SampleFileError(data, f"{e}", line=seen[s.id], field="images") from None
             results = answerer.answer_many(views, [s.prompt for s in batch], [str(s.task) for s in batch], reasoning)
             written += append_jsonl(
                 out, [prediction_record(s, r, reasoning) for s, r in zip(batch, results, strict=True)]

@@ -7,10 +7,13 @@ from pathlib import Path
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
+    from deepmedix.io import check_output, staged_folder
     from deepmedix.models.tiny import build_tiny_model
 
-    out = build_tiny_model(args.out, seed=args.seed, family=args.family)
-    print(f"tiny {args.family} model written to {out}")
+    check_output(args.out, folder=True)  # before torch is imported
+    with staged_folder(args.out) as staging:  # the whole model or nothing
+        build_tiny_model(staging, seed=args.seed, family=args.family)
+    print(f"tiny {args.family} model written to {args.out}")
     return 0
 
 

@@ -10,8 +10,8 @@ from typing import Any, Literal, NotRequired, cast, get_args
 
 from tqdm import tqdm
 
-from deepmedix.errors import DataError
-from deepmedix.io import atomic_open, json_object
+from deepmedix.errors import DataError, InputFileError
+from deepmedix.io import atomic_open, check_output, iter_jsonl_lines, json_kind, jsonl_value
 from deepmedix.rewards.core import score_completion
 from deepmedix.rewards.score import DEFAULT_LAMBDA, RewardInput, RewardMode, RewardRecord, parse_reward_mode
 
@@ -68,35 +68,40 @@ def register(subparsers: Any) -> None:
     reward.set_defaults(func=_reward_help)
 
 
-def _read_record(path: Path, line_no: int, line: str) -> InputLine:
-    where = f"{path}, line {line_no}"
-    record = json_object(line, where)
+def _read_record(path: Path, line_no: int, raw: bytes) -> InputLine:
+    record = jsonl_value(raw, path, line_no)
+    if not isinstance(record, dict):
+        raise InputFileError(path, f"expected a JSON object, got {json_kind(record)}", line=line_no)
     for key in ("completion", "reference"):
         if key not in record:
-            raise DataError(f"{where}: field {key!r} is missing")
+            raise InputFileError(path, "missing", line=line_no, field=key)
     if not isinstance(record["reference"], str):
-        raise DataError(f"{where}: field 'reference' must be a string")
+        raise InputFileError(
+            path, f"must be a string, got {json_kind(record['reference'])}", line=line_no, field="reference"
+        )
     if not isinstance(record["completion"], str | list | dict):
-        raise DataError(f"{where}: field 'completion' must be a string or a list of chat messages")
+        raise InputFileError(path, "must be a string or a list of chat messages", line=line_no, field="completion")
+    answer_type = record.get("answer_type")
+    if answer_type is not None and not isinstance(answer_type, str):
+        raise InputFileError(path, f"must be a string, got {json_kind(answer_type)}", line=line_no, field="answer_type")
     return cast(InputLine, record)  # the required fields checked here, the others by score_completion
 
 
 def score_file(
     path: Path, mode: RewardMode | str = RewardMode.PAPER, lam: float = DEFAULT_LAMBDA, on_error: OnError = "fail"
 ) -> tuple[list[ScoredLine], list[str]]:
-    """Score every line of ``path``; returns (output rows in input order, error messages of skipped lines)."""
+    """Score every line of ``path``; returns (output rows in input order, error messages of skipped lines).
+
+    An empty file, or one whose every line was skipped, is a :class:`DataError`: nothing could be scored."""
     mode = parse_reward_mode(mode)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
     rows: list[ScoredLine] = []
     errors: list[str] = []
-    with path.open(encoding="utf-8") as f:
-        lines = f.readlines()
-    for line_no, line in enumerate(tqdm(lines, desc="reward", unit="line", disable=None, file=sys.stderr), 1):
-        if not line.strip():
-            continue
+    lines = list(iter_jsonl_lines(path))
+    if not lines:
+        raise DataError(f"{path}: no lines to score (the file is empty)")
+    for line_no, raw in tqdm(lines, desc="reward", unit="line", disable=None, file=sys.stderr):
         try:
-            record = _read_record(path, line_no, line)
+            record = _read_record(path, line_no, raw)
             try:
                 s = score_completion(
                     record["completion"],
@@ -109,9 +114,7 @@ def score_file(
                 )
             except ValueError as e:
                 field = _field_named(str(e))
-                raise DataError(
-                    f"{path}, line {line_no}" + (f", field {field!r}" if field else "") + f": {e}"
-                ) from None
+                raise InputFileError(path, str(e), line=line_no, field=field) from None
         except ValueError as e:
             if on_error == "fail":
                 raise
@@ -119,6 +122,8 @@ def score_file(
             continue
         where: dict[str, Any] = {"line": line_no, "id": record["id"]} if "id" in record else {"line": line_no}
         rows.append(cast(ScoredLine, where | s.to_dict()))
+    if not rows:
+        raise DataError(f"{path}: nothing scored: every one of its {len(lines)} lines was skipped ({errors[0]})")
     return rows, errors
 
 
@@ -130,6 +135,8 @@ def _field_named(message: str) -> str | None:
 
 
 def _score_command(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        check_output(args.out)
     rows, errors = score_file(args.input, mode=args.mode, lam=args.lam, on_error=args.on_error)
     if args.out is not None:
         with atomic_open(args.out) as f:
@@ -142,9 +149,6 @@ def _score_command(args: argparse.Namespace) -> int:
     for message in errors:
         print(f"skipped: {message}", file=sys.stderr)
     n = len(rows)
-    if n:
-        means = "  ".join(f"{k}={sum(r[k] for r in rows) / n:.4f}" for k in ("answer", "format", "coordinate", "total"))
-    else:
-        means = "(nothing scored)"
+    means = "  ".join(f"{k}={sum(r[k] for r in rows) / n:.4f}" for k in ("answer", "format", "coordinate", "total"))
     print(f"reward ({args.mode}): {n} scored, {len(errors)} skipped; means {means}", file=sys.stderr)
     return 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import assert_never
+from typing import SupportsFloat, assert_never
 
 from deepmedix.data.frame import box_inside, iou
 from deepmedix.errors import DataError
@@ -158,13 +158,22 @@ def grounded_coordinate(
 # --- inputs -------------------------------------------------------------------------------------------------------
 
 
+def _number(value: object) -> float:
+    """A JSON number as a float; a string, a boolean or anything else is a TypeError (never read as a number)."""
+    if isinstance(value, bool | str | bytes) or not isinstance(value, int | float | SupportsFloat):
+        raise TypeError(f"not a number: {value!r}")
+    return float(value)
+
+
 def check_image_size(image_size: Sequence[float] | None) -> tuple[float, float]:
     """``[W, H]`` (model-input pixels) → a tuple; None → 512×512."""
     if image_size is None:
         return DEFAULT_IMAGE_SIZE
     try:
+        if isinstance(image_size, str | bytes | dict):
+            raise TypeError
         width, height = image_size
-        width, height = float(width), float(height)
+        width, height = _number(width), _number(height)
     except (TypeError, ValueError):
         raise DataError(f"image_size must be [width, height]; got {image_size!r}") from None
     if not (0 < width < math.inf and 0 < height < math.inf):
@@ -173,7 +182,7 @@ def check_image_size(image_size: Sequence[float] | None) -> tuple[float, float]:
 
 
 def check_reference_boxes(reference_boxes: Sequence[Sequence[float]] | None) -> list[ParsedBox]:
-    """``[[x0, y0, x1, y1], …]`` → a list of tuples; None → []."""
+    """``[[x0, y0, x1, y1], …]`` → a list of tuples; None → []. The one check of every mode."""
     if reference_boxes is None:
         return []
     if isinstance(reference_boxes, str | bytes | dict) or not hasattr(reference_boxes, "__iter__"):
@@ -181,7 +190,9 @@ def check_reference_boxes(reference_boxes: Sequence[Sequence[float]] | None) -> 
     out: list[ParsedBox] = []
     for i, b in enumerate(reference_boxes):
         try:
-            values = tuple(float(v) for v in b)
+            if isinstance(b, str | bytes | dict):
+                raise TypeError
+            values = tuple(_number(v) for v in b)
         except (TypeError, ValueError):
             values = ()
         if len(values) != 4 or not all(math.isfinite(v) for v in values):
@@ -233,16 +244,17 @@ def score_completion(
     if not isinstance(reference, str):
         raise DataError(f"reference must be a string; got {type(reference).__name__}")
     mode = parse_reward_mode(mode)
+    # One check of the boxes and the size for every mode, used or not: a malformed input is refused in all of them.
+    size = check_image_size(image_size)
+    refs = check_reference_boxes(reference_boxes)
     if mode == RewardMode.RELEASE:
         return release_score(text, reference, lam)
     kind = parse_answer_type(answer_type, mode)
-    size = check_image_size(image_size)
-    refs = check_reference_boxes(reference_boxes) if mode == RewardMode.GROUNDED else None
     parsed = parse_completion(text)
     boxes = parsed.boxes
     answer, details = answer_score(parsed.answer, reference, kind)
     fmt = 1.0 if parsed.format_valid else 0.0
-    if refs:
+    if mode == RewardMode.GROUNDED and refs:
         coordinate, box_details = grounded_coordinate(boxes, size, refs)
         details.update(box_details)
         details["coordinate_rule"] = "grounded"

@@ -37,7 +37,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         if "=" not in item:
             raise OptionError(f"--set {item!r}: expected KEY=VALUE")
         key, value = item.split("=", 1)
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        try:
+            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise OptionError(f"--set {item!r}: not a YAML value ({' '.join(str(e).split())})") from None
     return out
 
 
@@ -50,16 +53,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _model_card(args: argparse.Namespace) -> int:
-    import json
-
+    from deepmedix.io import read_json
     from deepmedix.training.model_card import push_to_hub, write_model_card
 
     evaluation = None
     if args.eval is not None:
-        try:
-            evaluation = json.loads(args.eval.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{args.eval}: not valid JSON ({e.msg}, line {e.lineno})") from None
+        evaluation = read_json(args.eval)
         if not isinstance(evaluation, dict):
             raise DataError(f"{args.eval}: expected the metrics.json of deepmedix eval (a JSON object)")
     print(write_model_card(args.model, evaluation))

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import trl
-import yaml
 
-from deepmedix.errors import OptionError, RecipeError
+from deepmedix.errors import InputFileError, OptionError, RecipeError
+from deepmedix.io import read_yaml
 from deepmedix.protocol import PromptTemplate, load_prompt_template
 from deepmedix.rewards.score import RewardMode, parse_reward_mode
 
@@ -96,9 +96,9 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"recipe {path}: no such file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise RecipeError(f"recipe {path}: not valid YAML ({e})") from None
+        raw = read_yaml(path) or {}
+    except InputFileError as e:  # not YAML, or not UTF-8: a recipe that cannot be used
+        raise RecipeError(f"recipe {e}") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"recipe {path}: expected a mapping of keys to values, got {type(raw).__name__}")
     return raw

@@ -14,7 +14,7 @@ from typing import Any
 
 from deepmedix.data.frame import ModelFrame
 from deepmedix.data.images import image_size, open_image
-from deepmedix.data.schema import Sample, load_samples
+from deepmedix.data.schema import Sample, check_sample_images, load_numbered_samples, load_samples
 from deepmedix.errors import DataError
 from deepmedix.io import atomic_open
 from deepmedix.protocol import PromptTemplate, build_messages, final_answer, parse_completion
@@ -110,6 +110,16 @@ def sample_row(
     return row
 
 
+def check_training_data(data: str | Path) -> None:
+    """The training samples and their images are usable: checked before any model is loaded, so a bad line or a
+    missing image fails at once, naming the file, the line and the field."""
+    path = Path(data)
+    numbered = load_numbered_samples(path)
+    if not numbered:
+        raise DataError(f"training data {path}: no samples (the file is empty)")
+    check_sample_images(path, numbered)
+
+
 def build_dataset(
     data: str | Path,
     stage: str,
@@ -148,4 +158,4 @@ def build_dataset(
     return Dataset.from_list(rows).cast_column("images", List(Image()))
 
 
-__all__ = ["build_dataset", "image_source", "load_rgb", "sample_row"]
+__all__ = ["build_dataset", "check_training_data", "image_source", "load_rgb", "sample_row"]

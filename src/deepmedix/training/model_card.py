@@ -8,7 +8,6 @@ the reward mode for GRPO, the held-out evaluation when one is given, and what th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from deepmedix import __version__
 from deepmedix.errors import EndpointError, ModelFileError
-from deepmedix.io import atomic_write_text, sha256_file
+from deepmedix.io import atomic_write_text, read_json, sha256_file
 
 CARD_FILE = "README.md"
 RUN_INFO = "run_info.json"
@@ -41,7 +40,10 @@ def read_run_info(model_dir: str | Path) -> dict[str, Any]:
     path = Path(model_dir) / RUN_INFO
     if not path.is_file():
         raise ModelFileError(f"{model_dir}: no {RUN_INFO} (not a final model written by deepmedix train)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    info = read_json(path)
+    if not isinstance(info, dict):
+        raise ModelFileError(f"{path}: expected a JSON object (the run_info.json deepmedix train writes)")
+    return info
 
 
 def root_base_model(model: str) -> str:
@@ -49,7 +51,7 @@ def root_base_model(model: str) -> str:
     seen: set[str] = set()
     while model not in seen and (Path(model) / RUN_INFO).is_file():
         seen.add(model)
-        model = str(json.loads((Path(model) / RUN_INFO).read_text(encoding="utf-8")).get("base_model") or model)
+        model = str(read_run_info(model).get("base_model") or model)
     return model
 
 

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.errors import DataError, OptionError
+from deepmedix.io import check_output
 from deepmedix.models.loading import model_frame
 from deepmedix.training.coldstart.synthesize import synthesize_offline
 from deepmedix.training.config import build_stage_config, read_recipe
+from deepmedix.training.data import check_training_data
 from deepmedix.training.stages import final_dir, is_complete, run_stage
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,11 @@ def run_pipeline(
         raw["grpo"]["data"] = str(grpo_data or data)
     if not raw["sft"].get("data"):
         raise OptionError(f"recipe {recipes / RECIPE_FILES['sft']}: field 'data' is empty; pass --data")
+    # Every stage's given data is checked before stage 1 loads its model: a bad line fails now, not hours later.
+    for checked in dict.fromkeys(str(raw[s]["data"]) for s in ("sft", "grpo") if raw[s].get("data")):
+        check_training_data(checked)
+    if output_root is not None:
+        check_output(output_root, folder=True)
 
     results: dict[str, Path] = {}
     sft_config = build_stage_config("sft", raw["sft"], source=f"recipe {recipes / RECIPE_FILES['sft']}")

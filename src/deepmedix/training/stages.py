@@ -20,7 +20,7 @@ from typing import Any
 
 from deepmedix.data.frame import box_inside
 from deepmedix.errors import OptionError
-from deepmedix.io import append_jsonl, atomic_write_json, sha256_file
+from deepmedix.io import append_jsonl, atomic_write_json, check_output, make_parents, remove_created, sha256_file
 from deepmedix.models.loading import (
     ensure_suppressed_placeholders,
     load_model_and_processor,
@@ -40,7 +40,7 @@ from deepmedix.training.config import (
     stage_prompt_template,
 )
 from deepmedix.training.curves import plot_curves
-from deepmedix.training.data import build_dataset
+from deepmedix.training.data import build_dataset, check_training_data
 from deepmedix.training.model_card import push_to_hub, write_model_card
 
 log = logging.getLogger(__name__)
@@ -358,11 +358,18 @@ def run_stage(
         log.info("%s: %s is complete, skipping", stage, final_dir(config.output_dir))
         final = final_dir(config.output_dir)
     else:
-        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-        if stage == "grpo":
-            trainer, processor, sha, rows = build_grpo_trainer(config, callbacks)
-        else:
-            trainer, processor, sha, rows = build_sft_trainer(config, stage, callbacks)
+        # The data and the output folder are checked before the model is loaded (minutes, on a real one).
+        check_training_data(_require_data(config))
+        check_output(config.output_dir, folder=True)
+        created = make_parents(Path(config.output_dir) / FINAL_DIR)
+        try:
+            if stage == "grpo":
+                trainer, processor, sha, rows = build_grpo_trainer(config, callbacks)
+            else:
+                trainer, processor, sha, rows = build_sft_trainer(config, stage, callbacks)
+        except BaseException:
+            remove_created(created)  # the folders made for this run, while still empty
+            raise
         final = _train_and_save(trainer, processor, config, stage, sha, rows)
     if push_repo:
         log.info("%s: pushed to %s", final, push_to_hub(final, push_repo))
