@@ -39,6 +39,20 @@ def os_error_message(error: OSError) -> str:
     return f"{target}: {reason}"
 
 
+class CurrentStderrHandler(logging.StreamHandler):
+    """Logs to whatever ``sys.stderr`` is when a record is written, not the stream it was when logging was set up:
+    a command run in a process that swaps stderr (a test harness, an embedding program) never writes to a closed
+    stream, from any thread."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201 - the StreamHandler attribute, read at every emit
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:  # StreamHandler.__init__ assigns it; the property ignores that
+        pass
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepmedix",
@@ -56,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        handlers=[CurrentStderrHandler()],
+        force=True,
     )
     if not getattr(args, "func", None):
         parser.print_help()

@@ -42,7 +42,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     samples = write_samples(tmp_path_factory.mktemp("samples"), n=2)
     app = create_app(GroundedAnswerer(ScriptedBackend(cut_short={"Describe everything."})), samples=samples)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     give_up_at = time.time() + 15

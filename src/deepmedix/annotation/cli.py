@@ -165,7 +165,9 @@ def _serve(args: argparse.Namespace) -> int:
     for origin in public_origins:
         print(f"  also accepted as this app's address: {origin}")
     # uvicorn trusts X-Forwarded-Proto/-For only from 127.0.0.1 (its default): a proxy on this machine.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # log_config=None: the command's own logging stays as it is (uvicorn's would replace every handler); no access
+    # log, since personal links carry their token in the URL.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", log_config=None, access_log=False)
     return 0
 
 

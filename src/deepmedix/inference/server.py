@@ -427,5 +427,12 @@ def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, shutdown_time
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s: anyone who can reach this address can send images to the model", host)
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=shutdown_timeout_s)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=None,  # keep the command's logging (uvicorn's own config would replace every handler)
+        timeout_graceful_shutdown=shutdown_timeout_s,
+    )
     Server(config).run()
