@@ -47,6 +47,8 @@ class PredictionLine(TypedDict, total=False):
     steps: list[ReasoningStep]  # the reasoning, with its boxes in original pixels
     image_size: list[float]  # [width, height] of the original image
     model_input_size: list[float]  # [width, height] the model saw: completion boxes are in this frame
+    truncated: bool  # the completion hit the generation limit (absent: the line does not say)
+    finish_reason: str | None  # the engine's "length" (cut off) or "stop"
 
 
 class PredictionRow(PredictionLine, total=False):
@@ -99,6 +101,24 @@ def _predicted_boxes(line: Mapping[str, Any]) -> list[Box]:
 _ANSWER_TYPES = ", ".join(t.value for t in list(AnswerType)[:-1]) + f" or {list(AnswerType)[-1].value}"
 
 
+def _check_truncation(line: Mapping[str, Any], path: Path, lineno: int) -> None:
+    """``truncated`` is true/false when given; ``finish_reason`` a string when given."""
+    if line.get("truncated") is not None and not isinstance(line["truncated"], bool):
+        raise PredictionFileError(path, "must be true or false", line=lineno, field="truncated")
+    if line.get("finish_reason") is not None and not isinstance(line["finish_reason"], str):
+        raise PredictionFileError(path, "must be a string", line=lineno, field="finish_reason")
+
+
+def truncation_flag(line: Mapping[str, Any]) -> bool | None:
+    """Whether a completion hit the generation limit: its ``truncated`` flag, else its ``finish_reason``
+    ("length": yes, "stop": no); None when the line says neither (nothing is inferred from the text)."""
+    flag = line.get("truncated")
+    if isinstance(flag, bool):
+        return flag
+    reason = line.get("finish_reason")
+    return True if reason == "length" else False if reason == "stop" else None
+
+
 def load_predictions(path: str | Path) -> list[PredictionRow]:
     """Read and check prediction lines; each gets ``kind``, ``group``, ``answer`` (the final answer) and
     ``pred_boxes``."""
@@ -141,6 +161,7 @@ def load_predictions(path: str | Path) -> list[PredictionRow]:
                 line["answer_type"] = AnswerType(answer_type)
             if "reference_boxes" in line and line["reference_boxes"] is not None:
                 line["reference_boxes"] = _boxes_field(line["reference_boxes"], path, lineno, "reference_boxes")
+            _check_truncation(line, path, lineno)
             line["kind"], line["group"] = kind, group.strip()
             line["answer"] = final_answer(pred)
             line["reference"] = ref if isinstance(ref, str) else ""
