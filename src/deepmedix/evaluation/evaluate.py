@@ -295,6 +295,8 @@ class Evaluator:
 
     def evaluate_samples(self, rows: Sequence[PredictionRow]) -> tuple[EvalResults, list[SampleRecord]]:
         """:meth:`evaluate`, and every line's statistics (the ``per_sample.jsonl`` records)."""
+        if any(r["kind"] is TaskKind.REPORT for r in rows):
+            self.nlg.warm_up()  # METEOR's JVM loads its tables while everything before its first segment runs
         groups: dict[str, list[PredictionRow]] = defaultdict(list)
         for r in rows:
             groups[r["group"]].append(r)
