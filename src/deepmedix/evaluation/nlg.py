@@ -9,10 +9,10 @@ pycocoevalcap run on the same text. Two things are done differently, neither of 
 * text is sanitised first: every character Java or the METEOR protocol reads as a line break becomes a space and the
   METEOR field separator ``|||`` is removed, so a stray newline can neither shift lines nor hang the METEOR process.
 
-One METEOR process (JVM start and paraphrase table load take several seconds) is kept for a whole run. It is spoken to
-in batches (a few hundred segments written before their replies are read) rather than one round trip per segment as
-pycocoevalcap's ``Meteor.compute_score`` does; the lines sent and read are the same, so the numbers are too, and the
-JVM works while Python computes the other metrics (:meth:`NLGScorer.start_meteor`).
+One METEOR process (JVM start and paraphrase table load take several seconds) is kept for a whole run. It is sent all
+segments at once while its replies are collected, rather than one round trip per segment as pycocoevalcap's
+``Meteor.compute_score`` does; the lines sent and read are the same, so the numbers are too, and the JVM works while
+Python computes the other metrics (:meth:`NLGScorer.start`, :meth:`NLGScorer.finish`).
 
 Besides the scores, every sample's sufficient statistics are kept: BLEU's n-gram match/guess counts and lengths and
 METEOR's statistics line, from which the corpus scores of any resample are recomputed exactly
@@ -26,11 +26,13 @@ import logging
 import re
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import IO, TypedDict
 
 import numpy as np
 import pycocoevalcap
@@ -82,9 +84,10 @@ BLEU_COUNTS = (
     "correct_3",
     "correct_4",
 )
-# Segments written to the METEOR jar before their replies are read: the replies (~120 bytes each) stay well below a
-# pipe's 64 KiB, so the jar never blocks on a full stdout while this side is still writing.
-METEOR_BATCH = 256
+# The thread that feeds METEOR reads the jar's replies in large chunks with this pause between reads. Reading line by
+# line would wake it (and take the interpreter lock) per reply; with CPython's 5 ms switch interval each wake-up can
+# stall the thread computing BLEU/ROUGE/CIDEr meanwhile, and the two then run slower together than one after the other.
+METEOR_READ_PAUSE_S = 0.02
 # Summed statistics lines per EVAL line when METEOR is recomputed for resamples.
 METEOR_EVAL_BATCH = 1000
 
@@ -94,11 +97,19 @@ def _package_dir(sub: str) -> Path:
 
 
 def ptb_tokenize(texts: Sequence[str]) -> list[str]:
-    """pycocoevalcap's PTBTokenizer on a list of texts (same jar, flags and punctuation filter), one line each."""
+    """pycocoevalcap's PTBTokenizer on a list of texts (same jar, flags and punctuation filter), one line each.
+
+    Each distinct text is tokenized once (``-preserveLines`` tokenizes every line on its own)."""
     if not texts:
         return []
-    jar = _package_dir("tokenizer") / STANFORD_CORENLP_3_4_1_JAR
     lines = [sanitize(t) for t in texts]
+    distinct = list(dict.fromkeys(lines))
+    tokens = dict(zip(distinct, _ptb_tokenize_lines(distinct), strict=True))
+    return [tokens[line] for line in lines]
+
+
+def _ptb_tokenize_lines(lines: list[str]) -> list[str]:
+    jar = _package_dir("tokenizer") / STANFORD_CORENLP_3_4_1_JAR
     with tempfile.TemporaryDirectory(prefix="deepmedix-ptb-") as tmp:
         src = Path(tmp) / "sentences.txt"
         src.write_text("\n".join(lines), encoding="utf-8")
@@ -152,36 +163,57 @@ def bleu_with_counts(
     return score, each, counts
 
 
-def _meteor_reply(proc: subprocess.Popen[bytes]) -> str:
-    line = proc.stdout.readline() if proc.stdout else b""
-    if not line:
-        raise ValueError("no reply")
-    return line.decode().strip()
+def _meteor_replies(proc: subprocess.Popen[bytes], n: int, pause: float = METEOR_READ_PAUSE_S) -> list[str]:
+    """The next ``n`` reply lines of the METEOR jar, read in large chunks (see ``METEOR_READ_PAUSE_S``)."""
+    stdout = proc.stdout
+    chunks: list[bytes] = []
+    seen = 0
+    while seen < n:
+        data = stdout.read1(1 << 20) if stdout else b""
+        if not data:
+            raise ValueError("no reply")
+        chunks.append(data)
+        seen += data.count(b"\n")
+        if seen < n:
+            time.sleep(pause)
+    lines = b"".join(chunks).split(b"\n")
+    if seen != n or lines[-1]:
+        raise ValueError(f"{seen} reply lines where {n} were expected")
+    return [line.decode().strip() for line in lines[:n]]
+
+
+def _write_all(stream: IO[bytes], data: bytes, failed: list[BaseException]) -> None:
+    try:
+        stream.write(data)
+        stream.flush()
+    except (OSError, ValueError) as e:  # the jar died: the reader sees it too
+        failed.append(e)
 
 
 def meteor_score(
     meteor: Meteor, hypotheses: Sequence[str], references: Sequence[str]
 ) -> tuple[float, list[float], list[str]]:
     """pycocoevalcap's ``Meteor.compute_score`` on one reference per sample — the same SCORE and EVAL lines, so the same
-    numbers — written in batches instead of one round trip per segment; also returns each segment's statistics."""
+    numbers — without a round trip per segment: a thread writes every SCORE line while this one collects the replies;
+    also returns each segment's statistics."""
     proc = meteor.meteor_p
-    stats: list[str] = []
+    lines = "".join(
+        "SCORE ||| {} ||| {}\n".format(ref, hyp.replace("|||", "").replace("  ", " "))
+        for hyp, ref in zip(hypotheses, references, strict=True)
+    ).encode()
     with meteor.lock:
-        for start in range(0, len(hypotheses), METEOR_BATCH):
-            batch = [
-                "SCORE ||| {} ||| {}\n".format(ref, hyp.replace("|||", "").replace("  ", " "))
-                for hyp, ref in zip(
-                    hypotheses[start : start + METEOR_BATCH], references[start : start + METEOR_BATCH], strict=True
-                )
-            ]
-            proc.stdin.write("".join(batch).encode())
-            proc.stdin.flush()
-            stats.extend(_meteor_reply(proc) for _ in batch)
+        failed: list[BaseException] = []
+        # the jar answers each line as it reads it, so writing and reading must go on at once
+        writer = threading.Thread(target=_write_all, args=(proc.stdin, lines, failed), daemon=True)
+        writer.start()
+        stats = _meteor_replies(proc, len(hypotheses))
+        writer.join()
+        if failed:
+            raise BrokenPipeError(str(failed[0]))
         proc.stdin.write("EVAL{}\n".format("".join(f" ||| {s}" for s in stats)).encode())
         proc.stdin.flush()
-        each = [float(_meteor_reply(proc)) for _ in stats]
-        score = float(_meteor_reply(proc))
-    return score, each, stats
+        replies = _meteor_replies(proc, len(stats) + 1)
+    return float(replies[-1]), [float(x) for x in replies[:-1]], stats
 
 
 @dataclass
@@ -318,11 +350,11 @@ class NLGScorer:
             with meteor.lock:
                 for start in range(0, len(sums), METEOR_EVAL_BATCH):
                     rows = sums[start : start + METEOR_EVAL_BATCH]
-                    line = "EVAL" + "".join(" ||| " + " ".join(repr(float(x)) for x in row) for row in rows)
+                    line = "EVAL" + "".join(" ||| " + " ".join(repr(float(x)) for x in row) for row in rows.tolist())
                     proc.stdin.write(f"{line}\n".encode())
                     proc.stdin.flush()
-                    out.extend(float(_meteor_reply(proc)) for _ in rows)
-                    _meteor_reply(proc)  # the aggregate over the batch: not wanted
+                    # one score per row, then the aggregate over the batch (not wanted)
+                    out.extend(float(x) for x in _meteor_replies(proc, len(rows) + 1, pause=0.001)[:-1])
         except (ValueError, BrokenPipeError) as e:
             _stop_meteor(meteor)
             self._meteor = None
