@@ -80,9 +80,17 @@ def clinical_f1(reference: np.ndarray, prediction: np.ndarray) -> ClinicalScores
     }
 
 
+def rules_labels(predictions: Sequence[str], references: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The rule labeler's present/absent matrices (reference, prediction), each (n, 14) in CheXbert order; each
+    distinct text is labelled once."""
+    texts = list(predictions) + list(references)
+    distinct = list(dict.fromkeys(texts))
+    row = {t: i for i, t in enumerate(distinct)}
+    matrix = binarize_chexpert_dicts(label_reports(distinct))[[row[t] for t in texts]]
+    n = len(predictions)
+    return matrix[n:], matrix[:n]
+
+
 def rules_f1(predictions: Sequence[str], references: Sequence[str]) -> ClinicalScores:
     """F1-CheXpert (rules): the same F1 from the project's rule labeler."""
-    labels = label_reports(list(predictions) + list(references))
-    matrix = binarize_chexpert_dicts(labels)
-    n = len(predictions)
-    return clinical_f1(matrix[n:], matrix[:n])
+    return clinical_f1(*rules_labels(predictions, references))

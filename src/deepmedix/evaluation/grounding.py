@@ -93,6 +93,11 @@ def grounding_metrics(rows: Sequence[GroundingItem], threshold: float = 0.5) -> 
         for r in rows
         if r.get("reference_boxes")
     ]
+    return grounding_metrics_from_scores(scored, threshold)
+
+
+def grounding_metrics_from_scores(scored: Sequence[SampleBoxScores], threshold: float = 0.5) -> GroundingMetrics:
+    """The pooled metrics of per-sample box scores (see :func:`grounding_metrics`)."""
     if not scored:
         return {"n_grounded": 0}
     n_pred = sum(s["n_pred"] for s in scored)

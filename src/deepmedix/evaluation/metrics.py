@@ -63,6 +63,8 @@ METRIC_LABELS: dict[str, str] = {
     "f1_chexpert_rules_macro_5": "Rules Macro-5",
     "f1_chexpert_rules_micro_5": "Rules Micro-5",
     "average": "Average",
+    "accuracy": "Accuracy",
+    "mean_object_recall": "Top-10 object recall",
 }
 
 
@@ -143,6 +145,15 @@ class GroupMetrics(ReportMetrics, VQAMetrics, total=False):
     n_grounding: int
     grounding_answer_accuracy: float
     grounding: GroundingMetrics
+    # 95 % bootstrap interval [low, high] of each metric above, under the same names (nested like the metrics;
+    # the grounding block's under "grounding"); null where no resample defines the metric
+    ci: dict[str, Any]
+    # completions that hit the generation limit, over the lines that say whether they did (None: no line says)
+    n_truncated: int | None
+    n_truncation_known: int
+    truncated_share: float | None
+    # when some completions were cut off: the metrics (and intervals) of the lines marked not truncated
+    non_truncated: dict[str, Any]
 
 
 class WeightedAverage(ReportMetrics, total=False):
@@ -150,6 +161,7 @@ class WeightedAverage(ReportMetrics, total=False):
 
     groups: list[str]
     n_report: int
+    ci: dict[str, Any]
 
 
 class EvalMeta(TypedDict, total=False):
@@ -163,10 +175,34 @@ class EvalMeta(TypedDict, total=False):
     model: str
     adapter: str
     benchmark: str
+    intervals: dict[str, Any]  # how the intervals were made: method, resamples, seed, level, approximate metrics
+    per_sample: str  # the file of per-sample statistics beside metrics.json
+    n_truncated: int | None
+    n_truncation_known: int
 
 
-# metrics.json: group name → GroupMetrics, "weighted_average" → WeightedAverage, "_meta" → EvalMeta.
-EvalResults = dict[str, GroupMetrics | WeightedAverage | EvalMeta]
+# Top-level keys of metrics.json that are not groups (besides those starting with "_").
+NOT_GROUPS = frozenset({"paper_comparison"})
+
+
+class PaperComparison(TypedDict, total=False):
+    """This run beside the paper's published numbers (XrayBench groups only; see deepmedix.evaluation.paper)."""
+
+    source: str
+    tables: list[str]
+    note: str
+    models: list[str]
+    groups: dict[str, Any]  # group → metric → {this_run, ci, paper: {model: {value, difference, inside_interval}}}
+
+
+# metrics.json: group name → GroupMetrics, "weighted_average" → WeightedAverage, "_meta" → EvalMeta,
+# "paper_comparison" (XrayBench groups only) → PaperComparison.
+EvalResults = dict[str, GroupMetrics | WeightedAverage | EvalMeta | PaperComparison]
+
+
+def is_group(key: str, value: object) -> bool:
+    """Whether a top-level entry of metrics.json is a group's metrics (or the weighted average)."""
+    return not key.startswith("_") and key not in NOT_GROUPS and isinstance(value, dict)
 
 
 def paper_average(metrics: Mapping[str, Any]) -> tuple[float | None, list[str]]:

@@ -57,6 +57,17 @@ class EvalOptions:
     cache: bool = field(
         default=True, metadata={"help": "keep labels in the store (--no-cache: label every text afresh, keep nothing)"}
     )
+    bootstrap_resamples: int = field(
+        default=1000,
+        metadata={"help": "bootstrap resamples for the 95%% interval of every metric (0: no intervals); default 1000"},
+    )
+    ar_trials: int = field(
+        default=10000,
+        metadata={"help": "approximate-randomisation trials of the paired test of --compare; default 10000"},
+    )
+    bootstrap_seed: int = field(
+        default=12345, metadata={"help": "seed of the bootstrap and of the paired test of --compare; default 12345"}
+    )
     rules: bool = field(default=True, metadata={"skip": True})  # F1-CheXpert (rules): always on the command line
     figures: bool = field(default=True, metadata={"skip": True})  # the PNG figures: always on the command line
 
@@ -69,6 +80,10 @@ class EvalOptions:
             raise OptionError(f"--chexbert-batch-size must be at least 1, got {self.chexbert_batch_size}")
         if not 0 < self.iou_threshold <= 1:
             raise OptionError(f"--iou-threshold must be in (0, 1], got {self.iou_threshold}")
+        if self.bootstrap_resamples < 0:
+            raise OptionError(f"--bootstrap-resamples must be 0 or more, got {self.bootstrap_resamples}")
+        if self.ar_trials < 1:
+            raise OptionError(f"--ar-trials must be at least 1, got {self.ar_trials}")
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,8 @@ class PredictionLine(TypedDict, total=False):
     steps: list[ReasoningStep]  # the reasoning, with its boxes in original pixels
     image_size: Size  # [width, height] of the original image
     model_input_size: Size  # [width, height] the model saw: completion boxes are in this frame
+    truncated: bool | None  # the completion hit the generation limit (absent or null: the line does not say)
+    finish_reason: str | None  # the engine's "length" (cut off) or "stop"
 
 
 class PredictionRow(PredictionLine, total=False):
@@ -128,6 +130,16 @@ def read_prediction_line(raw: bytes, path: Path, lineno: int) -> PredictionRow:
     line["reference"] = ref or ""
     line["pred_boxes"] = _predicted_boxes(line)
     return cast(PredictionRow, line)
+
+
+def truncation_flag(line: Mapping[str, Any]) -> bool | None:
+    """Whether a completion hit the generation limit: its ``truncated`` flag, else its ``finish_reason``
+    ("length": yes, "stop": no); None when the line says neither (nothing is inferred from the text)."""
+    flag = line.get("truncated")
+    if isinstance(flag, bool):
+        return flag
+    reason = line.get("finish_reason")
+    return True if reason == "length" else False if reason == "stop" else None
 
 
 def load_predictions(path: str | Path) -> list[PredictionRow]:
