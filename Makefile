@@ -11,8 +11,12 @@ TEST_STAMP := $(VENV)/.installed-test
 # benchmarks/chexbert_throughput.py times f1chexbert.
 REF_VENV := .venv-reference
 REF_STAMP := $(REF_VENV)/.installed
+# A real Label Studio (Django app, no torch) for the test that proves the Label Studio interchange against it; its
+# pinned Django stack stays out of deepmedix's environment.
+LS_VENV := .venv-labelstudio
+LS_STAMP := $(LS_VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv labelstudio clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -36,15 +40,22 @@ $(REF_STAMP):
 	$(REF_VENV)/bin/pip install -q transformers==4.57.6 scikit-learn==1.7.2 f1chexbert==0.0.2 radgraph==0.1.18
 	touch $(REF_STAMP)
 
+$(LS_STAMP):
+	$(PYTHON) -m venv $(LS_VENV) || python3 -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install -q label-studio==1.23.2 label-studio-sdk==2.1.2
+	touch $(LS_STAMP)
+
 venv: $(STAMP)
+
+labelstudio: $(LS_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/deepmedix demo --out runs/demo
 
-test: $(TEST_STAMP) $(REF_STAMP)
+test: $(TEST_STAMP) $(REF_STAMP) $(LS_STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
-	$(PY) -m pytest -n 2 --timeout 900 tests
+	$(PY) -m pytest -n 2 --dist loadgroup --timeout 900 tests
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts

@@ -1,6 +1,6 @@
 """Reward throughput: deepmedix's reward (paper mode) against the authors' released reward, same inputs, one process.
 
-    .venv/bin/python benchmarks/reward_throughput.py [--n 1500] [--repeats 5] [--group 8]
+    .venv/bin/python benchmarks/reward_throughput.py [--n 1500] [--repeats 5] [--group 8] [--grpo-steps 12]
                                                      [--figure docs/figures/reward_throughput.png]
 
 The set mixes the three answer types as GRPO sees them: open reports (real Open-I findings/impressions from
@@ -13,6 +13,12 @@ reward is a verbatim copy (tests/rewards/released_reward.py). Settings:
   pass alone;
 - distinct references (every reference new; the word → stem memo warm, as in a run past its first steps);
 - GRPO groups (each reference scored against a group of completions, as the trainer calls it).
+
+Then the reward's share of a GRPO step: the step is timed on deepmedix's tiny model (stage 3 on phantom samples,
+``--group`` completions of at most 96 tokens per step, on CPU), the cheapest step a run takes, and compared with the
+time each setting takes to score that many completions.
+
+deepmedix is imported inside the functions: the cold-process runs time its import.
 """
 
 from __future__ import annotations
@@ -218,6 +224,58 @@ def measure(items: list[dict], repeats: int) -> dict[str, float]:
     return {name: len(items) / seconds for name, seconds in best.items()}
 
 
+def time_grpo_step(steps: int, group: int) -> float:
+    """The fastest of ``steps`` tiny-model GRPO steps (after two warm-up steps), in wall seconds."""
+    import tempfile
+
+    import torch
+    from transformers import PrinterCallback, TrainerCallback
+
+    from deepmedix.data.phantom import make_phantom_samples
+    from deepmedix.training.config import build_stage_config
+    from deepmedix.training.stages import build_grpo_trainer
+
+    durations: list[float] = []
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            durations.append(time.perf_counter() - self.start)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        make_phantom_samples(Path(tmp) / "rl", 32, seed=5, kinds=("presence",))
+        config = build_stage_config(
+            "grpo",
+            {
+                "model": "tiny",
+                "data": str(Path(tmp) / "rl" / "samples.jsonl"),
+                "output_dir": str(Path(tmp) / "grpo"),
+                "use_cpu": True,
+                "bf16": False,
+                "report_to": "none",
+                "disable_tqdm": True,
+                "log_level": "error",
+                "save_strategy": "no",
+                "dataloader_num_workers": 0,
+                "seed": 0,
+                "activation_checkpointing": False,
+                "lr_scheduler_type": "constant",
+                "max_steps": steps + 2,
+                "num_generations": group,
+                "per_device_train_batch_size": group,
+                "max_completion_length": 96,
+                "beta": 0.01,
+            },
+        )
+        torch.set_num_threads(1)  # one core, as the reward gets
+        trainer, *_ = build_grpo_trainer(config, callbacks=[StepTimer()])
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+    return min(durations[2:])
+
+
 def draw(results: dict[str, dict[str, float]], path: Path) -> None:
     import matplotlib
 
@@ -272,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1500, help="items in the mixed set")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--group", type=int, default=8, help="completions per reference in the GRPO-shaped set")
+    parser.add_argument("--grpo-steps", type=int, default=12, help="tiny-model GRPO steps to time (0: skip)")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "reward_throughput.png")
     parser.add_argument("--no-figure", action="store_true")
     parser.add_argument("--cold-child", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)  # one cold-process run
@@ -313,6 +372,15 @@ def main(argv: list[str] | None = None) -> int:
         f"\n(CPU time, best of {args.repeats} interleaved rounds; in-process settings clear the reference caches "
         f"each round; Python {sys.version.split()[0]})"
     )
+    if args.grpo_steps:
+        step_s = time_grpo_step(args.grpo_steps, args.group)
+        print(
+            f"\nshare of a tiny-model GRPO step ({step_s:.3f} s, the fastest of {args.grpo_steps}, {args.group} completions)"
+        )
+        print(f"  {'setting':<40}" + "".join(f"{name:>12}" for name in IMPLEMENTATIONS))
+        for label, rates in results.items():
+            shares = "".join(f"{100 * args.group / rates[name] / step_s:>11.2f}%" for name in IMPLEMENTATIONS)
+            print(f"  {label:<40}{shares}")
     if not args.no_figure:
         draw(results, args.figure)
         print(f"figure: {args.figure}")

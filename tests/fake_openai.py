@@ -1,6 +1,7 @@
 """A local OpenAI-compatible chat server for tests: ``with fake_openai_server(responder) as base_url: ...``.
 
-``responder(request_json) -> str`` gives the assistant text (raise ``FakeHTTPError`` to answer with a status code);
+``responder(request_json) -> str`` gives the assistant text, or ``(text, finish_reason)`` (raise ``FakeHTTPError`` to
+answer with a status code);
 a responder that needs to see the requests records them itself. ``FakeOpenAIServer`` also keeps ``.requests``.
 """
 
@@ -31,7 +32,7 @@ def free_port() -> int:
 
 
 class FakeOpenAIServer:
-    def __init__(self, responder: Callable[[dict[str, Any]], str]):
+    def __init__(self, responder: Callable[[dict[str, Any]], str | tuple[str, str]]):
         self.responder = responder
         self.requests: list[dict[str, Any]] = []
         self.base_url = ""
@@ -46,9 +47,10 @@ class FakeOpenAIServer:
             body = await request.json()
             self.requests.append(body)
             try:
-                text = self.responder(body)
+                reply = self.responder(body)
             except FakeHTTPError as e:
                 return JSONResponse({"error": {"message": str(e)}}, status_code=e.status)
+            text, finish_reason = reply if isinstance(reply, tuple) else (reply, "stop")
             return JSONResponse(
                 {
                     "id": f"chatcmpl-{len(self.requests)}",
@@ -56,14 +58,14 @@ class FakeOpenAIServer:
                     "created": int(time.time()),
                     "model": body.get("model", "fake"),
                     "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
                     ],
                     "usage": {"prompt_tokens": 10, "completion_tokens": max(1, len(text.split())), "total_tokens": 0},
                 }
             )
 
         port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
@@ -83,7 +85,7 @@ class FakeOpenAIServer:
 
 
 @contextmanager
-def fake_openai_server(responder: Callable[[dict[str, Any]], str]) -> Iterator[str]:
+def fake_openai_server(responder: Callable[[dict[str, Any]], str | tuple[str, str]]) -> Iterator[str]:
     """Yields the base URL (ending in ``/v1``) of a running server."""
     server = FakeOpenAIServer(responder)
     try:

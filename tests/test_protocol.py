@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepmedix.protocol import (
-    FORMAT_PATTERN,
     REASONING_SUFFIX,
     build_messages,
     build_user_text,
@@ -15,11 +14,8 @@ from deepmedix.protocol import (
     final_answer,
     find_boxes,
     format_completion,
-    format_ok,
     normalize_tags,
-    outline_completion,
     parse_completion,
-    reasoning_blocks,
     split_steps,
     task_prompt,
 )
@@ -167,7 +163,13 @@ def test_final_answer_without_protocol_is_the_text_minus_reasoning() -> None:
 )
 def test_format_rule(text: str, valid: bool) -> None:
     assert parse_completion(text).format_valid is valid
-    assert outline_completion(text).format_valid is valid
+
+
+def test_repetitive_output_is_read_in_linear_time() -> None:
+    # A policy stuck in a loop: a pattern of ".*" pieces would backtrack over every pair of tags here.
+    parsed = parse_completion("<think>" + "</think> \\boxed{" * 20_000)
+    assert not parsed.format_valid
+    assert parsed.answer == ""
 
 
 # --- prompts ----------------------------------------------------------------------------------------------------
@@ -236,28 +238,7 @@ _TEXT = st.one_of(st.text(max_size=200), st.lists(_PIECES, max_size=40).map("".j
 
 @settings(max_examples=300, deadline=None)
 @given(_TEXT)
-def test_parser_never_raises_and_agrees_with_itself(text: str) -> None:
+def test_parser_never_raises_and_its_steps_keep_every_box(text: str) -> None:
     parsed = parse_completion(text)
-    outline = outline_completion(text)
-    assert outline.answer == parsed.answer
-    assert outline.format_valid == parsed.format_valid
-    assert outline.boxes == parsed.boxes
-    assert len(parsed.boxes) == sum(len(find_boxes(b)) for b in parsed.reasoning_blocks)
+    assert parsed.boxes == [b for block in parsed.reasoning_blocks for b in find_boxes(block)]
     assert isinstance(parsed.to_dict()["steps"], list)
-
-
-@settings(max_examples=300, deadline=None)
-@given(_TEXT)
-def test_fast_format_check_equals_the_regex(text: str) -> None:
-    normalized = normalize_tags(text)
-    assert format_ok(normalized) == (FORMAT_PATTERN.fullmatch(normalized) is not None)
-
-
-@settings(max_examples=200, deadline=None)
-@given(_TEXT)
-def test_reasoning_blocks_equal_the_lazy_regex(text: str) -> None:
-    import re
-
-    normalized = normalize_tags(text)
-    expected = [m.group(1) for m in re.finditer(r"<think>(.*?)</think>", normalized, re.DOTALL)]
-    assert reasoning_blocks(normalized) == expected

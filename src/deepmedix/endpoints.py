@@ -24,15 +24,12 @@ from typing import Any
 
 from PIL import Image
 
+from deepmedix.data.images import open_image
+
 
 def image_data_url(image: str | Path | Image.Image, max_side: int | None = None, fmt: str = "PNG") -> str:
     """An image as a ``data:`` URL (how OpenAI-compatible servers take images), optionally downscaled."""
-    if isinstance(image, Image.Image):
-        img = image
-    else:
-        from deepmedix.data.images import open_image
-
-        img = open_image(image).image
+    img = image if isinstance(image, Image.Image) else open_image(image).image
     if max_side and max(img.size) > max_side:
         img = img.copy()
         img.thumbnail((max_side, max_side))
@@ -63,6 +60,7 @@ class ChatReply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     model: str = ""
+    finish_reason: str | None = None
 
 
 class _RateLimiter:
@@ -122,6 +120,7 @@ class ChatEndpoint:
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             model=str(getattr(resp, "model", "") or self.config.model),
+            finish_reason=getattr(resp.choices[0], "finish_reason", None) if resp.choices else None,
         )
         with self._lock:
             self.calls += 1

@@ -8,9 +8,17 @@ exactly what it is asked at inference. The parser is shared by the reward, infer
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypedDict
+
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
+from jinja2 import nodes as jinja_nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from deepmedix.errors import OptionError
 
 # --- prompts ---------------------------------------------------------------------------------------------------
 
@@ -19,7 +27,8 @@ TASK_PROMPTS: dict[str, str] = {
     "report_impression": "Write the IMPRESSION section of the radiology report for this chest X-ray.",
 }
 
-# In substance the authors' xray_format.jinja: think first, cite regions as boxes, answer in \boxed{}.
+# The built-in grounded-reasoning instructions (the project's wording; --prompt-template FILE asks in others): think
+# first, cite regions as boxes, answer in \boxed{}.
 REASONING_SUFFIX = (
     "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "
     "The reasoning process MUST BE enclosed within <think> </think> tags. While reasoning, analyse the relevant "
@@ -29,24 +38,160 @@ REASONING_SUFFIX = (
 )
 
 
+# New tokens an answer may take when no budget is given: room for the reasoning (each cited box alone is ~20 Qwen2.5
+# tokens, one per digit) plus the answer. Reports: the longest Open-I findings section is 238 tokens (99th
+# percentile 118), so 1024 leaves ~800 for the reasoning; VQA and grounding answers are at most ~20 tokens.
+# docs/inference.md ("Generation budgets") gives the measurement.
+TASK_NEW_TOKENS: dict[str, int] = {"report_findings": 1024, "report_impression": 1024, "vqa": 512, "grounding": 512}
+LARGEST_NEW_TOKENS = max(TASK_NEW_TOKENS.values())
+
+
+def new_token_budget(task: str | None) -> int:
+    """The default number of new tokens for a task's answer (an unknown task gets the largest)."""
+    return TASK_NEW_TOKENS.get(str(task), LARGEST_NEW_TOKENS) if task is not None else LARGEST_NEW_TOKENS
+
+
 def task_prompt(task: str, question: str | None = None) -> str:
     """The instruction text for a task: a report section, or the question itself for VQA and grounding."""
     if task in TASK_PROMPTS and not question:
         return TASK_PROMPTS[task]
     if not question or not question.strip():
-        raise ValueError(f"task {task!r} needs a question")
+        raise OptionError(f"task {task!r} needs a question")
     return question.strip()
 
 
-def build_user_text(prompt: str, reasoning: bool = True) -> str:
-    """The user turn's text: the instruction, then the protocol suffix when the model is to reason."""
-    return f"{prompt}\n\n{REASONING_SUFFIX}" if reasoning else prompt
+# --- prompt templates ----------------------------------------------------------------------------------------
+# The user turn's text is a Jinja template of one variable, ``content`` (the question or task instruction), rendered
+# the way the authors' EasyR1 training renders their ``xray_format.jinja``: ``Template(source.strip()).render(
+# content=prompt)``. The built-in grounded-reasoning template has that file's form: the content, a blank line, the
+# instructions. Asked without reasoning, the model gets the content alone.
+
+TEMPLATE_VARIABLE = "content"
+BUILTIN_REASONING_SOURCE = "{{ content | trim }}\n\n" + REASONING_SUFFIX
+BUILTIN_PLAIN_SOURCE = "{{ content | trim }}"
 
 
-def build_messages(prompt: str, reasoning: bool = True, n_images: int = 1) -> list[dict[str, Any]]:
-    """Chat messages in the transformers/TRL multimodal format: image placeholders first, then the text."""
-    content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
-    content.append({"type": "text", "text": build_user_text(prompt, reasoning)})
+class PromptTemplate:
+    """A user-turn template read once and checked: ``render(content)`` is the text the model is asked.
+
+    ``name`` is the file's name (``builtin:...`` for the built-in ones) and ``sha256`` the hash of the file's bytes,
+    so a run record says exactly which wording was used."""
+
+    def __init__(self, source: str, name: str, sha256: str | None = None, path: str | None = None):
+        self.name = name
+        self.path = path or name
+        self.source = source
+        self.sha256 = sha256 or hashlib.sha256(source.encode("utf-8")).hexdigest()
+        stripped = source.strip()  # as EasyR1 reads the authors' file: its trailing newline is not part of the text
+        # Lines of an error are the file's: count the lines the strip removed at the start.
+        self._line_offset = source[: len(source) - len(source.lstrip())].count("\n")
+        env = SandboxedEnvironment(undefined=StrictUndefined)
+        try:
+            parsed = env.parse(stripped)
+        except TemplateSyntaxError as e:
+            raise self._error(e.lineno, f"template syntax error: {e.message}") from None
+        names = [n for n in parsed.find_all(jinja_nodes.Name) if n.ctx == "load"]
+        for node in names:
+            if node.name != TEMPLATE_VARIABLE and node.name in meta.find_undeclared_variables(parsed):
+                raise self._error(
+                    node.lineno, f"undefined variable {node.name!r} (a prompt template is given only 'content')"
+                )
+        if not any(n.name == TEMPLATE_VARIABLE for n in names):
+            raise self._error(None, "the template never uses {{ content }}: the question would not reach the model")
+        self._template = env.from_string(stripped)
+        self.render("Is there a pleural effusion?")  # a template that fails on a plain question fails now, not later
+
+    def render(self, content: str) -> str:
+        try:
+            return self._template.render(content=content)
+        except TemplateError as e:
+            raise self._error(_template_line(e), f"{type(e).__name__}: {e}") from None
+
+    def record(self) -> dict[str, str]:
+        """The template's identity for a run record or a prediction line."""
+        return {"prompt_template": self.name, "prompt_template_sha256": self.sha256}
+
+    def _error(self, line: int | None, message: str) -> OptionError:
+        where = self.path if line is None else f"{self.path}, line {line + self._line_offset}"
+        return OptionError(f"prompt template {where}: {message}")
+
+    def __repr__(self) -> str:
+        return f"PromptTemplate({self.name!r}, sha256={self.sha256[:12]})"
+
+
+def _template_line(error: BaseException) -> int | None:
+    """The template line an error was raised on (Jinja rewrites tracebacks to name the template's lines)."""
+    line = getattr(error, "lineno", None)
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def load_prompt_template(path: str | Path | PromptTemplate | None) -> PromptTemplate | None:
+    """The template in a ``.jinja`` file (None stays None: the built-in one is used). Every problem — no such file,
+    not UTF-8, a syntax error, a variable other than ``content`` — is one :class:`OptionError` naming the file and,
+    where there is one, the line."""
+    if path is None or isinstance(path, PromptTemplate):
+        return path
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise OptionError(f"prompt template {path}: {e.strerror or e}") from None
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise OptionError(f"prompt template {path}, line {line}: not UTF-8 text") from None
+    return PromptTemplate(source, path.name, hashlib.sha256(data).hexdigest(), str(path))
+
+
+BUILTIN_REASONING_TEMPLATE = PromptTemplate(BUILTIN_REASONING_SOURCE, "builtin:grounded-reasoning")
+BUILTIN_PLAIN_TEMPLATE = PromptTemplate(BUILTIN_PLAIN_SOURCE, "builtin:plain")
+
+
+def user_prompt_template(reasoning: bool = True, template: PromptTemplate | None = None) -> PromptTemplate:
+    """The template a request is rendered with: ``template`` (the grounded-reasoning prompt a user gave) or the
+    built-in one when the model is to reason; the content alone when it is not."""
+    if not reasoning:
+        if template is not None:
+            raise OptionError(
+                f"prompt template {template.path} is the reasoning prompt, but this request asks without reasoning"
+            )
+        return BUILTIN_PLAIN_TEMPLATE
+    return template or BUILTIN_REASONING_TEMPLATE
+
+
+def build_user_text(prompt: str, reasoning: bool = True, template: PromptTemplate | None = None) -> str:
+    """The user turn's text: the instruction rendered by the prompt template (by default the instruction, a blank
+    line and the protocol instructions when the model is to reason; the instruction alone when not)."""
+    return user_prompt_template(reasoning, template).render(prompt)
+
+
+class ContentPart(TypedDict, total=False):
+    """One part of a message's content: ``{"type": "image"}`` or ``{"type": "text", "text": ...}``."""
+
+    type: str
+    text: str
+
+
+class ChatMessage(TypedDict):
+    """A chat message in the transformers/TRL format; TRL's conversational completions are lists of these."""
+
+    role: str
+    content: str | list[ContentPart]
+
+
+def build_messages(
+    prompt: str, reasoning: bool = True, n_images: int = 1, template: PromptTemplate | None = None
+) -> list[ChatMessage]:
+    """Chat messages in the transformers/TRL multimodal format: image placeholders first, then the text (the
+    template replaces only the text; images stay parts of their own)."""
+    content: list[ContentPart] = [{"type": "image"} for _ in range(n_images)]
+    content.append({"type": "text", "text": build_user_text(prompt, reasoning, template)})
     return [{"role": "user", "content": content}]
 
 
@@ -58,6 +203,8 @@ def format_completion(steps: list[str], answer: str) -> str:
 
 # --- parsing ---------------------------------------------------------------------------------------------------
 
+ParsedBox = tuple[float, float, float, float]  # [x_min, y_min, x_max, y_max] as written, in the model's frame
+
 # Tags are matched as written (lower case), with any whitespace inside the angle brackets: ``< think >``,
 # ``</ think >``, ``< / think >``.
 _OPEN_TAG = re.compile(r"<\s*think\s*>")
@@ -66,16 +213,6 @@ _BLOCK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 # A number: optional sign, ASCII digits, optional decimal part ("12", "-3", "4.5", ".5", "7.").
 _NUM = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
 BOX_PATTERN = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]")
-FORMAT_PATTERN = re.compile(r"\s*<think>.*</think>.*\\boxed\{.*\}.*", re.DOTALL)
-# BOX_PATTERN with each number loosened to "sign?, then digits and dots": it matches at exactly the positions
-# BOX_PATTERN does plus those where a number has no digit or two dots, which float() then rejects (for such
-# strings float() accepts exactly _NUM); find_boxes then keeps only the boxes whose numbers match _NUM in full.
-# One simple pattern and float() are about twice as fast as BOX_PATTERN.
-_LOOSE_BOX = re.compile(r"\[\s*([+-]?[0-9.]+)\s*,\s*([+-]?[0-9.]+)\s*,\s*([+-]?[0-9.]+)\s*,\s*([+-]?[0-9.]+)\s*\]")
-_NUM_FULL = re.compile(_NUM)
-# Any think tag not written canonically ("< think >", "</ think>", ...): without one, normalize_tags changes nothing.
-_LOOSE_TAG = re.compile(r"<\s+/?\s*think|</\s+think|</?think\s+>")
-_BOXED_START = re.compile(r"\\boxed\{")
 _BRACE = re.compile(r"[{}]")
 _STEP_MARK = re.compile(r"(?=\bstep\s*\d+\s*[:.)])", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.;!?])\s+(?=[A-Z])")
@@ -83,8 +220,6 @@ _SENTENCE_END = re.compile(r"(?<=[.;!?])\s+(?=[A-Z])")
 
 def normalize_tags(text: str) -> str:
     """``< think >`` and ``</ think >`` → ``<think>`` and ``</think>`` (Qwen2.5-VL-32B writes the former)."""
-    if _LOOSE_TAG.search(text) is None:  # the usual case: one scan instead of two substitutions
-        return text
     return _CLOSE_TAG.sub("</think>", _OPEN_TAG.sub("<think>", text))
 
 
@@ -93,56 +228,34 @@ def extract_boxed(text: str) -> str:
 
     A trailing ``\\boxed{`` that never closes (a cut-off completion) is skipped for the last one that does.
     """
-    last = text.rfind("\\boxed{")
-    if last < 0:
-        return ""
-    content = last + 7
-    close = text.find("}", content)
-    if close >= 0 and text.find("{", content, close) < 0:  # the usual case: no braces inside
-        return text[content:close].strip()
-    starts = [m.end() for m in _BOXED_START.finditer(text)]
-    for start in reversed(starts):
-        depth = 1
-        for m in _BRACE.finditer(text, start):
-            depth += 1 if m.group() == "{" else -1
-            if depth == 0:
-                return text[start : m.start()].strip()
+    closing: dict[int, int] = {}  # position of each "{" → position of the "}" that closes it
+    opened: list[int] = []
+    for brace in _BRACE.finditer(text):  # one pass, so a run of unclosed braces costs linear time
+        if brace.group() == "{":
+            opened.append(brace.start())
+        elif opened:
+            closing[opened.pop()] = brace.start()
+    start = text.rfind("\\boxed{")
+    while start >= 0:
+        close = closing.get(start + 6)
+        if close is not None:
+            return text[start + 7 : close].strip()
+        start = text.rfind("\\boxed{", 0, start)
     return ""
 
 
-def find_boxes(text: str) -> list[tuple[float, float, float, float]]:
+def find_boxes(text: str) -> list[ParsedBox]:
     """Every ``[a, b, c, d]`` of four numbers in ``text``, in order (the matches of ``BOX_PATTERN``)."""
-    if "[" not in text:
-        return []
-    found = _LOOSE_BOX.findall(text)
-    try:
-        return [(float(a), float(b), float(c), float(d)) for a, b, c, d in found]
-    except ValueError:  # "1.2.3" or ".": not a number by the protocol's rule, so no box (as BOX_PATTERN says)
-        return [tuple(map(float, box)) for box in found if all(map(_NUM_FULL.fullmatch, box))]
-
-
-def reasoning_blocks(normalized: str) -> list[str]:
-    """The contents of every ``<think>…</think>`` block of tag-normalised text, in order (what
-    ``re.finditer(r"<think>(.*?)</think>", text, re.DOTALL)`` yields, found with ``str.find``)."""
-    blocks = []
-    pos = 0
-    while True:
-        start = normalized.find("<think>", pos)
-        if start < 0:
-            return blocks
-        end = normalized.find("</think>", start + 7)
-        if end < 0:
-            return blocks
-        blocks.append(normalized[start + 7 : end])
-        pos = end + 8
+    return [(float(a), float(b), float(c), float(d)) for a, b, c, d in BOX_PATTERN.findall(text)]
 
 
 def format_ok(normalized: str) -> bool:
     """The format rule on tag-normalised text: in full, optional leading whitespace, ``<think>``, anything,
     ``</think>``, anything, ``\\boxed{``, anything, ``}``, anything.
 
-    Same answer as ``FORMAT_PATTERN.fullmatch`` (the tests check it), by three ``str.find`` calls: the earliest
-    occurrence of each piece after the previous one is the best choice, so finding them in turn decides it.
+    Each piece is looked for after the previous one, and the earliest occurrence is always the best choice, so one
+    pass decides it (the same rule as a regular expression of ``.*`` pieces, which backtracks quadratically on
+    repetitive output).
     """
     start = len(normalized) - len(normalized.lstrip())
     if not normalized.startswith("<think>", start):
@@ -156,8 +269,6 @@ def format_ok(normalized: str) -> bool:
 
 def _join_box_lines(text: str) -> str:
     """A box written across a line break stays one box (and in one step): its line breaks become spaces."""
-    if "[" not in text:
-        return text
     return BOX_PATTERN.sub(lambda m: " ".join(m.group().split()), text)
 
 
@@ -175,10 +286,21 @@ def split_steps(block: str) -> list[str]:
     return [p.strip() for p in _SENTENCE_END.split(line) if p.strip()]
 
 
+class StepDict(TypedDict):
+    text: str
+    boxes: list[list[float]]
+
+
+class ParsedCompletionDict(TypedDict):
+    answer: str
+    format_valid: bool
+    steps: list[StepDict]
+
+
 @dataclass
 class Step:
     text: str
-    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    boxes: list[ParsedBox] = field(default_factory=list)
 
 
 @dataclass
@@ -192,10 +314,11 @@ class ParsedCompletion:
     format_valid: bool
 
     @property
-    def boxes(self) -> list[tuple[float, float, float, float]]:
+    def boxes(self) -> list[ParsedBox]:
+        """Every box of every reasoning block, in order."""
         return [b for s in self.steps for b in s.boxes]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ParsedCompletionDict:
         return {
             "answer": self.answer,
             "format_valid": self.format_valid,
@@ -204,47 +327,20 @@ class ParsedCompletion:
 
 
 def parse_completion(text: str) -> ParsedCompletion:
-    """Read a completion. Never raises: malformed text gives format_valid=False and whatever could be read."""
+    """Read a completion: its reasoning blocks split into steps (each with its boxes), the answer, format validity.
+
+    Never raises: malformed text gives format_valid=False and whatever could be read.
+    """
     text = text if isinstance(text, str) else str(text)
     norm = normalize_tags(text)
-    blocks = reasoning_blocks(norm)
-    steps = [Step(s, find_boxes(s)) for b in blocks for s in split_steps(b)]
+    blocks = _BLOCK.findall(norm)
     return ParsedCompletion(
         text=text,
         reasoning_blocks=blocks,
-        steps=steps,
+        steps=[Step(s, find_boxes(s)) for b in blocks for s in split_steps(b)],
         answer=extract_boxed(norm),
         format_valid=format_ok(norm),
     )
-
-
-@dataclass(frozen=True)
-class CompletionOutline:
-    """What a reward needs of a completion — the same reading as :func:`parse_completion`, without the steps."""
-
-    answer: str
-    format_valid: bool
-    boxes: list[tuple[float, float, float, float]]
-
-
-def outline_completion(text: str) -> CompletionOutline:
-    """Answer, format validity and the reasoning blocks' boxes (in order) — cheap enough for a reward's hot loop.
-
-    Equal to ``parse_completion(text)``'s ``answer``, ``format_valid`` and ``boxes``.
-    """
-    return CompletionOutline(*outline_parts(text))
-
-
-def outline_parts(text: str) -> tuple[str, bool, list[tuple[float, float, float, float]]]:
-    """``outline_completion``'s (answer, format_valid, boxes) as a plain tuple (no object built: the reward's path)."""
-    text = text if isinstance(text, str) else str(text)
-    norm = normalize_tags(text)
-    if "[" not in norm:
-        boxes = []
-    else:
-        blocks = reasoning_blocks(norm)
-        boxes = find_boxes(blocks[0]) if len(blocks) == 1 else [b for block in blocks for b in find_boxes(block)]
-    return extract_boxed(norm) if "\\boxed{" in norm else "", format_ok(norm), boxes
 
 
 def final_answer(text: str) -> str:
@@ -259,13 +355,20 @@ def final_answer(text: str) -> str:
 
 __all__ = [
     "BOX_PATTERN",
-    "FORMAT_PATTERN",
+    "BUILTIN_PLAIN_TEMPLATE",
+    "BUILTIN_REASONING_TEMPLATE",
+    "LARGEST_NEW_TOKENS",
     "REASONING_SUFFIX",
+    "TASK_NEW_TOKENS",
     "TASK_PROMPTS",
-    "CompletionOutline",
+    "ChatMessage",
+    "ContentPart",
+    "ParsedBox",
     "ParsedCompletion",
+    "ParsedCompletionDict",
+    "PromptTemplate",
     "Step",
-    "asdict",
+    "StepDict",
     "build_messages",
     "build_user_text",
     "extract_boxed",
@@ -273,11 +376,11 @@ __all__ = [
     "find_boxes",
     "format_completion",
     "format_ok",
+    "load_prompt_template",
+    "new_token_budget",
     "normalize_tags",
-    "outline_completion",
-    "outline_parts",
     "parse_completion",
-    "reasoning_blocks",
     "split_steps",
     "task_prompt",
+    "user_prompt_template",
 ]

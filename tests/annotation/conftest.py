@@ -10,11 +10,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from PIL import Image, ImageDraw
 
 from deepmedix.annotation.create import AnnotatorSpec, CreatedReview, create_review
+from tests.annotation.labelstudio_server import LABELSTUDIO_VENV, LabelStudio, running_labelstudio
 
 ANNOTATORS = [
     AnnotatorSpec("alice", "1"),
@@ -99,6 +102,20 @@ def write_predictions(folder: Path, n: int = 3) -> tuple[Path, Path]:
     return a, b
 
 
+def rate_all(client: httpx.Client, sample_id: str, preference: str = "left") -> None:
+    sample = client.get(f"/api/samples/{sample_id}").json()
+    bodies: list[dict[str, Any]] = []
+    for side in ("left", "right"):
+        for step in range(len(sample[side]["steps"])):
+            for dim in ("relevance", "correctness"):
+                bodies.append({"sample_id": sample_id, "dimension": dim, "side": side, "step": step, "value": "yes"})
+        bodies.append({"sample_id": sample_id, "dimension": "completeness", "side": side, "value": "yes"})
+    for dim in ("grounded_preference", "overall_preference"):
+        bodies.append({"sample_id": sample_id, "dimension": dim, "value": preference})
+    for body in bodies:
+        assert client.post("/api/ratings", json=body).status_code == 200
+
+
 @pytest.fixture
 def predictions(tmp_path: Path) -> tuple[Path, Path]:
     return write_predictions(tmp_path / "preds")
@@ -121,7 +138,9 @@ def live_server(review_dir: Path) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(review_dir), log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(review_dir), log_level="warning", lifespan="off", log_config=None)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -135,3 +154,12 @@ def live_server(review_dir: Path) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.fixture(scope="session")
+def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
+    """One real Label Studio for the session (its start takes tens of seconds: migrations on a fresh database)."""
+    if not LABELSTUDIO_VENV.is_dir():
+        pytest.skip(f"{LABELSTUDIO_VENV} not built: `make labelstudio` (make test builds it) installs Label Studio")
+    with running_labelstudio(tmp_path_factory.mktemp("labelstudio")) as ls:
+        yield ls

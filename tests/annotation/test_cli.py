@@ -77,9 +77,9 @@ def test_yaml_annotators_and_split(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda rows: rows[1].pop("image"), r"a\.jsonl, line 2, record 's1': field `image` missing"),
+        (lambda rows: rows[1].pop("image"), r"a\.jsonl, line 2, field 'image': missing \(record 's1'\)"),
         (lambda rows: rows[0].update(steps=[{"text": "x", "boxes": [[1, 2, 3]]}]), r"line 1.*steps\[0\]\.boxes"),
-        (lambda rows: rows[2].update(id="s0"), r"line 3, record 's0': duplicate id"),
+        (lambda rows: rows[2].update(id="s0"), r"line 3, field 'id': 's0' repeats line 1"),
     ],
 )
 def test_bad_predictions_give_one_line_errors(
@@ -142,6 +142,7 @@ def test_results_and_labelstudio_commands(tmp_path: Path, capsys: pytest.Capture
     tasks = tmp_path / "ls" / "tasks.json"
     assert main(["review", "export-labelstudio", "--dir", str(rev), "--out", str(tasks)]) == 0
     assert tasks.with_suffix(".xml").is_file()
+    assert json.loads((tmp_path / "ls" / "tasks.project.json").read_text())["maximum_annotations"] == 4
     task = json.loads(tasks.read_text())[0]
     export = tmp_path / "export.json"
     export.write_text(

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from deepmedix.annotation.create import CreatedReview
+from deepmedix.annotation.create import CreatedReview, create_review
 from deepmedix.annotation.labelstudio import export_labelstudio, import_labelstudio, parse_user_map
 from deepmedix.annotation.results import results_from_store
 from deepmedix.annotation.store import ReviewStore
+from tests.annotation.conftest import ANNOTATORS
 
 
 def choice(name: str, value: str, to: str = "image") -> dict:
@@ -19,7 +20,7 @@ def choice(name: str, value: str, to: str = "image") -> dict:
 
 
 def test_export_tasks_and_config(review: CreatedReview, tmp_path: Path) -> None:
-    tasks_path, config_path = export_labelstudio(review.dir, tmp_path / "ls" / "tasks.json")
+    tasks_path, config_path, _ = export_labelstudio(review.dir, tmp_path / "ls" / "tasks.json")
     tasks = json.loads(tasks_path.read_text())
     assert len(tasks) == 3
     config = ET.fromstring(config_path.read_text())
@@ -55,8 +56,34 @@ def test_export_tasks_and_config(review: CreatedReview, tmp_path: Path) -> None:
         assert data[f"{a_side}_step_3"] == ""  # model A has two steps; the third field is empty
 
 
+def test_export_project_settings_let_every_rater_get_each_task(
+    review: CreatedReview, predictions: tuple[Path, Path], tmp_path: Path
+) -> None:
+    export = export_labelstudio(review.dir, tmp_path / "ls" / "tasks.json")
+    project = json.loads(export.project.read_text())
+    assert export.project == tmp_path / "ls" / "tasks.project.json"
+    assert project["label_config"] == export.config.read_text()
+    # Four annotators each rate every sample ("all"): Label Studio's default of one annotation per task would give
+    # each task to a single annotator.
+    assert project["maximum_annotations"] == 4
+    assert project["show_skip_button"] is False
+    assert 3 <= len(project["title"]) <= 50 and "review" in project["title"]
+    split = create_review(
+        list(predictions),
+        ["A", "B"],
+        tmp_path / "split-review-with-a-rather-long-folder-name-here",
+        ANNOTATORS,
+        n_samples=3,
+        seed=7,
+        within_group="split",
+    )
+    project = json.loads(export_labelstudio(split.dir, tmp_path / "split.json").project.read_text())
+    assert project["maximum_annotations"] == 2  # one annotator per group rates each sample
+    assert len(project["title"]) == 50
+
+
 def test_import_brings_ratings_back_unblinded(review: CreatedReview, tmp_path: Path) -> None:
-    tasks_path, _ = export_labelstudio(review.dir, tmp_path / "tasks.json")
+    tasks_path = export_labelstudio(review.dir, tmp_path / "tasks.json").tasks
     tasks = json.loads(tasks_path.read_text())
     with ReviewStore(review.dir) as store:
         layout = store.meta()["labelstudio_left_model"]
@@ -101,7 +128,7 @@ def test_import_brings_ratings_back_unblinded(review: CreatedReview, tmp_path: P
 
 
 def test_import_errors_name_task_and_field(review: CreatedReview, tmp_path: Path) -> None:
-    tasks_path, _ = export_labelstudio(review.dir, tmp_path / "tasks.json")
+    tasks_path = export_labelstudio(review.dir, tmp_path / "tasks.json").tasks
     task = json.loads(tasks_path.read_text())[0]
     bad = tmp_path / "bad.json"
     bad.write_text(

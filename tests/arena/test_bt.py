@@ -158,9 +158,9 @@ def test_judgment_rows_are_validated_with_line_and_field() -> None:
     )
     assert [(b.winner, b.prob) for b in ok] == [("a", 1.0), ("tie", 0.25)]
     bad = [
-        ({"model_a": "x", "model_b": "y", "winner": "A"}, "line 1: field 'winner'"),
-        ({"model_a": "x", "winner": "a"}, "line 1: field 'model_b'"),
-        ({"model_a": "x", "model_b": "y", "winner": "b", "prob": 0}, "line 1: field 'prob'"),
+        ({"model_a": "x", "model_b": "y", "winner": "A"}, "line 1, field 'winner'"),
+        ({"model_a": "x", "winner": "a"}, "line 1, field 'model_b'"),
+        ({"model_a": "x", "model_b": "y", "winner": "b", "prob": 0}, "line 1, field 'prob'"),
         ({"model_a": "x", "model_b": "x", "winner": "b"}, "same model"),
     ]
     for row, message in bad:

@@ -51,7 +51,7 @@ def test_arena_fit_reports_bad_rows_in_one_line(tmp_path: Path, capsys: pytest.C
     )
     assert main(["arena", "fit", str(bad), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip()
-    assert "bad.jsonl, line 2: field 'winner'" in err and "\n" not in err and "Traceback" not in err
+    assert "bad.jsonl, line 2, field 'winner'" in err and "\n" not in err and "Traceback" not in err
     assert main(["arena", "fit", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")]) == 1
     assert "missing.jsonl" in capsys.readouterr().err
 
@@ -92,9 +92,6 @@ def test_arena_run_against_an_endpoint(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_arena_run_offline_with_the_rules_labeler(tmp_path: Path) -> None:
-    labeler = pytest.importorskip("deepmedix.labeler")
-    if not hasattr(labeler, "label_reports"):
-        pytest.skip("deepmedix.labeler.label_reports not available")
     ref = "Cardiomegaly. Small right pleural effusion. No pneumothorax."
     reports = {
         "faithful": "The heart is enlarged (cardiomegaly). Small right pleural effusion. No pneumothorax.",

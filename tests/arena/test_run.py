@@ -219,10 +219,10 @@ def test_unparseable_comparisons_are_recorded_and_left_out_of_the_fit(three_mode
 def test_prediction_files_are_validated(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"id": "s0", "task": "report_findings", "prediction": "x"}) + "\n")
-    with pytest.raises(ValueError, match=r"bad.jsonl, record 1 \(id s0\): field 'reference'"):
+    with pytest.raises(ValueError, match=r"bad.jsonl, line 1, field 'reference': missing or empty \(id s0\)"):
         load_predictions(bad)
     bad.write_text(json.dumps({"id": "s0", "prediction": "x", "reference": "y"}) + "\n")
-    with pytest.raises(ValueError, match="record 1: field 'task'"):
+    with pytest.raises(ValueError, match="line 1, field 'task'"):
         load_predictions(bad)
     only_vqa = tmp_path / "vqa.jsonl"
     only_vqa.write_text(json.dumps({"id": "q", "task": "vqa", "prediction": "yes", "reference": "no"}) + "\n")
@@ -239,7 +239,7 @@ def test_prediction_files_are_validated(tmp_path: Path) -> None:
     assert load_predictions(good)["s1"].prediction == ""
     del rows[0]["prediction"]
     good.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(ValueError, match="field 'prediction' is missing"):
+    with pytest.raises(ValueError, match="field 'prediction': missing"):
         load_predictions(good)
 
 

@@ -10,11 +10,10 @@ import pytest
 
 from deepmedix.cli import main
 from deepmedix.data.bundled import ASSETS, NIH_FINDINGS, load_manifest, prepare_bundled
+from deepmedix.data.enums import AnswerType, Task
 from deepmedix.data.frame import box_inside
 from deepmedix.data.images import open_image
-from deepmedix.data.schema import AnswerType, Task, load_samples
-
-pytest.importorskip("deepmedix.data.phantom")
+from deepmedix.data.schema import load_samples
 
 
 @pytest.fixture(scope="module")

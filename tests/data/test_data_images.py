@@ -15,7 +15,8 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from deepmedix.data.images import ImageError, image_size, open_image
+from deepmedix.data.images import image_size, open_image
+from deepmedix.errors import ImageError
 
 REAL_MONO2 = "1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm"
 REAL_MONO1 = "Fake_MONOHR1.dcm"

@@ -83,3 +83,39 @@ def test_format_document_example_validates_and_names_every_field() -> None:
     Sample.model_validate(json.loads(example.group(1)))
     for name in Sample.model_fields:
         assert f"`{name}`" in text, f"docs/sample-format.md does not describe {name}"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"images": [{"path": "img0.png", "width": "512"}]},
+            r"field 'images\[0\]\.width': Input should be a valid integer, got '512'$",
+        ),
+        (
+            {"images": [{"path": "img0.png", "width": 512.5}]},
+            r"field 'images\[0\]\.width': Input should be a valid integer",
+        ),
+        (
+            {"images": [{"path": "img0.png", "height": 0}]},
+            r"field 'images\[0\]\.height': Input should be greater than 0, got 0$",
+        ),
+        ({"answer": 3}, r"field 'answer': Input should be a valid string, got 3$"),
+        (
+            {"task": "caption", "split": "dev"},
+            r"field 'split': Input should be 'train', 'val' or 'test', got 'dev' \(and 1 more problem\)$",
+        ),
+        ({"colour": "grey"}, r"field 'colour': Extra inputs are not permitted$"),
+    ],
+)
+def test_samples_are_read_strictly_one_line_per_error(samples_file: Path, change: dict, message: str) -> None:
+    """JSON types are the sample's types (no "512" for a size, no 512.5 for an integer); the first problem of a line
+    is named by file, line and field path, and the rest counted, on one line."""
+    from deepmedix.data.schema import load_samples
+    from deepmedix.errors import SampleFileError
+
+    lines = samples_file.read_text().splitlines()
+    lines[1] = json.dumps({**json.loads(lines[1]), **change})
+    samples_file.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SampleFileError, match=re.escape(str(samples_file)) + ", line 2, " + message):
+        load_samples(samples_file)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deepmedix.demo.pipeline import MODELS, Demo, DemoConfig, _packaged_recipes
+from deepmedix.demo.config import DemoConfig
+from deepmedix.demo.pipeline import MODELS, Demo, _packaged_recipes
 from deepmedix.io import read_jsonl
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deepmedix.evaluation.evaluate import PAPER_REPORT_METRICS, paper_average, weighted_average
+from deepmedix.evaluation.metrics import PAPER_REPORT_METRICS, paper_average, weighted_average
 
 # Table 1, MIMIC-CXR Findings, DeepMedix-R1: BLEU-1..4, METEOR, ROUGE-L, F1-RadGraph, Macro-14, Micro-14, Macro-5,
 # Micro-5 — printed Average 0.3230.

@@ -78,6 +78,6 @@ def test_bench_tiny_predicts_scores_and_resumes(tmp_path, monkeypatch, capsys):
     # resumable: nothing left to predict, so no model is loaded the second time
     import deepmedix.inference.predict as predict
 
-    monkeypatch.setattr(predict, "load_backend", lambda *a, **k: pytest.fail("model loaded again"))
+    monkeypatch.setattr(predict, "build_backend", lambda *a, **k: pytest.fail("model loaded again"))
     assert main(args) == 0
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 4

@@ -217,18 +217,18 @@ def test_placeholder_tokenizer_is_a_clear_error(tmp_path, tiny_chexbert, capsys)
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("{not json", r"pred.jsonl:2: not valid JSON"),
+        ("{not json", r"pred.jsonl, line 2(, |: )not valid JSON"),
         (
             json.dumps({"id": "x", "split": "test", "task": "report", "reference": "r"}),
-            r"pred.jsonl:2: field 'prediction'",
+            r"pred.jsonl, line 2(, |: )field 'prediction'",
         ),
         (
             json.dumps({"id": "x", "split": "test", "task": "poem", "prediction": "p", "reference": "r"}),
-            r"pred.jsonl:2: field 'task'",
+            r"pred.jsonl, line 2(, |: )field 'task'",
         ),
         (
             json.dumps({"id": "x", "task": "vqa", "prediction": "p", "reference": "r"}),
-            r"pred.jsonl:2: needs a 'benchmark'",
+            r"pred.jsonl, line 2(, |: )needs a 'benchmark'",
         ),
         (
             json.dumps(
@@ -241,13 +241,13 @@ def test_placeholder_tokenizer_is_a_clear_error(tmp_path, tiny_chexbert, capsys)
                     "reference_boxes": [[1, 2, 3]],
                 }
             ),
-            r"pred.jsonl:2: field 'reference_boxes'",
+            r"pred.jsonl, line 2(, |: )field 'reference_boxes\[0\]'",
         ),
         (
             json.dumps(
                 {"id": "x", "split": "t", "task": "vqa", "prediction": "p", "reference": "r", "answer_type": "x"}
             ),
-            r"pred.jsonl:2: field 'answer_type'",
+            r"pred.jsonl, line 2(, |: )field 'answer_type'",
         ),
     ],
 )

@@ -117,3 +117,74 @@ def test_a_dead_meteor_process_is_a_clear_error():
         assert scorer._meteor is None  # a fresh process next time
     finally:
         scorer.close()
+
+
+@pytest.mark.slow
+def test_batched_meteor_equals_pycocoevalcap_round_trips(nlg_scorer):
+    """More text than a pipe holds both ways: scores, per-segment scores and statistics equal Meteor.compute_score's."""
+    import random
+
+    rng = random.Random(0)
+    words = [
+        "the",
+        "heart",
+        "is",
+        "normal",
+        "size",
+        "no",
+        "pleural",
+        "effusion",
+        "small",
+        "left",
+        "mild",
+        "edema",
+        "lungs",
+        "are",
+        "clear",
+        "stable",
+    ]
+    n = 2017
+    hyps = [" ".join(rng.choices(words, k=rng.randint(0, 12))) for _ in range(n)]
+    refs = [" ".join(rng.choices(words, k=rng.randint(1, 12))) for _ in range(n)]
+    meteor = nlg_scorer._meteor_scorer()
+    ours, ours_each, stats = nlg.meteor_score(meteor, hyps, refs)
+    gts, res = {i: [r] for i, r in enumerate(refs)}, {i: [h] for i, h in enumerate(hyps)}
+    direct, direct_each = meteor.compute_score(gts, res)
+    assert ours == direct and ours_each == direct_each
+    assert stats == [meteor._stat(res[i][0], gts[i]) for i in range(5)] + stats[5:]
+    assert len(stats) == n and sum(len(h) + len(r) for h, r in zip(hyps, refs, strict=True)) > 2 * 65536
+
+
+def test_meteor_works_while_python_scores(monkeypatch):
+    """METEOR is in flight while BLEU/ROUGE/CIDEr are computed: a METEOR that waits for CIDEr to start finishes."""
+    import threading
+
+    cider_started = threading.Event()
+    real_meteor, real_cider = nlg.meteor_score, nlg.Cider.compute_score
+
+    def meteor_waiting_for_cider(*args, **kwargs):
+        if not cider_started.wait(timeout=60):
+            raise AssertionError("METEOR ran before the Python metrics, not beside them")
+        return real_meteor(*args, **kwargs)
+
+    def cider(self, gts, res):
+        cider_started.set()
+        return real_cider(self, gts, res)
+
+    monkeypatch.setattr(nlg, "meteor_score", meteor_waiting_for_cider)
+    monkeypatch.setattr(nlg.Cider, "compute_score", cider)
+    with nlg.NLGScorer() as scorer:
+        out = scorer.score_tokenized(["a b c", "d e"], ["a b d", "d e f"])
+    assert out["corpus"]["meteor"] is not None and len(out["stats"]["meteor"]) == 2
+
+
+def test_bleu_counts_sum_to_the_corpus_score():
+    from deepmedix.evaluation.resampling import bleu_of_sums
+
+    gts = {i: [r] for i, r in enumerate(["a b c d e", "the heart is normal", "x y"])}
+    res = {i: [h] for i, h in enumerate(["a b c d", "the heart is normal in size", ""])}
+    score, _, counts = nlg.bleu_with_counts(gts, res)
+    from pycocoevalcap.bleu.bleu import Bleu
+
+    assert score == Bleu(4).compute_score(gts, res, verbose=0)[0]
+    assert bleu_of_sums(__import__("numpy").array(counts, dtype=float).sum(0, keepdims=True))[0].tolist() == score

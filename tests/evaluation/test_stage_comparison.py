@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepmedix.evaluation.evaluate import answer_without_boxes
+from deepmedix.evaluation.predictions import answer_without_boxes
 from deepmedix.evaluation.stage_comparison import (
     compare_stages,
     metric_with_interval,

@@ -40,9 +40,9 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from tests.inference.conftest import write_samples
 
     samples = write_samples(tmp_path_factory.mktemp("samples"), n=2)
-    app = create_app(GroundedAnswerer(ScriptedBackend()), samples_path=samples)
+    app = create_app(GroundedAnswerer(ScriptedBackend(cut_short={"Describe everything."})), samples=samples)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     give_up_at = time.time() + 15
@@ -117,6 +117,21 @@ def test_upload_answer_and_boxes_drawn_on_the_image(page: Page, server_url: str,
     assert not _near(dimmed, 50.8 * s, 381 * s, red, tol=40)
     assert _near(dimmed, 335.2 * s, 300 * s, green)
     assert all(u.startswith(server_url) or u.startswith(("data:", "blob:")) for u in requests)
+
+
+def test_an_answer_cut_off_at_its_budget_says_so(page: Page, server_url: str, tmp_path: Path) -> None:
+    pg = page
+    image = tmp_path / "cxr.png"
+    grey_image(256, 256).save(image)
+    for question, cut in (("Describe everything.", True), ("Is there a pleural effusion?", False)):
+        pg.goto(server_url + "/")  # a fresh page: "answered" below is this question's answer
+        pg.wait_for_selector("body[data-state=ready]")
+        pg.set_input_files("#file", str(image))
+        pg.fill("#question", question)
+        pg.click("#ask")
+        pg.wait_for_selector("body[data-state=answered]", timeout=15000)
+        note = pg.inner_text("#timing")
+        assert ("cut off at its budget of 512 new tokens" in note) is cut, note
 
 
 def test_bad_upload_shows_the_servers_message(page: Page, server_url: str, tmp_path: Path) -> None:

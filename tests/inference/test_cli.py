@@ -101,7 +101,7 @@ def test_serve_builds_the_app_from_the_command_line(tmp_path: Path, monkeypatch:
     from tests.inference.conftest import png_bytes, write_samples
 
     started: dict = {}
-    monkeypatch.setattr(server, "serve", lambda app, host, port: started.update(app=app, host=host, port=port))
+    monkeypatch.setattr(server, "serve", lambda app, host, port, **kw: started.update(app=app, host=host, port=port))
     samples = write_samples(tmp_path / "d", n=2)
     assert (
         main(
@@ -117,6 +117,12 @@ def test_serve_builds_the_app_from_the_command_line(tmp_path: Path, monkeypatch:
                 "1",
                 "--max-new-tokens",
                 "4",
+                "--time-limit",
+                "7",
+                "--queue-wait",
+                "3",
+                "--max-question-chars",
+                "100",
             ]
         )
         == 0
@@ -125,12 +131,37 @@ def test_serve_builds_the_app_from_the_command_line(tmp_path: Path, monkeypatch:
     client = TestClient(started["app"])
     health = client.get("/health").json()
     assert health["model"] == "tiny" and health["samples"] == 2 and health["limits"]["max_upload_mb"] == 1
+    assert {
+        k: health["limits"][k] for k in ("time_limit_s", "queue_wait_s", "max_question_chars", "max_new_tokens")
+    } == {
+        "time_limit_s": 7,
+        "queue_wait_s": 3,
+        "max_question_chars": 100,
+        "max_new_tokens": 4,
+    }
     r = client.post(
         "/api/answer",
         files={"image": ("a.png", png_bytes(grey_image(100, 80)), "image/png")},
         data={"question": "Effusion?"},
     )
     assert r.status_code == 200 and r.json()["image_size"] == [100, 80]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--server-api-key-env", "DEEPMEDIX_NO_SUCH_VARIABLE"], "DEEPMEDIX_NO_SUCH_VARIABLE"),
+        (["--allowed-image-dir", "/no/such/folder"], "/no/such/folder"),
+        (["--time-limit", "nan"], "--time-limit"),
+        (["--queue-wait", "0"], "--queue-wait"),
+    ],
+)
+def test_serve_rejects_bad_server_flags_before_loading_a_model(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["serve", "--model", "no-such-model", *flags]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_serve_rejects_a_bad_samples_file_before_loading_a_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

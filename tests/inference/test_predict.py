@@ -70,13 +70,13 @@ def test_kill_mid_run_loses_at_most_the_batch_in_flight(samples_file: Path, tmp_
 def test_refuses_to_mix_models_or_repeat_ids(samples_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "pred.jsonl"
     predict_file(ScriptedBackend(model_name="a"), samples_file, out, limit=1, progress=False)
-    with pytest.raises(ValueError, match=r"line 1: field 'model' is 'a'"):
+    with pytest.raises(ValueError, match=r"line 1, field 'model': is 'a'"):
         predict_file(ScriptedBackend(model_name="b"), samples_file, out, progress=False)
     dup = tmp_path / "dup.jsonl"
     text = samples_file.read_text().splitlines()
     dup.write_text("\n".join([text[0], text[1], text[0]]) + "\n")
     (tmp_path / "img").symlink_to(samples_file.parent / "img")
-    with pytest.raises(ValueError, match=r"record 3: field 'id' 's0' repeats record 1"):
+    with pytest.raises(ValueError, match=r"line 3, field 'id': 's0' repeats line 1"):
         predict_file(ScriptedBackend(), dup, tmp_path / "p2.jsonl", progress=False)
 
 
@@ -84,9 +84,10 @@ def test_unreadable_image_names_sample_and_field(tmp_path: Path) -> None:
     data = write_samples(tmp_path / "d", n=2)
     (tmp_path / "d" / "img" / "s1.png").write_bytes(b"not a png")
     out = tmp_path / "pred.jsonl"
-    with pytest.raises(ValueError, match=r"sample 's1': field 'images'"):
-        predict_file(ScriptedBackend(), data, out, batch_size=1, progress=False)
-    assert [r["id"] for r in read_jsonl(out)] == ["s0"]  # the finished batch was kept
+    backend = ScriptedBackend()
+    with pytest.raises(ValueError, match=r"line 2, field 'images\[0\]\.path': .*s1\.png"):
+        predict_file(backend, data, out, batch_size=1, progress=False)
+    assert backend.calls == 0 and not out.exists()  # every image is checked before the first answer
 
 
 def test_cli_predict_with_the_tiny_model(samples_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import base64
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import pytest
@@ -12,21 +10,11 @@ from PIL import Image
 
 from deepmedix.inference.api import GroundedAnswerer
 from deepmedix.inference.server import create_app
-from tests.inference.conftest import ScriptedBackend, grey_image, png_bytes
+from tests.inference.conftest import ScriptedBackend, grey_image, png_bytes, png_header_only
 
 
 def _client(samples: Path | None = None, **limits: float) -> TestClient:
-    return TestClient(create_app(GroundedAnswerer(ScriptedBackend()), samples_path=samples, **limits))
-
-
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG that claims width×height in its header, with almost no pixel data (what an attacker sends)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return TestClient(create_app(GroundedAnswerer(ScriptedBackend()), samples=samples, **limits))
 
 
 def _ask(client: TestClient, data: bytes, name: str = "cxr.png", **form: str):
@@ -73,8 +61,8 @@ def test_task_without_question_writes_a_report_section() -> None:
     [
         (b"this is not an image at all", {"question": "q?"}, 400, "cxr.png"),
         (png_bytes(grey_image(300, 300))[:900], {"question": "q?"}, 400, "cxr.png"),
-        (_png_header_only(30_000, 30_000), {"question": "q?"}, 413, "too large"),
-        (_png_header_only(30_000, 20), {"question": "q?"}, 413, "30000×20 pixels is too large"),
+        (png_header_only(30_000, 30_000), {"question": "q?"}, 413, "too large"),
+        (png_header_only(30_000, 20), {"question": "q?"}, 413, "30000×20 pixels is too large"),
         (png_bytes(grey_image(64, 64)), {"question": "   "}, 400, "question is empty"),
         (png_bytes(grey_image(64, 64)), {"task": "x-ray"}, 400, "unknown task"),
         (b"", {"question": "q?"}, 400, "empty"),

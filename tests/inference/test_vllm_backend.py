@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
-from deepmedix.inference.api import load_backend
+from deepmedix.cli import main
+from deepmedix.data.bundled import ASSETS
+from deepmedix.errors import MissingDependencyError
+from deepmedix.inference.api import GroundedAnswerer, load_backend
 from deepmedix.inference.backends import GenerationRequest
 from deepmedix.protocol import build_messages
 from tests.inference.conftest import FIXED_COMPLETION, grey_image
@@ -23,8 +26,18 @@ class _FakeLLM:
 
     def generate(self, prompts: list[dict], sampling: Any, use_tqdm: bool = True) -> list[Any]:
         self.calls.append((prompts, sampling))
-        out = types.SimpleNamespace(text=" " + FIXED_COMPLETION + "\n")
-        return [types.SimpleNamespace(outputs=[out]) for _ in prompts]
+        # vLLM's reasons: "length" where the request's budget ran out (here: budgets under 100), else "stop".
+        return [
+            types.SimpleNamespace(
+                outputs=[
+                    types.SimpleNamespace(
+                        text=" " + FIXED_COMPLETION + "\n",
+                        finish_reason="length" if params.kwargs["max_tokens"] < 100 else "stop",
+                    )
+                ]
+            )
+            for params in sampling
+        ]
 
 
 class _FakeSamplingParams:
@@ -54,7 +67,7 @@ def test_engine_prompts_and_images(fake_vllm: type[_FakeLLM]) -> None:
     texts = backend.generate([GenerationRequest([one], "Effusion?"), GenerationRequest(two, "Compare.", False)])
     assert texts == [FIXED_COMPLETION, FIXED_COMPLETION]
     prompts, sampling = llm.calls[0]
-    assert sampling.kwargs == {"max_tokens": 77, "temperature": 0.0}
+    assert [s.kwargs for s in sampling] == [{"max_tokens": 77, "temperature": 0.0}] * 2
     expected = backend._processor.apply_chat_template(
         build_messages("Effusion?"), tokenize=False, add_generation_prompt=True
     )
@@ -70,10 +83,42 @@ def test_sampling_options_and_pixel_bounds_reach_vllm(fake_vllm: type[_FakeLLM])
     assert backend.frame.max_pixels == 200 * 200
     assert llm.kwargs["mm_processor_kwargs"]["max_pixels"] == 200 * 200
     backend.generate([GenerationRequest([grey_image(64, 64)], "q?")])
-    assert llm.calls[0][1].kwargs == {"max_tokens": 256, "temperature": 0.7, "top_p": 0.9, "seed": 3}
+    assert llm.calls[0][1][0].kwargs == {"max_tokens": 1024, "temperature": 0.7, "top_p": 0.9, "seed": 3}
 
 
-def test_missing_vllm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_request_gets_its_task_budget_and_vllm_says_which_ran_out(fake_vllm: type[_FakeLLM]) -> None:
+    backend = load_backend("tiny", "vllm")
+    answers = GroundedAnswerer(backend).answer_many(
+        [grey_image(64, 64)] * 3,
+        ["q?", "Write the FINDINGS section.", "q?"],
+        ["vqa", "report_findings", "grounding"],
+    )
+    sampling = fake_vllm.instances[0].calls[0][1]
+    assert [s.kwargs["max_tokens"] for s in sampling] == [512, 1024, 512]
+    assert [(a.max_new_tokens, a.finish_reason, a.truncated) for a in answers] == [
+        (512, "stop", False),
+        (1024, "stop", False),
+        (512, "stop", False),
+    ]
+    cut = backend.generate_detailed([GenerationRequest([grey_image(64, 64)], "q?", max_new_tokens=4)])[0]
+    assert (cut.finish_reason, cut.truncated, cut.max_new_tokens) == ("length", True, 4)
+
+
+def test_missing_vllm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "vllm", None)
-    with pytest.raises(ValueError, match="needs the vllm package"):
+    with pytest.raises(MissingDependencyError, match="needs the vllm package"):
         load_backend("tiny", "vllm")
+    rc = main(
+        [
+            "infer",
+            str(ASSETS / "images" / "nih_cxr14_00000001_000.jpg"),
+            "--question",
+            "Is there an effusion?",
+            "--model",
+            "tiny",
+            "--backend",
+            "vllm",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 1 and "needs the vllm package" in err and "Traceback" not in err

@@ -49,9 +49,9 @@ def test_custom_text_field(tmp_path: Path) -> None:
     ("content", "message"),
     [
         ('{"id": "a", "text": "No effusion."}\n{"id": "b", "text": \n', "line 2: not valid JSON"),
-        ('{"id": "a", "text": "ok"}\n{"id": "b"}\n', "line 2 (id 'b'): missing field 'text'"),
-        ('{"text": "ok"}\n', "line 1: missing field 'id'"),
-        ('{"id": "a", "text": 3}\n', "field 'text' must be a string"),
+        ('{"id": "a", "text": "ok"}\n{"id": "b"}\n', "line 2, field 'text': missing (id 'b')"),
+        ('{"text": "ok"}\n', "line 1, field 'id': missing"),
+        ('{"id": "a", "text": 3}\n', "field 'text': must be a string, got a number"),
         ('["a", "b"]\n', "line 1: expected a JSON object"),
     ],
 )

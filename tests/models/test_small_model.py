@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deepmedix.models import load_model_and_processor, load_processor, model_frame, resolve_model_path
+from deepmedix.models.loading import load_model_and_processor, load_processor, model_frame, resolve_model_path
 from deepmedix.models.registry import EMBEDDED_MODELS, embedded_model_path
 from deepmedix.protocol import build_messages
 

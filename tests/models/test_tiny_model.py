@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deepmedix.models import load_model_and_processor, load_processor, model_frame
+from deepmedix.models.loading import load_model_and_processor, load_processor, model_frame
 from deepmedix.models.tiny import build_tiny_model, tiny_model_path
 from deepmedix.protocol import build_messages, format_completion, parse_completion
 

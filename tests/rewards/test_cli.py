@@ -74,12 +74,15 @@ def test_malformed_line_fails_naming_the_line(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize(
     ("record", "message"),
     [
-        ({"completion": "x"}, "field 'reference' is missing"),
-        ({"reference": "x", "answer_type": "closed"}, "field 'completion' is missing"),
+        ({"completion": "x"}, "field 'reference': missing"),
+        ({"reference": "x", "answer_type": "closed"}, "field 'completion': missing"),
         ({"completion": "x", "reference": "x"}, "field 'answer_type': answer_type is required"),
         ({"completion": "x", "reference": "x", "answer_type": "yesno"}, "field 'answer_type'"),
         ({"completion": "x", "reference": "x", "answer_type": "open", "image_size": [0, 3]}, "field 'image_size'"),
-        ({"completion": "x", "reference": 3, "answer_type": "open"}, "field 'reference' must be a string"),
+        (
+            {"completion": "x", "reference": 3, "answer_type": "open"},
+            "field 'reference': must be a string, got a number",
+        ),
         ([1, 2], "expected a JSON object"),
     ],
 )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
+import random
 
 import pytest
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+from rouge_score import rouge_scorer
 
 from deepmedix.rewards import score_completion
 from deepmedix.rewards.core import closed_match, multi_f1, open_text_scores
@@ -87,12 +91,6 @@ def test_answer_type_is_given_never_guessed() -> None:
 
 
 def test_metrics_match_the_reference_libraries_on_real_reports(shared_data) -> None:
-    import json
-    import random
-
-    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
-    from rouge_score import rouge_scorer
-
     lines = (shared_data / "curated" / "text" / "iu_xray_reports.jsonl").read_text(encoding="utf-8").splitlines()
     texts = [t for rec in map(json.loads, lines[:300]) for t in (rec["findings"], rec["impression"]) if t]
     rng = random.Random(7)

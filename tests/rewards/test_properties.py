@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+from rouge_score import rouge_scorer
+from rouge_score.rouge_scorer import _lcs_table
 
+from deepmedix.data.frame import box_inside
 from deepmedix.rewards import metrics, score_completion
+from deepmedix.rewards.core import validity_coordinate
 
 _PIECES = st.sampled_from(
     [
@@ -73,10 +78,9 @@ def test_components_stay_in_bounds(text, label, answer_type, size, refs, mode) -
     st.lists(st.sampled_from(["a", "b", "c", "d", "f"]), max_size=40),
 )
 def test_bit_parallel_lcs_equals_dynamic_programming(a, b) -> None:
-    from rouge_score.rouge_scorer import _lcs_table
-
     expected = _lcs_table(a, b)[-1][-1] if a and b else 0
     assert metrics.lcs_length(a, b) == expected
+    assert metrics.lcs_length(a, b, metrics.lcs_masks(a)) == expected  # masks computed once per reference
 
 
 @settings(max_examples=150, deadline=None)
@@ -85,8 +89,6 @@ def test_bit_parallel_lcs_equals_dynamic_programming(a, b) -> None:
     st.lists(st.sampled_from(["the", "heart", "is", "normal", "no", "edema"]), min_size=1, max_size=25),
 )
 def test_fast_bleu_equals_nltk(reference, hypothesis) -> None:
-    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
-
     smooth = SmoothingFunction().method2
     metrics.clear_caches()
     expected = (
@@ -99,8 +101,6 @@ def test_fast_bleu_equals_nltk(reference, hypothesis) -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.text(max_size=80), st.text(max_size=80))
 def test_fast_rouge_equals_rouge_score(target, prediction) -> None:
-    from rouge_score import rouge_scorer
-
     scores = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True).score(target, prediction)
     t, p = metrics.rouge_tokens(target), metrics.rouge_tokens(prediction)
     assert metrics.rouge_l_f(t, p) == scores["rougeL"].fmeasure
@@ -113,9 +113,6 @@ def test_fast_rouge_equals_rouge_score(target, prediction) -> None:
     SIZE,
 )
 def test_validity_rule_is_the_frame_rule(boxes, size) -> None:
-    from deepmedix.data.frame import box_inside
-    from deepmedix.rewards.core import validity_coordinate
-
     width, height = size or (512, 512)
     valid = sum(box_inside(b, width, height) for b in boxes)
     value, n_valid = validity_coordinate(boxes, (width, height))

@@ -9,6 +9,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
 from deepmedix.rewards import score_completion
 from deepmedix.rewards.release import guess_answer_type, mathruler_boxed
@@ -76,8 +77,6 @@ def test_open_bleu_is_over_characters_by_hand() -> None:
 
 
 def test_open_rouge_is_rouge_1_not_rouge_l() -> None:
-    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
-
     label, answer = "left right upper lower", "lower upper right left"
     smooth = SmoothingFunction().method2
     bleu1 = sentence_bleu([label], answer, weights=(1, 0, 0, 0), smoothing_function=smooth)

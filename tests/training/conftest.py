@@ -40,7 +40,7 @@ def _build_trained(root: Path) -> dict[str, Path]:
 
     from deepmedix.data.phantom import make_phantom_samples, phantom_reasoning
     from deepmedix.data.schema import load_samples, sample_to_json
-    from deepmedix.models import model_frame
+    from deepmedix.models.loading import model_frame
     from deepmedix.training.config import build_stage_config
     from deepmedix.training.stages import run_stage
 

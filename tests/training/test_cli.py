@@ -77,6 +77,7 @@ def test_pipeline_chains_the_three_stages_and_skips_finished_ones(phantom: Path,
     cold_data = Path(cold["data"])
     assert cold_data.is_file() and "\\\\boxed{" in cold_data.read_text()
     assert (root / "grpo" / "rewards.jsonl").is_file()
+    _check_model_cards(root, phantom)
 
     stamps = {s: (root / s / "final" / "model.safetensors").stat().st_mtime_ns for s in ("sft", "coldstart", "grpo")}
     assert main(args) == 0  # everything complete: nothing retrained
@@ -86,3 +87,75 @@ def test_pipeline_chains_the_three_stages_and_skips_finished_ones(phantom: Path,
 def test_pipeline_without_data_says_so(tmp_path: Path, capsys):
     assert main(["pipeline", "--recipes", str(RECIPES), "--output-dir", str(tmp_path)]) == 1
     assert "--data" in capsys.readouterr().err
+
+
+def _check_model_cards(root: Path, data: Path) -> None:
+    """Every final model carries a card: the chain's base model, the data and its hash, recipe, reward mode, use."""
+    from huggingface_hub import ModelCard
+
+    from deepmedix.io import sha256_file
+
+    for stage in ("sft", "coldstart", "grpo"):
+        card = ModelCard.load(root / stage / "final" / "README.md")
+        assert card.data.deepmedix_stage == stage
+        assert "tiny" in card.text  # the start of the chain, found through each stage's run_info
+        assert "not be used for clinical decisions" in card.text
+    grpo = ModelCard.load(root / "grpo" / "final" / "README.md")
+    run = json.loads((root / "grpo" / "final" / "run_info.json").read_text())
+    assert grpo.data.reward_mode == run["config"]["reward_mode"] and grpo.data.data_sha256 == sha256_file(data)
+    assert f"`{run['config']['reward_mode']}`" in grpo.text
+
+
+def test_model_card_adds_held_out_results_and_push_is_one_clear_line_offline(
+    phantom: Path, tmp_path: Path, capsys, monkeypatch
+):
+    from huggingface_hub import ModelCard
+
+    out = tmp_path / "sft"
+    assert (
+        main(
+            ["train", "sft", "--recipe", str(RECIPES / "sft.yaml"), "--data", str(phantom)]
+            + ["--output-dir", str(out), "--max-steps", "1"]
+        )
+        == 0
+    )
+    (phantom.parent / "manifest.json").write_text('{"seed": 0}')  # as `deepmedix prepare mix` writes beside data
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"phantom/vqa": {"n": 40, "accuracy": 0.625}, "_meta": {}}))
+    capsys.readouterr()
+    assert main(["model-card", str(out / "final"), "--eval", str(metrics)]) == 0
+    card = ModelCard.load(out / "final" / "README.md")
+    assert "| phantom/vqa | accuracy | 0.6250 |" in card.text
+    assert card.data.eval_results[0].metric_value == 0.625 and card.data.data_manifest_sha256
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    assert main(["model-card", str(out / "final"), "--push-to-hub", "someone/model"]) == 1
+    err = capsys.readouterr().err
+    assert "someone/model: not pushed" in err and len(err.strip().splitlines()) == 1
+    assert (out / "final" / "README.md").is_file()  # the card stays
+
+
+def test_push_uploads_the_final_folder_with_its_card(phantom: Path, tmp_path: Path, monkeypatch):
+    from deepmedix.training import model_card
+
+    calls: list[tuple[str, dict]] = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload_folder", kwargs))
+            return type("Info", (), {"commit_url": "https://hub.example/commit/1"})()
+
+    monkeypatch.setattr(model_card, "HfApi", FakeApi)
+    out = tmp_path / "sft"
+    args = ["train", "sft", "--recipe", str(RECIPES / "sft.yaml"), "--data", str(phantom), "--output-dir", str(out)]
+    assert main([*args, "--max-steps", "1", "--push-to-hub", "lab/cxr-sft"]) == 0
+    assert calls[0] == ("create_repo", {"repo_id": "lab/cxr-sft", "private": True, "exist_ok": True})
+    assert calls[1][1]["folder_path"] == str(out / "final") and calls[1][1]["repo_id"] == "lab/cxr-sft"
+    assert (out / "final" / "README.md").is_file()

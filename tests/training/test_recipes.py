@@ -8,7 +8,9 @@ import pytest
 import trl
 
 from deepmedix.cli import main
-from deepmedix.training.config import RecipeError, load_stage_config
+from deepmedix.errors import RecipeError
+from deepmedix.protocol import LARGEST_NEW_TOKENS
+from deepmedix.training.config import load_stage_config
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 STAGES = ("sft", "coldstart", "grpo")
@@ -30,6 +32,14 @@ def test_7b_recipes_build_the_paper_setup(stage: str):
     else:
         assert isinstance(config, trl.SFTConfig)
         assert config.max_length is None  # never truncate through image tokens
+
+
+def test_7b_release_recipe_differs_from_the_default_only_in_its_reward_and_folder():
+    default = load_stage_config("grpo", RECIPES / "qwen2.5-vl-7b" / "grpo.yaml", {"use_cpu": True}).to_dict()
+    release = load_stage_config("grpo", RECIPES / "qwen2.5-vl-7b" / "grpo-release.yaml", {"use_cpu": True}).to_dict()
+    differing = {k for k in default if default[k] != release.get(k)}
+    assert differing <= {"reward_mode", "output_dir", "logging_dir", "run_name"}
+    assert release["reward_mode"] == "release" and release["output_dir"].endswith("grpo-release")
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -86,3 +96,9 @@ def test_yaml_strings_become_numbers_or_fail_naming_the_field(tmp_path: Path):
     recipe.write_text("model: tiny\nlearning_rate: fast\n")
     with pytest.raises(RecipeError, match="field 'learning_rate' expects a float"):
         load_stage_config("sft", recipe)
+
+
+def test_the_7b_rollouts_are_as_long_as_the_answers_asked_at_inference():
+    for name in ("grpo.yaml", "grpo-release.yaml"):
+        config = load_stage_config("grpo", RECIPES / "qwen2.5-vl-7b" / name, {"use_cpu": True})
+        assert config.max_completion_length >= LARGEST_NEW_TOKENS, name

@@ -92,7 +92,7 @@ def test_full_finetuning_keeps_the_vision_tower_frozen(phantom: Path, tmp_path: 
 
 
 def test_lora_adapts_only_the_language_model_and_saves_a_merged_model(phantom: Path, tmp_path: Path):
-    from deepmedix.models import load_model_and_processor
+    from deepmedix.models.loading import load_model_and_processor
     from deepmedix.models.tiny import tiny_model_path
     from deepmedix.training.stages import build_sft_trainer
 
@@ -240,8 +240,8 @@ def test_reference_iou_monitor_scores_cited_boxes_against_the_reference():
 
 def test_stage1_grounding_targets_hold_the_reference_boxes_in_the_model_frame(tmp_path: Path):
     from deepmedix.data.phantom import make_phantom_samples
-    from deepmedix.evaluation.evaluate import answer_without_boxes
-    from deepmedix.models import model_frame
+    from deepmedix.evaluation.predictions import answer_without_boxes
+    from deepmedix.models.loading import model_frame
     from deepmedix.protocol import find_boxes
     from deepmedix.training.data import sample_row
 

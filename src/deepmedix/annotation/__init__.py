@@ -4,7 +4,3 @@
 ``serve`` runs the page, ``results`` computes the table and agreement, and the Label Studio commands move the same
 review in and out of Label Studio.
 """
-
-from deepmedix.annotation.store import DIMENSIONS, ReviewStore
-
-__all__ = ["DIMENSIONS", "ReviewStore"]

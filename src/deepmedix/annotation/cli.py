@@ -46,6 +46,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", required=True, type=Path)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument(
+        "--public-origin",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="the origin annotators reach the app under through a reverse proxy, e.g. https://review.example.org "
+        "(repeatable): state-changing requests from it are accepted besides the app's own address; "
+        "https also marks the session cookie Secure",
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("results", help="Table 2 (per group, averaged, agreement) as CSV, Markdown, figure; raw ratings")
@@ -97,6 +106,10 @@ def _links(base_url: str, tokens: dict[str, str], admin: str | None) -> list[str
 def _create(args: argparse.Namespace) -> int:
     from deepmedix.annotation.create import create_review, parse_annotators
 
+    if args.tokens_out:  # the links are shown once: their file must be writable before the set is made
+        from deepmedix.io import check_output
+
+        check_output(args.tokens_out)
     made = create_review(
         args.predictions,
         args.names,
@@ -115,31 +128,46 @@ def _create(args: argparse.Namespace) -> int:
     if args.tokens_out:
         from deepmedix.io import atomic_write_text
 
-        atomic_write_text(args.tokens_out, "\n".join(lines) + "\n")
-        args.tokens_out.chmod(0o600)
-    port = urlparse(args.base_url).port
-    port_arg = f" --port {port}" if port and port != DEFAULT_PORT else ""
-    print(f"start the app: deepmedix review serve --dir {made.dir}{port_arg}")
+        atomic_write_text(args.tokens_out, "\n".join(lines) + "\n", permissions=0o600)  # private from the first byte
+    base = urlparse(args.base_url)
+    if base.scheme == "https":  # a TLS reverse proxy in front: the app must accept requests from its origin
+        serve_args = f" --public-origin https://{base.netloc}"
+    else:
+        serve_args = f" --port {base.port}" if base.port and base.port != DEFAULT_PORT else ""
+    print(f"start the app: deepmedix review serve --dir {made.dir}{serve_args}")
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from deepmedix.annotation.security import parse_origin
     from deepmedix.annotation.server import create_app
+    from deepmedix.options import check_port
 
-    app = create_app(args.dir)
-    try:
-        loopback = ipaddress.ip_address(args.host).is_loopback
-    except ValueError:
-        loopback = args.host == "localhost"
-    if not loopback:
+    public_origins = [parse_origin(o) for o in args.public_origin]
+    app = create_app(args.dir, public_origins=public_origins)
+    check_port(args.host, args.port)
+    if not _is_loopback(args.host):
         print(
-            f"warning: serving on {args.host}: other machines can reach the review (use HTTPS in front of it)",
+            f"warning: serving on {args.host}: other machines can reach the review (put HTTPS in front of it: "
+            "docs/security.md)",
             file=sys.stderr,
         )
     print(f"review app on http://{args.host}:{args.port}/  (annotators open their personal links)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    for origin in public_origins:
+        print(f"  also accepted as this app's address: {origin}")
+    # uvicorn trusts X-Forwarded-Proto/-For only from 127.0.0.1 (its default): a proxy on this machine.
+    # log_config=None: the command's own logging stays as it is (uvicorn's would replace every handler); no access
+    # log, since personal links carry their token in the URL.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", log_config=None, access_log=False)
     return 0
 
 
@@ -165,8 +193,8 @@ def _token(args: argparse.Namespace) -> int:
 def _export_ls(args: argparse.Namespace) -> int:
     from deepmedix.annotation.labelstudio import export_labelstudio
 
-    tasks_path, config_path = export_labelstudio(args.dir, args.out, image_url_prefix=args.image_url_prefix)
-    print(f"wrote {tasks_path} (tasks) and {config_path} (labelling config)")
+    export = export_labelstudio(args.dir, args.out, image_url_prefix=args.image_url_prefix)
+    print(f"wrote {export.tasks} (tasks), {export.config} (labelling config) and {export.project} (project settings)")
     return 0
 
 

@@ -1,14 +1,21 @@
 """Label Studio interop: export the review set as tasks + a labelling config, import its JSON export back.
 
-Formats (Label Studio docs, "Label Studio Task Format" and "Import pre-annotated data"): a task is
+Formats (Label Studio docs, "Label Studio Task Format" and "Import pre-annotated data"; checked against Label
+Studio 1.23.2, its API and its editor, by tests/annotation/test_labelstudio_real.py): a task is
 ``{"data": {...}, "predictions": [{"model_version", "result": [...]}]}``; a rectangle region is
 ``{"from_name", "to_name", "type": "rectanglelabels", "original_width", "original_height", "value": {"x", "y",
 "width", "height", "rotation", "rectanglelabels": [...]}}`` with x/y/width/height in percent of the image; an
 export holds ``annotations: [{"completed_by", "was_cancelled", "result": [{"from_name", "type": "choices",
-"value": {"choices": [...]}}]}]``.
+"value": {"choices": [...]}}]}]``, where ``completed_by`` is the user's id in ``GET /api/projects/ID/export`` and
+``{"id", "email", …}`` in an export snapshot made with ``annotations__completed_by: {only_id: false}``. Label Studio
+stores any annotation result without checking it against the config: the import checks every choice.
 
 Label Studio shows one layout per task to every annotator, so the left/right blinding here is drawn per sample
 (from the review set's seed) and stored in the review set; the web app draws it per annotator and sample.
+
+A Label Studio project hands each task to one annotator unless its ``maximum_annotations`` says otherwise, so the
+export also writes the project settings (``POST /api/projects`` body) that let every annotator who must rate a
+sample get its task.
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ import json
 import random
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from xml.sax.saxutils import quoteattr
 
 from deepmedix.annotation.store import ReviewStore, transaction
-from deepmedix.io import atomic_write_json, atomic_write_text
+from deepmedix.errors import DataError, OptionError
+from deepmedix.io import atomic_write_json, atomic_write_text, check_output, read_json
 
 SIDES = ("left", "right")
 YES_NO = {"yes": 1, "no": 0}
@@ -30,6 +38,13 @@ _FIELD = re.compile(
     r"(grounded_preference|overall_preference))$"
 )
 LAYOUT_KEY = "labelstudio_left_model"
+PROJECT_TITLE_MAX = 50  # Label Studio refuses longer project titles
+
+
+class LabelStudioExport(NamedTuple):
+    tasks: Path  # the tasks to import (JSON list)
+    config: Path  # the labelling config (XML)
+    project: Path  # the project settings, the labelling config included (JSON, a POST /api/projects body)
 
 
 def _layout(store: ReviewStore) -> dict[str, int]:
@@ -130,14 +145,35 @@ def _percent_box(box: list[float], w: int, h: int) -> dict[str, float]:
     }
 
 
+def raters_per_sample(store: ReviewStore) -> int:
+    """How many annotators rate each sample: all of them, or one per group when groups split their samples."""
+    if store.meta().get("within_group") == "split":
+        return len(store.groups())
+    return len(store.annotators())
+
+
+def project_settings(review_name: str, config: str, raters: int) -> dict[str, Any]:
+    return {
+        "title": f"Reasoning review {review_name}"[:PROJECT_TITLE_MAX],
+        "label_config": config,
+        # Label Studio's default (1) hands each task to a single annotator: every rater must get it.
+        "maximum_annotations": raters,
+        # A skipped task counts as done for that annotator and leaves the sample unrated.
+        "show_skip_button": False,
+    }
+
+
 def export_labelstudio(
     review_dir: str | Path, out: str | Path, image_url_prefix: str = "/data/local-files/?d="
-) -> tuple[Path, Path]:
+) -> LabelStudioExport:
     review_dir = Path(review_dir).resolve()
     out = Path(out)
+    for path in (out, out.with_suffix(".xml"), out.with_suffix(".project.json")):  # all three, before any is written
+        check_output(path)
     tasks = []
     with ReviewStore(review_dir) as store:
         layout = _layout(store)
+        raters = raters_per_sample(store)
         max_steps = 1
         for sid in store.sample_ids():
             s = store.sample(sid)
@@ -181,9 +217,12 @@ def export_labelstudio(
             for i in range(1, max_steps + 1):
                 t["data"].setdefault(f"{side}_step_{i}", "")
     atomic_write_json(out, tasks)
+    config = labelling_config(max_steps)
     config_path = out.with_suffix(".xml")
-    atomic_write_text(config_path, labelling_config(max_steps))
-    return out, config_path
+    atomic_write_text(config_path, config)
+    project_path = out.with_suffix(".project.json")
+    atomic_write_json(project_path, project_settings(review_dir.name, config, raters))
+    return LabelStudioExport(out, config_path, project_path)
 
 
 def parse_user_map(spec: str | None) -> dict[str, str]:
@@ -194,7 +233,7 @@ def parse_user_map(spec: str | None) -> dict[str, str]:
             continue
         user, sep, name = part.strip().rpartition(":")
         if not sep or not user or not name:
-            raise ValueError(f"--users: {part.strip()!r} is not LABELSTUDIO_USER:ANNOTATOR")
+            raise OptionError(f"--users: {part.strip()!r} is not LABELSTUDIO_USER:ANNOTATOR")
         out[user.strip()] = name.strip()
     return out
 
@@ -214,14 +253,11 @@ def import_labelstudio(
 ) -> dict[str, int]:
     """Read a Label Studio JSON export into the store (upserts, origin "labelstudio"); returns counts."""
     export = Path(export)
-    if not export.is_file():
-        raise FileNotFoundError(f"{export}: Label Studio export not found")
-    try:
-        tasks = json.loads(export.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{export}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    tasks = read_json(export)
     if not isinstance(tasks, list):
-        raise ValueError(f"{export}: expected a JSON list of tasks (Label Studio's JSON export)")
+        raise DataError(f"{export}: expected a JSON list of tasks (Label Studio's JSON export)")
+    if not tasks:
+        raise DataError(f"{export}: no tasks (an empty export: export the project after annotating)")
     user_map = user_map or {}
     rows: list[tuple[str, str, str, int, int, int | None]] = []
     n_ann = skipped = 0
@@ -232,10 +268,10 @@ def import_labelstudio(
         for t_i, task in enumerate(tasks):
             where = f"{export}, task #{t_i + 1} (id {task.get('id') if isinstance(task, dict) else None})"
             if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-                raise ValueError(f"{where}: field `data` missing")
+                raise DataError(f"{where}: field `data` missing")
             sid = task["data"].get("review_sample_id")
             if sid is None or sid not in layout:
-                raise ValueError(f"{where}: data.review_sample_id {sid!r} is not a sample of {review_dir}")
+                raise DataError(f"{where}: data.review_sample_id {sid!r} is not a sample of {review_dir}")
             side_model = {"left": layout[sid], "right": 1 - layout[sid]}
             for a_i, ann in enumerate(task.get("annotations") or task.get("completions") or []):
                 n_ann += 1
@@ -246,7 +282,7 @@ def import_labelstudio(
                 annotator = next((user_map[k] for k in keys if k in user_map), None)
                 annotator = annotator or next((k for k in keys if k in names), None)
                 if annotator not in names:
-                    raise ValueError(
+                    raise DataError(
                         f"{where}, annotation #{a_i + 1}: user {keys[0] if keys else None!r} is no annotator of "
                         f"this review set ({', '.join(sorted(names))}); map it with --users USER:ANNOTATOR"
                     )
@@ -258,7 +294,7 @@ def import_labelstudio(
                         continue
                     picked = (res.get("value") or {}).get("choices") or []
                     if len(picked) != 1:
-                        raise ValueError(
+                        raise DataError(
                             f"{where}, annotation #{a_i + 1}, result #{r_i + 1}: value.choices must "
                             f"hold one choice, got {picked!r}"
                         )
@@ -273,11 +309,11 @@ def import_labelstudio(
                         model, step, dim = -1, -1, m.group(6)
                     if dim.endswith("preference"):
                         if choice not in SIDES:
-                            raise ValueError(f"{where}, result #{r_i + 1} ({dim}): choice {choice!r} is not Left/Right")
+                            raise DataError(f"{where}, result #{r_i + 1} ({dim}): choice {choice!r} is not Left/Right")
                         value = side_model[choice]
                     else:
                         if choice not in YES_NO:
-                            raise ValueError(f"{where}, result #{r_i + 1} ({dim}): choice {choice!r} is not Yes/No")
+                            raise DataError(f"{where}, result #{r_i + 1} ({dim}): choice {choice!r} is not Yes/No")
                         value = YES_NO[choice]
                     rows.append((annotator, sid, dim, model, step, value))
         store.put_many(rows, origin="labelstudio")

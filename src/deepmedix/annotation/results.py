@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.annotation.store import DIMENSION_TITLES, DIMENSIONS, PREFERENCE_DIMENSIONS, ReviewStore
+from deepmedix.errors import DataError
+from deepmedix.io import atomic_write_jsonl, atomic_write_text, check_output, staged_folder
 
 
 @dataclass
@@ -235,39 +237,39 @@ def write_results(review_dir: str | Path, out_dir: str | Path) -> dict[str, Path
     import csv
     import io
 
-    from deepmedix.io import atomic_write_jsonl, atomic_write_text
-
+    out = Path(out_dir)
+    check_output(out, folder=True)
     res, ratings, models = results_from_store(review_dir)
     if not ratings:
-        raise ValueError(f"{review_dir}: no ratings yet")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+        raise DataError(f"{review_dir}: no ratings yet")
     paths: dict[str, Path] = {}
+    with staged_folder(out) as staging:  # every table and the figure, or none
 
-    def write_csv(name: str, header: list[str], rows: list[list[Any]]) -> None:
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(header)
-        w.writerows(rows)
-        atomic_write_text(out / name, buf.getvalue())
-        paths[name] = out / name
+        def write_csv(name: str, header: list[str], rows: list[list[Any]]) -> None:
+            buf = io.StringIO()
+            w = csv.writer(buf)
+            w.writerow(header)
+            w.writerows(rows)
+            atomic_write_text(staging / name, buf.getvalue())
+            paths[name] = out / name
 
-    write_csv("table2.csv", ["model", "group", *DIMENSIONS], table_rows(res))
-    write_csv(
-        "cells.csv",
-        ["model", "group", "dimension", "value", "n"],
-        [[c.model, c.group, c.dimension, c.value, c.n] for c in res.cells],
-    )
-    write_csv(
-        "agreement.csv",
-        ["group_a", "group_b", "dimension", "n_items", "n_ties", "percent_agreement", "cohen_kappa"],
-        [[*a.groups, a.dimension, a.n_items, a.n_ties, a.percent_agreement, a.cohen_kappa] for a in res.agreements],
-    )
-    atomic_write_text(out / "table2.md", to_markdown(res))
-    paths["table2.md"] = out / "table2.md"
-    raw = raw_rows(ratings, models)
-    write_csv("ratings.csv", list(raw[0]), [list(r.values()) for r in raw])
-    atomic_write_jsonl(out / "ratings.jsonl", raw)
-    paths["ratings.jsonl"] = out / "ratings.jsonl"
-    paths["review_table2.png"] = plot_results(res, out / "review_table2.png")
+        write_csv("table2.csv", ["model", "group", *DIMENSIONS], table_rows(res))
+        write_csv(
+            "cells.csv",
+            ["model", "group", "dimension", "value", "n"],
+            [[c.model, c.group, c.dimension, c.value, c.n] for c in res.cells],
+        )
+        write_csv(
+            "agreement.csv",
+            ["group_a", "group_b", "dimension", "n_items", "n_ties", "percent_agreement", "cohen_kappa"],
+            [[*a.groups, a.dimension, a.n_items, a.n_ties, a.percent_agreement, a.cohen_kappa] for a in res.agreements],
+        )
+        atomic_write_text(staging / "table2.md", to_markdown(res))
+        paths["table2.md"] = out / "table2.md"
+        raw = raw_rows(ratings, models)
+        write_csv("ratings.csv", list(raw[0]), [list(r.values()) for r in raw])
+        atomic_write_jsonl(staging / "ratings.jsonl", raw)
+        paths["ratings.jsonl"] = out / "ratings.jsonl"
+        plot_results(res, staging / "review_table2.png")
+        paths["review_table2.png"] = out / "review_table2.png"
     return paths

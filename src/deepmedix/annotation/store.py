@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import sqlite3
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from deepmedix.errors import DataError, OptionError
 
 DB_NAME = "review.sqlite"
 STEP_DIMENSIONS = ("relevance", "correctness")
@@ -75,13 +78,38 @@ def db_path(review_dir: str | Path) -> Path:
     return Path(review_dir) / DB_NAME
 
 
-def connect(review_dir: str | Path, must_exist: bool = True) -> sqlite3.Connection:
+def create_private_db(review_dir: str | Path) -> Path:
+    """Create the (empty) database file readable by its owner only, before SQLite opens it: SQLite then creates
+    the -wal and -shm files with the database's own permissions, so no byte of it is ever readable by others."""
     path = db_path(review_dir)
-    if must_exist and not path.is_file():
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return path
+
+
+def make_private(path: Path) -> None:
+    """Take group/other permissions off a database (and its -wal/-shm) that an older version created 0644."""
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            st = file.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_mode & 0o077 and st.st_uid == os.getuid():
+            file.chmod(0o600)
+
+
+def connect(review_dir: str | Path) -> sqlite3.Connection:
+    """Open an existing review set's database (``create_private_db`` makes a new one)."""
+    path = db_path(review_dir)
+    if not path.is_file():
         raise FileNotFoundError(f"{path}: no review set here (create one with `deepmedix review create`)")
+    make_private(path)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as e:  # e.g. "file is not a database"
+        conn.close()
+        raise DataError(f"{path}: not a review database ({e})") from None
     conn.execute("PRAGMA synchronous=FULL")  # a rating acknowledged to the browser survives a power cut
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
@@ -181,7 +209,7 @@ class ReviewStore:
             else:
                 cur = self.conn.execute("UPDATE annotators SET token_hash=? WHERE name=?", (hash_token(token), name))
                 if cur.rowcount == 0:
-                    raise ValueError(f"{self.dir}: no annotator named {name!r}")
+                    raise OptionError(f"{self.dir}: no annotator named {name!r}")
         return token
 
     # --- assignments -------------------------------------------------------------------------------------------

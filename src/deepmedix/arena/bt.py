@@ -10,53 +10,72 @@ unpenalised logistic regression.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from scipy.optimize import minimize
 
-WINNER_VALUES = {"a": 1.0, "b": 0.0, "tie": 0.5}
-UNRESOLVED = ("unparseable", "error")  # comparisons an arena run records but leaves out of the fit
-Scale = Literal["minmax", "maxabs"]
+from deepmedix.arena.options import FitOptions, Scale, check_scale
+from deepmedix.arena.outcomes import Unresolved, Verdict, Winner
+from deepmedix.errors import DataError, InputFileError
+
+WINNER_VALUES: dict[Winner, float] = {Winner.A: 1.0, Winner.B: 0.0, Winner.TIE: 0.5}  # the first model's result
 
 
 @dataclass
 class Battle:
-    """One judged comparison: ``winner`` is "a", "b" or "tie"; ``prob`` the probability its pair was drawn."""
+    """One judged comparison; ``prob`` is the probability with which its pair was drawn."""
 
     model_a: str
     model_b: str
-    winner: str
+    winner: Winner
     prob: float = 1.0
 
 
-def battles_from_rows(rows: Iterable[Mapping[str, Any]], source: str = "judgments") -> list[Battle]:
-    """Validate judgment rows ({"model_a", "model_b", "winner", "prob"?}); errors name the row and field.
+class JudgmentRow(TypedDict):
+    """A line of a judgments file (``arena run`` writes them; ``arena fit`` needs model_a, model_b and winner)."""
 
-    Rows an arena run marks "unparseable" or "error" are skipped (they are kept in the file for the record).
+    model_a: str
+    model_b: str
+    winner: Winner | Unresolved
+    prob: NotRequired[float]  # the probability with which the pair was drawn; 1 when absent
+    sample_id: NotRequired[str]
+    step: NotRequired[int]
+    verdicts: NotRequired[dict[str, Verdict | Unresolved]]  # each shown order's verdict ("ab", "ba")
+
+
+def battles_from_rows(
+    rows: Iterable[Mapping[str, Any]], source: str = "judgments", lines: Sequence[int] | None = None
+) -> list[Battle]:
+    """Validate judgment rows ({"model_a", "model_b", "winner", "prob"?}); errors name the file, line and field.
+
+    ``lines`` are the rows' line numbers in ``source`` (default: 1, 2, …). Rows an arena run marks unresolved
+    ("unparseable" or "error") are skipped (they stay in the file for the record).
     """
     battles: list[Battle] = []
-    for i, row in enumerate(rows, start=1):
-        where = f"{source}, line {i}"
+    for i, row in enumerate(rows):
+        line = lines[i] if lines is not None else i + 1
         if not isinstance(row, Mapping):
-            raise ValueError(f"{where}: expected a JSON object")
+            raise InputFileError(source, "expected a JSON object", line=line)
         for key in ("model_a", "model_b"):
             if not isinstance(row.get(key), str) or not row[key]:
-                raise ValueError(f"{where}: field '{key}' must be a non-empty string")
+                raise InputFileError(source, "must be a non-empty string", line=line, field=key)
         if row["model_a"] == row["model_b"]:
-            raise ValueError(f"{where}: fields 'model_a' and 'model_b' name the same model {row['model_a']!r}")
+            raise InputFileError(
+                source, f"'model_a' and 'model_b' name the same model {row['model_a']!r}", line=line, field="model_b"
+            )
         winner = row.get("winner")
-        if winner in UNRESOLVED:
+        if winner in tuple(Unresolved):
             continue
-        if winner not in WINNER_VALUES:
-            raise ValueError(f"{where}: field 'winner' must be 'a', 'b' or 'tie', got {winner!r}")
+        if winner not in tuple(Winner):
+            raise InputFileError(source, f"must be 'a', 'b' or 'tie', got {winner!r}", line=line, field="winner")
         prob = row.get("prob", 1.0)
         if prob is None:
             prob = 1.0
         if isinstance(prob, bool) or not isinstance(prob, int | float) or not (0.0 < float(prob) <= 1.0):
-            raise ValueError(f"{where}: field 'prob' must be a number in (0, 1], got {prob!r}")
-        battles.append(Battle(row["model_a"], row["model_b"], winner, float(prob)))
+            raise InputFileError(source, f"must be a number in (0, 1], got {prob!r}", line=line, field="prob")
+        battles.append(Battle(row["model_a"], row["model_b"], Winner(winner), float(prob)))
     return battles
 
 
@@ -151,16 +170,15 @@ def scale_scores(point: np.ndarray, scale: Scale = "minmax") -> tuple[float, flo
     "minmax": best model 1, worst 0. "maxabs" (the paper's max-absolute scaling, made non-negative): centre, divide
     by the largest |score|, map [−1, 1] to [0, 1], i.e. 0.5 + 0.5·x/max|x|.
     """
+    check_scale(scale)
     if scale == "minmax":
         lo, hi = float(point.min()), float(point.max())
         return (lo, hi - lo) if hi > lo else (lo - 0.5, 1.0)
-    if scale == "maxabs":
-        centre = float(point.mean())
-        amax = float(np.max(np.abs(point - centre)))
-        if amax == 0.0:
-            return centre - 0.5, 1.0
-        return centre - amax, 2.0 * amax
-    raise ValueError(f"unknown scale {scale!r}: use 'minmax' or 'maxabs'")
+    centre = float(point.mean())
+    amax = float(np.max(np.abs(point - centre)))
+    if amax == 0.0:
+        return centre - 0.5, 1.0
+    return centre - amax, 2.0 * amax
 
 
 def shared_ranks(ci_low: np.ndarray, ci_high: np.ndarray) -> np.ndarray:
@@ -180,11 +198,10 @@ class ArenaFit:
     rank: np.ndarray
     battles: np.ndarray  # (M, M) number of battles between each pair
     win_rate: np.ndarray  # (M, M) share of row's battles against column won (ties ½); NaN where none
-    scale: str
+    scale: Scale
     confidence: float
     bootstrap_rounds: int
     n_battles: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def scores_json(self) -> dict[str, dict[str, float | int]]:
         return {
@@ -226,12 +243,12 @@ def pair_matrices(d: Design) -> tuple[np.ndarray, np.ndarray]:
 def fit_arena(
     battles: Sequence[Battle],
     models: Sequence[str] | None = None,
-    bootstrap_rounds: int = 200,
+    bootstrap_rounds: int = FitOptions.bootstrap_rounds,
     confidence: float = 0.95,
-    scale: Scale = "minmax",
-    seed: int = 0,
+    scale: Scale = FitOptions.scale,
+    seed: int = FitOptions.seed,
     l2: float = 0.01,
-    weighted: bool = True,
+    weighted: bool = FitOptions.weighted,
 ) -> ArenaFit:
     """Scores, percentile-bootstrap intervals, shared ranks and the pair matrices; models ordered best first.
 
@@ -239,7 +256,7 @@ def fit_arena(
     [0, 1] while the point scores span it.
     """
     if not battles:
-        raise ValueError("no judgments to fit: every comparison was unparseable, failed, or none was made")
+        raise DataError("no judgments to fit: every comparison was unparseable, failed, or none was made")
     d = design(battles, models, weighted)
     m = len(d.models)
     point = fit_bt(d.first, d.second, d.outcome, d.weight, m, l2)

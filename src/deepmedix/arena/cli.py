@@ -6,6 +6,11 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deepmedix.arena.options import ArenaOptions, FitOptions
+from deepmedix.errors import DataError, OptionError
+from deepmedix.io import check_output, iter_jsonl_objects
+from deepmedix.options import add_dataclass_arguments, dataclass_from_args
+
 if TYPE_CHECKING:
     from deepmedix.arena.bt import ArenaFit
 
@@ -40,18 +45,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="base URL of an OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1), or 'offline' for rules-labeler",
     )
     run.add_argument("--judge-model", default=None, help="model name at the endpoint (required with a URL)")
-    run.add_argument("--judge-vision", action="store_true", help="also show the judge the image (vision judges)")
     run.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
     run.add_argument("--max-concurrency", type=int, default=4, help="judge requests in flight at once (default 4)")
     run.add_argument("--requests-per-minute", type=float, default=None, help="rate limit for the judge endpoint")
-    run.add_argument("--budget", type=int, required=True, help="number of comparisons (each is asked in both orders)")
     run.add_argument("--out", required=True, type=Path, metavar="DIR")
-    run.add_argument("--sampling", choices=("active", "uniform"), default="active")
-    run.add_argument("--seed", type=int, default=0)
+    # The default batch follows the judge (twice its concurrency; 64 offline), so this flag is not the API's.
     run.add_argument(
         "--batch-size", type=int, default=None, help="comparisons drawn before judging (default: 2 × concurrency)"
     )
-    _fit_options(run)
+    add_dataclass_arguments(run, ArenaOptions, exclude=("batch_size", "weighted"))
     run.set_defaults(func=_run)
 
     fit = sub.add_parser(
@@ -64,21 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     fit.add_argument("judgments", type=Path, metavar="JUDGMENTS.jsonl")
     fit.add_argument("--out", required=True, type=Path, metavar="DIR")
-    fit.add_argument("--seed", type=int, default=0)
-    _fit_options(fit)
-    fit.add_argument("--no-weights", action="store_true", help="ignore 'prob' (plain, unweighted Bradley–Terry)")
+    add_dataclass_arguments(fit, FitOptions)
     fit.set_defaults(func=_fit)
     arena.set_defaults(func=lambda args: _help(arena))
-
-
-def _fit_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals (default 200)")
-    p.add_argument(
-        "--scale",
-        choices=("minmax", "maxabs"),
-        default="minmax",
-        help="score scaling to [0, 1]: minmax (best 1, worst 0) or maxabs (0.5 + 0.5·x/max|x| after centring)",
-    )
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -87,25 +77,25 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from deepmedix.cli import UserError
+    # numpy and scipy (the fit), numpy and PIL (the judges' image handling): not for `--help`
+    from deepmedix.arena.judges import Judge, LLMJudge, RulesLabelerJudge
+    from deepmedix.arena.run import run_arena
+    from deepmedix.endpoints import ChatEndpoint, EndpointConfig
 
+    check_output(args.out, folder=True)
+    judge: Judge
     if args.judge == "offline":
-        from deepmedix.arena.judges import RulesLabelerJudge
-
         judge = RulesLabelerJudge()
         batch_size = args.batch_size or 64
-        if args.judge_vision:
-            raise UserError("--judge-vision needs an LLM judge endpoint, not 'offline'")
+        if args.vision:
+            raise OptionError("--judge-vision needs an LLM judge endpoint, not 'offline'")
     else:
         if not args.judge.startswith(("http://", "https://")):
-            raise UserError(
+            raise OptionError(
                 f"--judge must be an http(s) URL of an OpenAI-compatible endpoint or 'offline', got {args.judge!r}"
             )
         if not args.judge_model:
-            raise UserError("--judge-model is required with a judge URL (the model name the endpoint serves)")
-        from deepmedix.arena.judges import LLMJudge
-        from deepmedix.endpoints import ChatEndpoint, EndpointConfig
-
+            raise OptionError("--judge-model is required with a judge URL (the model name the endpoint serves)")
         config = EndpointConfig(
             base_url=args.judge,
             model=args.judge_model,
@@ -114,22 +104,21 @@ def _run(args: argparse.Namespace) -> int:
             requests_per_minute=args.requests_per_minute,
             max_tokens=512,
         )
-        judge = LLMJudge(ChatEndpoint(config), vision=args.judge_vision)
+        judge = LLMJudge(ChatEndpoint(config), vision=args.vision)
         batch_size = args.batch_size or max(2, 2 * args.max_concurrency)
-    from deepmedix.arena.run import run_arena
-
+    options = dataclass_from_args(ArenaOptions, args, batch_size=batch_size)
     result = run_arena(
         args.predictions,
         judge,
         args.out,
-        budget=args.budget,
-        sampling=args.sampling,
-        seed=args.seed,
+        budget=options.budget,
+        sampling=options.sampling,
+        seed=options.seed,
         names=args.names,
-        batch_size=batch_size,
-        bootstrap_rounds=args.bootstrap,
-        scale=args.scale,
-        vision=args.judge_vision,
+        batch_size=options.batch_size,
+        bootstrap_rounds=options.bootstrap_rounds,
+        scale=options.scale,
+        vision=options.vision,
     )
     u = result.usage
     print(
@@ -137,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
         f"({u['prompt_tokens']} prompt + {u['completion_tokens']} completion tokens), reused {u['cached']}"
     )
     bias = result.bias
-    if bias.get("verdicts"):
+    if bias["verdicts"]:
         print(
             f"position bias: report shown first won {bias['position_a_wins']:.1%} of {bias['verdicts']} verdicts; "
             f"orders disagreed on {bias['order_inconsistent'] or 0:.1%} of comparisons (counted as ties)"
@@ -151,16 +140,25 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    # The fit and its report import numpy and scipy: over half a second, not for `--help`.
     from deepmedix.arena.bt import battles_from_rows, fit_arena
     from deepmedix.arena.report import write_outputs
-    from deepmedix.io import read_jsonl
 
-    if not args.judgments.is_file():
-        raise FileNotFoundError(f"{args.judgments}: judgments file not found")
-    rows = read_jsonl(args.judgments)
-    battles = battles_from_rows(rows, source=str(args.judgments))
+    options = dataclass_from_args(FitOptions, args)
+    check_output(args.out, folder=True)
+    numbered = list(iter_jsonl_objects(args.judgments))
+    if not numbered:
+        raise DataError(f"{args.judgments}: no judgments to fit (the file is empty)")
+    rows = [row for _, row in numbered]
+    battles = battles_from_rows(rows, source=str(args.judgments), lines=[line for line, _ in numbered])
+    if not battles:
+        raise DataError(f"{args.judgments}: no resolved judgment to fit (every one is 'unparseable' or 'error')")
     fit = fit_arena(
-        battles, bootstrap_rounds=args.bootstrap, scale=args.scale, seed=args.seed, weighted=not args.no_weights
+        battles,
+        bootstrap_rounds=options.bootstrap_rounds,
+        scale=options.scale,
+        seed=options.seed,
+        weighted=options.weighted,
     )
     write_outputs(
         args.out,
@@ -173,7 +171,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _print_scores(fit: ArenaFit) -> None:
-    from rich.console import Console
+    from rich.console import Console  # rich takes ~0.1 s to import: not for `deepmedix --help`
     from rich.table import Table
 
     table = Table(title="Report Arena")

@@ -12,10 +12,17 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from deepmedix.arena.outcomes import Unresolved, Verdict
+from deepmedix.endpoints import image_data_url
+from deepmedix.errors import DataError
+from deepmedix.labeler import label_reports
+
+if TYPE_CHECKING:
+    from deepmedix.endpoints import ChatEndpoint
 
 PROMPT_VERSION = "arena-judge-v1"
-VERDICTS = ("A", "B", "tie")
 
 JUDGE_SYSTEM = (
     "You are a board-certified radiologist grading chest X-ray reports. You compare two candidate reports written "
@@ -51,7 +58,7 @@ class JudgeTask:
 
 @dataclass
 class JudgeOutcome:
-    verdict: str  # "A" | "B" | "tie" | "unparseable" | "error"
+    verdict: Verdict | Unresolved
     reason: str = ""
     replies: list[str] = field(default_factory=list)
     calls: int = 0
@@ -95,21 +102,21 @@ _VERDICT_LINE = re.compile(
 )
 
 
-def _normalise_verdict(value: Any) -> str | None:
+def _normalise_verdict(value: Any) -> Verdict | None:
     if not isinstance(value, str):
         return None
     v = value.strip().strip("*\"'`.").lower()
     v = re.sub(r"^(report|candidate|response)\s+", "", v)
     if v in ("a", "1"):
-        return "A"
+        return Verdict.A
     if v in ("b", "2"):
-        return "B"
+        return Verdict.B
     if v in ("tie", "draw", "equal", "neither", "both", "same", "tied"):
-        return "tie"
+        return Verdict.TIE
     return None
 
 
-def parse_verdict(text: str) -> tuple[str | None, str]:
+def parse_verdict(text: str) -> tuple[Verdict | None, str]:
     """(verdict or None, reason) from a judge's reply: a JSON object, else a ``Verdict: A|B|tie`` line (the last)."""
     body = _THINK.sub("", text or "")
     for candidate in reversed(_JSON_OBJECT.findall(body)):
@@ -139,7 +146,7 @@ class LLMJudge:
     still unreadable → "unparseable", recorded with both raw replies.
     """
 
-    def __init__(self, endpoint: Any, vision: bool = False, image_max_side: int = 1024):
+    def __init__(self, endpoint: ChatEndpoint, vision: bool = False, image_max_side: int = 1024):
         self.endpoint = endpoint
         self.vision = vision
         self.image_max_side = image_max_side
@@ -150,9 +157,7 @@ class LLMJudge:
         image_url = None
         if self.vision:
             if not task.image:
-                raise ValueError(f"sample {task.sample_id}: field 'image' is needed for a vision judge")
-            from deepmedix.endpoints import image_data_url
-
+                raise DataError(f"sample {task.sample_id}: field 'image' is needed for a vision judge")
             image_url = image_data_url(task.image, max_side=self.image_max_side)
         return build_judge_messages(task, image_url)
 
@@ -161,7 +166,7 @@ class LLMJudge:
         outcomes: dict[int, JudgeOutcome] = {}
         retry: list[int] = []
         for k, reply in self.endpoint.chat_many(conversations, desc=desc):
-            outcome = JudgeOutcome("error")
+            outcome = JudgeOutcome(Unresolved.ERROR)
             if isinstance(reply, Exception):
                 outcome.reason = f"{type(reply).__name__}: {reply}"
                 yield k, outcome
@@ -193,7 +198,7 @@ class LLMJudge:
             k = retry[j]
             outcome = outcomes[k]
             if isinstance(reply, Exception):
-                outcome.verdict, outcome.reason = "error", f"retry failed: {type(reply).__name__}: {reply}"
+                outcome.verdict, outcome.reason = Unresolved.ERROR, f"retry failed: {type(reply).__name__}: {reply}"
                 yield k, outcome
                 continue
             outcome.calls += 1
@@ -201,7 +206,9 @@ class LLMJudge:
             outcome.completion_tokens += reply.completion_tokens
             outcome.replies.append(reply.text)
             verdict, reason = parse_verdict(reply.text)
-            outcome.verdict, outcome.reason = (verdict, reason) if verdict else ("unparseable", "no verdict in reply")
+            outcome.verdict, outcome.reason = (
+                (verdict, reason) if verdict else (Unresolved.UNPARSEABLE, "no verdict in reply")
+            )
             yield k, outcome
 
 
@@ -216,32 +223,25 @@ class RulesLabelerJudge:
 
     name = "rules-labeler"
 
-    def __init__(self, label_fn: LabelFn | None = None):
+    def __init__(self, label_fn: LabelFn = label_reports):
         self._label_fn = label_fn
-
-    def _labels(self, texts: list[str]) -> list[dict[str, int | None]]:
-        if self._label_fn is None:
-            from deepmedix.labeler import label_reports
-
-            self._label_fn = label_reports
-        return self._label_fn(texts)
 
     def judge_many(self, tasks: Sequence[JudgeTask], desc: str | None = None) -> Iterator[tuple[int, JudgeOutcome]]:
         texts: list[str] = []
         for t in tasks:
             texts.extend([t.reference, t.text_a, t.text_b])
-        labels = self._labels(texts) if texts else []
+        labels = self._label_fn(texts) if texts else []
         for k in range(len(tasks)):
             ref, a, b = labels[3 * k : 3 * k + 3]
             keys = sorted(set(ref) | set(a) | set(b))
             agree_a = sum(a.get(key) == ref.get(key) for key in keys)
             agree_b = sum(b.get(key) == ref.get(key) for key in keys)
-            verdict = "A" if agree_a > agree_b else "B" if agree_b > agree_a else "tie"
+            verdict = Verdict.A if agree_a > agree_b else Verdict.B if agree_b > agree_a else Verdict.TIE
             reason = f"labels agree with the reference on {agree_a}/{len(keys)} observations for A, {agree_b}/{len(keys)} for B"
             yield k, JudgeOutcome(verdict, reason, replies=[json.dumps({"verdict": verdict, "reason": reason})])
 
 
-def image_for(record_image: Any, prediction_file: Path) -> str | None:
+def image_for(record_image: object, prediction_file: Path) -> str | None:
     """A prediction line's image path, resolved against the prediction file's folder when relative."""
     if not record_image:
         return None

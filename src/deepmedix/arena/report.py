@@ -4,15 +4,57 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
 from deepmedix.arena.bt import ArenaFit
-from deepmedix.io import atomic_write_json, atomic_write_text
+from deepmedix.arena.options import Sampling
+from deepmedix.io import atomic_write_json, atomic_write_text, staged_folder
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
+class PositionBias(TypedDict):
+    """How often the report shown first wins, and how often a comparison's two orders disagree (None: no verdict)."""
+
+    verdicts: int
+    position_a_wins: float | None
+    position_b_wins: float | None
+    ties: float | None
+    position_a_share_of_decisive: float | None
+    unparseable_verdicts: int
+    comparisons_both_orders: int
+    order_inconsistent: float | None
+
+
+class JudgeUsage(TypedDict):
+    """What a run cost: judge calls and tokens, answers reused from the store, questions asked."""
+
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached: int
+    asked: int
+
+
+class ArenaInfo(TypedDict, total=False):
+    """What ``arena.json`` and ``arena.md`` say beside the scores: the run's settings and counts (``arena run``), or
+    the judgments file it was fitted from (``arena fit``)."""
+
+    judge: str
+    prompt_version: str
+    sampling: Sampling
+    seed: int
+    budget: int
+    comparisons: int
+    outcomes: dict[str, int]  # comparisons per outcome: a, b, tie, unparseable, error
+    position_bias: PositionBias
+    usage: JudgeUsage
+    judgments: str
+    rows: int
+    skipped_unresolved: int
+
+
+def _fmt(v: object, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     if isinstance(v, float):
@@ -20,7 +62,7 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-def markdown_report(fit: ArenaFit, info: dict[str, Any]) -> str:
+def markdown_report(fit: ArenaFit, info: ArenaInfo) -> str:
     lines = ["# Report Arena", ""]
     if info:
         if "judgments" in info:
@@ -151,34 +193,35 @@ def _interval_plot(path: Path, fit: ArenaFit) -> None:
     plt.close(fig)
 
 
-def write_outputs(out_dir: str | Path, fit: ArenaFit, info: dict[str, Any] | None = None) -> dict[str, Path]:
+def write_outputs(out_dir: str | Path, fit: ArenaFit, info: ArenaInfo | None = None) -> dict[str, Path]:
     """scores.json, arena.json, arena.md and three figures (battle counts, win rates, ranked intervals)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     info = info or {}
-    paths = {
-        "scores": out / "scores.json",
-        "arena": out / "arena.json",
-        "markdown": out / "arena.md",
-        "battles_figure": out / "arena_battles.png",
-        "win_rate_figure": out / "arena_win_rate.png",
-        "scores_figure": out / "arena_scores.png",
-    }
-    atomic_write_json(paths["scores"], fit.scores_json())
-    atomic_write_json(
-        paths["arena"],
-        {
-            **info,
-            "scale": fit.scale,
-            "confidence": fit.confidence,
-            "bootstrap_rounds": fit.bootstrap_rounds,
-            "battles_fitted": fit.n_battles,
-            "scores": fit.scores_json(),
-            **fit.matrices_json(),
-        },
-    )
-    atomic_write_text(paths["markdown"], markdown_report(fit, info))
-    _heatmap(paths["battles_figure"], fit.models, fit.battles, "Battle counts", ".0f", "Blues", 0, None)
-    _heatmap(paths["win_rate_figure"], fit.models, fit.win_rate, "Win rate of A against B", ".2f", "RdBu", 0.0, 1.0)
-    _interval_plot(paths["scores_figure"], fit)
+    with staged_folder(out) as staging:  # the scores and their report together, or nothing
+        paths = {
+            "scores": staging / "scores.json",
+            "arena": staging / "arena.json",
+            "markdown": staging / "arena.md",
+            "battles_figure": staging / "arena_battles.png",
+            "win_rate_figure": staging / "arena_win_rate.png",
+            "scores_figure": staging / "arena_scores.png",
+        }
+        atomic_write_json(paths["scores"], fit.scores_json())
+        atomic_write_json(
+            paths["arena"],
+            {
+                **info,
+                "scale": fit.scale,
+                "confidence": fit.confidence,
+                "bootstrap_rounds": fit.bootstrap_rounds,
+                "battles_fitted": fit.n_battles,
+                "scores": fit.scores_json(),
+                **fit.matrices_json(),
+            },
+        )
+        atomic_write_text(paths["markdown"], markdown_report(fit, info))
+        _heatmap(paths["battles_figure"], fit.models, fit.battles, "Battle counts", ".0f", "Blues", 0, None)
+        _heatmap(paths["win_rate_figure"], fit.models, fit.win_rate, "Win rate of A against B", ".2f", "RdBu", 0.0, 1.0)
+        _interval_plot(paths["scores_figure"], fit)
+    paths = {name: out / path.name for name, path in paths.items()}
     return paths

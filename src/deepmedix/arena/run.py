@@ -18,16 +18,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from deepmedix.arena.bt import Battle, fit_arena
+from deepmedix.arena.bt import WINNER_VALUES, ArenaFit, Battle, JudgmentRow, fit_arena
 from deepmedix.arena.judges import PROMPT_VERSION, Judge, JudgeOutcome, JudgeTask, image_for
-from deepmedix.arena.sampling import PairStats, Sampling, pair_probabilities
+from deepmedix.arena.options import ArenaOptions, Sampling, Scale
+from deepmedix.arena.outcomes import SHOWN_ORDERS, ShownOrder, Unresolved, Verdict, Winner, winner_of
+from deepmedix.arena.report import JudgeUsage, PositionBias, write_outputs
+from deepmedix.arena.sampling import PairStats, pair_probabilities
 from deepmedix.arena.store import JudgmentKey, JudgmentStore
 from deepmedix.endpoints import content_key
-from deepmedix.io import atomic_write_jsonl, read_jsonl
+from deepmedix.errors import DataError, InputFileError, OptionError
+from deepmedix.io import atomic_write_jsonl, iter_jsonl_objects
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +48,13 @@ class Entry:
 def model_names(paths: Sequence[Path], names: Sequence[str] | None = None) -> list[str]:
     if names:
         if len(names) != len(paths):
-            raise ValueError(f"--names gives {len(names)} names for {len(paths)} prediction files")
+            raise OptionError(f"--names gives {len(names)} names for {len(paths)} prediction files")
         chosen = list(names)
     else:
         chosen = [Path(p).name.removesuffix(".jsonl").removesuffix(".predictions") for p in paths]
     dupes = sorted({n for n in chosen if chosen.count(n) > 1})
     if dupes:
-        raise ValueError(f"model names must differ, {dupes} repeats: name the models with --names")
+        raise OptionError(f"model names must differ, {dupes} repeats: name the models with --names")
     return chosen
 
 
@@ -58,35 +62,33 @@ def load_predictions(path: Path) -> dict[str, Entry]:
     """Report predictions of one model by sample id; lines of other tasks are skipped. An empty prediction is kept:
     a model that wrote nothing competes (and loses), it is not excused from the comparison."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: prediction file not found")
     entries: dict[str, Entry] = {}
-    for i, row in enumerate(read_jsonl(path, tolerate_torn_tail=True), start=1):
-        where = f"{path}, record {i}"
-        if not isinstance(row, dict):
-            raise ValueError(f"{where}: expected a JSON object")
+    lines: dict[str, int] = {}
+    # A last line cut short by a kill of `deepmedix predict` is left out, as predict itself would on resuming.
+    for line, row in iter_jsonl_objects(path, tolerate_torn_tail=True):
         task = row.get("task")
         if not isinstance(task, str):
-            raise ValueError(f"{where}: field 'task' must be a string")
+            raise InputFileError(path, "must be a string", line=line, field="task")
         if not task.startswith("report"):
             continue
         sid = row.get("id")
         if not isinstance(sid, str | int) or isinstance(sid, bool) or str(sid) == "":
-            raise ValueError(f"{where}: field 'id' must be a non-empty string")
+            raise InputFileError(path, "must be a non-empty string", line=line, field="id")
         sid = str(sid)
         for key in ("prediction", "reference"):
             if row.get(key) is not None and not isinstance(row[key], str):
-                raise ValueError(f"{where} (id {sid}): field '{key}' must be a string")
+                raise InputFileError(path, f"must be a string (id {sid})", line=line, field=key)
         if not isinstance(row.get("reference"), str) or not row["reference"].strip():
-            raise ValueError(f"{where} (id {sid}): field 'reference' is missing or empty")
+            raise InputFileError(path, f"missing or empty (id {sid})", line=line, field="reference")
         if sid in entries:
-            raise ValueError(f"{where}: id {sid!r} appears twice")
+            raise InputFileError(path, f"{sid!r} repeats line {lines[sid]}", line=line, field="id")
         if "prediction" not in row:
-            raise ValueError(f"{where} (id {sid}): field 'prediction' is missing")
+            raise InputFileError(path, f"missing (id {sid})", line=line, field="prediction")
         prediction = (row.get("prediction") or "").strip()
         entries[sid] = Entry(sid, task, prediction, row["reference"], image_for(row.get("image"), path))
+        lines[sid] = line
     if not entries:
-        raise ValueError(f"{path}: no report predictions (lines with a 'task' starting with 'report')")
+        raise DataError(f"{path}: no report predictions (lines with a 'task' starting with 'report')")
     return entries
 
 
@@ -96,54 +98,43 @@ class Draw:
     pair: int
     sample_id: str
     prob: float
-    outcomes: dict[str, JudgeOutcome] = field(default_factory=dict)  # by shown order 'ab' / 'ba'
-    winner: str = "error"  # 'a' | 'b' | 'tie' | 'unparseable' | 'error'
+    outcomes: dict[ShownOrder, JudgeOutcome] = field(default_factory=dict)
+    winner: Winner | Unresolved = Unresolved.ERROR
 
 
-def _order_winner(verdict: str, order: str) -> str | None:
-    """A position verdict as the canonical pair's winner ('a', 'b', 'tie'), or None when unparseable."""
-    if verdict == "tie":
-        return "tie"
-    if verdict not in ("A", "B"):
-        return None
-    shown_first_wins = verdict == "A"
-    if order == "ab":
-        return "a" if shown_first_wins else "b"
-    return "b" if shown_first_wins else "a"
+def combine(outcomes: dict[ShownOrder, JudgeOutcome]) -> Winner | Unresolved:
+    """The comparison's outcome from its two orders: their winner when they agree, else a tie; unresolved when
+    either order has no verdict (a failed call counts before an unreadable reply)."""
+    verdicts = [outcomes[o].verdict if o in outcomes else Unresolved.ERROR for o in SHOWN_ORDERS]
+    for unresolved in (Unresolved.ERROR, Unresolved.UNPARSEABLE):
+        if unresolved in verdicts:
+            return unresolved
+    first, second = (winner_of(Verdict(v), o) for v, o in zip(verdicts, SHOWN_ORDERS, strict=True))
+    return first if first == second else Winner.TIE
 
 
-def combine(outcomes: dict[str, JudgeOutcome]) -> str:
-    verdicts = [outcomes[o].verdict if o in outcomes else "error" for o in ("ab", "ba")]
-    if "error" in verdicts:
-        return "error"
-    if "unparseable" in verdicts:
-        return "unparseable"
-    wa, wb = _order_winner(verdicts[0], "ab"), _order_winner(verdicts[1], "ba")
-    return wa if wa == wb else "tie"  # type: ignore[return-value]
-
-
-def position_bias(draws: Sequence[Draw]) -> dict[str, Any]:
+def position_bias(draws: Sequence[Draw]) -> PositionBias:
     """How often the report shown first wins, and how often the two orders disagree."""
-    counts = {"A": 0, "B": 0, "tie": 0, "unparseable": 0}
+    counts = dict.fromkeys((*Verdict, Unresolved.UNPARSEABLE), 0)
     both, inconsistent = 0, 0
     for d in draws:
         for o in d.outcomes.values():
             if o.verdict in counts:
                 counts[o.verdict] += 1
-        if d.winner in ("a", "b", "tie"):
+        if isinstance(d.winner, Winner):
             both += 1
-            wa = _order_winner(d.outcomes["ab"].verdict, "ab")
-            wb = _order_winner(d.outcomes["ba"].verdict, "ba")
+            wa = winner_of(Verdict(d.outcomes["ab"].verdict), "ab")
+            wb = winner_of(Verdict(d.outcomes["ba"].verdict), "ba")
             inconsistent += wa != wb
-    parsed = counts["A"] + counts["B"] + counts["tie"]
-    decisive = counts["A"] + counts["B"]
+    parsed = counts[Verdict.A] + counts[Verdict.B] + counts[Verdict.TIE]
+    decisive = counts[Verdict.A] + counts[Verdict.B]
     return {
         "verdicts": parsed,
-        "position_a_wins": counts["A"] / parsed if parsed else None,
-        "position_b_wins": counts["B"] / parsed if parsed else None,
-        "ties": counts["tie"] / parsed if parsed else None,
-        "position_a_share_of_decisive": counts["A"] / decisive if decisive else None,
-        "unparseable_verdicts": counts["unparseable"],
+        "position_a_wins": counts[Verdict.A] / parsed if parsed else None,
+        "position_b_wins": counts[Verdict.B] / parsed if parsed else None,
+        "ties": counts[Verdict.TIE] / parsed if parsed else None,
+        "position_a_share_of_decisive": counts[Verdict.A] / decisive if decisive else None,
+        "unparseable_verdicts": counts[Unresolved.UNPARSEABLE],
         "comparisons_both_orders": both,
         "order_inconsistent": inconsistent / both if both else None,
     }
@@ -154,11 +145,11 @@ class ArenaRun:
     models: list[str]
     draws: list[Draw]
     judge: str
-    usage: dict[str, int]
-    bias: dict[str, Any]
+    usage: JudgeUsage
+    bias: PositionBias
     out_dir: Path
-    fit: Any = None
-    outcome_counts: dict[str, int] = field(default_factory=dict)
+    fit: ArenaFit | None = None  # None when no comparison could be fitted
+    outcome_counts: dict[Winner | Unresolved, int] = field(default_factory=dict)
 
 
 def run_arena(
@@ -166,25 +157,29 @@ def run_arena(
     judge: Judge,
     out_dir: str | Path,
     budget: int,
-    sampling: Sampling = "active",
-    seed: int = 0,
+    sampling: Sampling = ArenaOptions.sampling,
+    seed: int = ArenaOptions.seed,
     names: Sequence[str] | None = None,
-    batch_size: int = 8,
-    bootstrap_rounds: int = 200,
-    scale: str = "minmax",
-    vision: bool = False,
+    batch_size: int = ArenaOptions.batch_size,
+    bootstrap_rounds: int = ArenaOptions.bootstrap_rounds,
+    scale: Scale = ArenaOptions.scale,
+    vision: bool = ArenaOptions.vision,
     progress: bool = True,
 ) -> ArenaRun:
     """Run (or resume) an arena over ``budget`` comparisons and write everything under ``out_dir``."""
-    from tqdm.auto import tqdm
-
-    from deepmedix.arena.report import write_outputs
-
-    if budget < 1:
-        raise ValueError(f"--budget must be at least 1, got {budget}")
+    # Checks every setting before anything is read or asked.
+    ArenaOptions(
+        budget=budget,
+        sampling=sampling,
+        seed=seed,
+        batch_size=batch_size,
+        bootstrap_rounds=bootstrap_rounds,
+        scale=scale,
+        vision=vision,
+    )
     paths = [Path(p) for p in prediction_files]
     if len(paths) < 2:
-        raise ValueError("the arena needs prediction files of at least two models")
+        raise OptionError("the arena needs prediction files of at least two models")
     models = model_names(paths, names)
     tables = {m: load_predictions(p) for m, p in zip(models, paths, strict=True)}
     models = sorted(models)  # canonical order: a pair is (model_a, model_b) with model_a < model_b
@@ -194,7 +189,7 @@ def run_arena(
         if not pool:
             log.warning("%s and %s share no answered report sample: that pair is never compared", models[i], models[j])
     if not any(pools):
-        raise ValueError("no report sample was answered by two of the models: nothing to compare")
+        raise DataError("no report sample was answered by two of the models: nothing to compare")
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -203,7 +198,7 @@ def run_arena(
     rng = np.random.default_rng(seed)
     stats = [PairStats() for _ in pairs]
     draws: list[Draw] = []
-    usage = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached": 0, "asked": 0}
+    usage: JudgeUsage = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached": 0, "asked": 0}
     bar = tqdm(total=budget, desc=f"arena ({judge.name})", unit="cmp", disable=not progress)
     try:
         while len(draws) < budget:
@@ -224,8 +219,8 @@ def run_arena(
             _judge_batch(batch, pairs, models, tables, judge, store, vision, usage)
             for d in batch:
                 d.winner = combine(d.outcomes)
-                if d.winner in ("a", "b", "tie"):
-                    stats[d.pair].add({"a": 1.0, "b": 0.0, "tie": 0.5}[d.winner])
+                if isinstance(d.winner, Winner):
+                    stats[d.pair].add(WINNER_VALUES[d.winner])
                 i, j = pairs[d.pair]
                 store.record_draw(run_key, d.step, models[i], models[j], d.sample_id, d.prob, d.winner)
             draws.extend(batch)
@@ -236,19 +231,23 @@ def run_arena(
         bar.close()
         store.close()
 
-    counts = {w: sum(d.winner == w for d in draws) for w in ("a", "b", "tie", "unparseable", "error")}
+    counts = {w: sum(d.winner == w for d in draws) for w in (*Winner, *Unresolved)}
     result = ArenaRun(models, draws, judge.name, usage, position_bias(draws), out, outcome_counts=counts)
     battles = [
         Battle(models[pairs[d.pair][0]], models[pairs[d.pair][1]], d.winner, d.prob)
         for d in draws
-        if d.winner in ("a", "b", "tie")
+        if isinstance(d.winner, Winner)
     ]
-    if counts["error"]:
-        log.warning("%d comparisons failed at the endpoint: rerun the same command to ask them again", counts["error"])
-    if counts["unparseable"]:
-        log.warning("%d comparisons had an unparseable verdict and are left out of the fit", counts["unparseable"])
+    if counts[Unresolved.ERROR]:
+        log.warning(
+            "%d comparisons failed at the endpoint: rerun the same command to ask them again", counts[Unresolved.ERROR]
+        )
+    if counts[Unresolved.UNPARSEABLE]:
+        log.warning(
+            "%d comparisons had an unparseable verdict and are left out of the fit", counts[Unresolved.UNPARSEABLE]
+        )
     if battles:
-        result.fit = fit_arena(battles, models, bootstrap_rounds=bootstrap_rounds, scale=scale, seed=seed)  # type: ignore[arg-type]
+        result.fit = fit_arena(battles, models, bootstrap_rounds=bootstrap_rounds, scale=scale, seed=seed)
         write_outputs(
             out,
             result.fit,
@@ -275,15 +274,15 @@ def _judge_batch(
     judge: Judge,
     store: JudgmentStore,
     vision: bool,
-    usage: dict[str, int],
+    usage: JudgeUsage,
 ) -> None:
-    asks: list[tuple[Draw, str, JudgmentKey, JudgeTask]] = []
+    asks: list[tuple[Draw, ShownOrder, JudgmentKey, JudgeTask]] = []
     for d in batch:
         i, j = pairs[d.pair]
         ea, eb = tables[models[i]][d.sample_id], tables[models[j]][d.sample_id]
         image = ea.image if vision else None
         digest = content_key(ea.reference, ea.prediction, eb.prediction, image)
-        for order in ("ab", "ba"):
+        for order in SHOWN_ORDERS:
             key = JudgmentKey(judge.name, PROMPT_VERSION, d.sample_id, models[i], models[j], order, digest)
             cached = store.get(key)
             if cached is not None:
@@ -302,14 +301,17 @@ def _judge_batch(
         usage["calls"] += outcome.calls
         usage["prompt_tokens"] += outcome.prompt_tokens
         usage["completion_tokens"] += outcome.completion_tokens
-        if outcome.verdict != "error":
-            winner = _order_winner(outcome.verdict, order)
-            name = {"a": key.model_a, "b": key.model_b, "tie": "tie"}.get(winner or "")
-            store.put(key, outcome, name)  # stored the moment it is known: a kill loses only calls in flight
+        if outcome.verdict == Unresolved.ERROR:
+            continue
+        name = None  # an unparseable reply has no winner
+        if outcome.verdict != Unresolved.UNPARSEABLE:
+            winner = winner_of(Verdict(outcome.verdict), order)
+            name = {Winner.A: key.model_a, Winner.B: key.model_b, Winner.TIE: "tie"}[winner]
+        store.put(key, outcome, name)  # stored the moment it is known: a kill loses only calls in flight
 
 
-def _judgment_rows(draws: Sequence[Draw], pairs: list[tuple[int, int]], models: list[str]) -> list[dict[str, Any]]:
-    rows = []
+def _judgment_rows(draws: Sequence[Draw], pairs: list[tuple[int, int]], models: list[str]) -> list[JudgmentRow]:
+    rows: list[JudgmentRow] = []
     for d in draws:
         i, j = pairs[d.pair]
         rows.append(
@@ -320,7 +322,7 @@ def _judgment_rows(draws: Sequence[Draw], pairs: list[tuple[int, int]], models: 
                 "prob": d.prob,
                 "sample_id": d.sample_id,
                 "step": d.step,
-                "verdicts": {o: d.outcomes[o].verdict for o in ("ab", "ba") if o in d.outcomes},
+                "verdicts": {o: d.outcomes[o].verdict for o in SHOWN_ORDERS if o in d.outcomes},
             }
         )
     return rows

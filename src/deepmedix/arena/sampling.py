@@ -16,11 +16,11 @@ is the same quantity without the 1/P factor, which keeps early draws stable (see
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-Sampling = Literal["active", "uniform"]
+from deepmedix.arena.options import ArenaOptions, Sampling, check_sampling
+
 PRIOR_COMPARISONS = 2  # one imaginary win and one imaginary loss per pair
 
 
@@ -54,21 +54,16 @@ def active_weights(stats: list[PairStats]) -> np.ndarray:
 
 
 def pair_probabilities(
-    stats: list[PairStats], method: Sampling = "active", available: np.ndarray | None = None
+    stats: list[PairStats], method: Sampling = ArenaOptions.sampling, available: np.ndarray | None = None
 ) -> np.ndarray:
     """Sampling probabilities over pairs (sum 1); pairs marked unavailable (no sample left) get 0."""
     k = len(stats)
     mask = np.ones(k, dtype=bool) if available is None else np.asarray(available, dtype=bool)
     if not mask.any():
         raise ValueError("no pair left to compare")
-    if method == "uniform":
-        weights = np.ones(k)
-    elif method == "active":
-        weights = active_weights(stats)
-        # A pair whose outcomes so far are all identical ties still has positive variance through the prior; the
-        # floor only guards a degenerate zero so every available pair keeps a chance.
-        weights = np.maximum(weights, 1e-12)
-    else:
-        raise ValueError(f"unknown sampling {method!r}: use 'active' or 'uniform'")
+    check_sampling(method)
+    # Under the active rule a pair whose outcomes so far are all identical ties still has positive variance through
+    # the prior; the floor only guards a degenerate zero so every available pair keeps a chance.
+    weights = np.ones(k) if method == "uniform" else np.maximum(active_weights(stats), 1e-12)
     weights = np.where(mask, weights, 0.0)
     return weights / weights.sum()

@@ -13,9 +13,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from deepmedix.arena.judges import JudgeOutcome
+from deepmedix.arena.outcomes import ShownOrder, Unresolved, Verdict, Winner
+from deepmedix.errors import DataError
+
+# What a judgment row may hold: a failed call ("error") is never stored, so a rerun asks again.
+STORED_VERDICTS: dict[str, Verdict | Unresolved] = {v.value: v for v in (*Verdict, Unresolved.UNPARSEABLE)}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS judgments (
@@ -57,7 +61,7 @@ class JudgmentKey:
     sample_id: str
     model_a: str
     model_b: str
-    shown_order: str
+    shown_order: ShownOrder
     content_hash: str
 
     def as_tuple(self) -> tuple[str, ...]:
@@ -83,7 +87,7 @@ class JudgmentStore:
             self._db.executescript(SCHEMA)
             self._db.commit()
         except sqlite3.DatabaseError as e:
-            raise ValueError(f"{self.path}: not a usable arena judgment database ({e})") from None
+            raise DataError(f"{self.path}: not a usable arena judgment database ({e})") from None
 
     def get(self, key: JudgmentKey) -> JudgeOutcome | None:
         with self._lock:
@@ -94,12 +98,16 @@ class JudgmentStore:
             ).fetchone()
         if row is None:
             return None
+        verdict = STORED_VERDICTS.get(row[0])
+        if verdict is None:
+            raise DataError(f"{self.path}: stored verdict {row[0]!r} is none of {', '.join(STORED_VERDICTS)}")
         # A cached answer costs nothing now: calls and tokens count this run's spending only.
-        return JudgeOutcome(verdict=row[0], reason=row[1] or "", replies=json.loads(row[2]))
+        return JudgeOutcome(verdict=verdict, reason=row[1] or "", replies=json.loads(row[2]))
 
     def put(self, key: JudgmentKey, outcome: JudgeOutcome, winner: str | None) -> None:
-        if outcome.verdict not in ("A", "B", "tie", "unparseable"):
-            raise ValueError(f"refusing to store verdict {outcome.verdict!r}")
+        """Store a judgment; ``winner`` is the winning model's name, "tie", or None when unparseable."""
+        if outcome.verdict not in STORED_VERDICTS:
+            raise ValueError(f"refusing to store verdict '{outcome.verdict}'")
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO judgments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -118,7 +126,14 @@ class JudgmentStore:
             self._db.commit()
 
     def record_draw(
-        self, run_key: str, step: int, model_a: str, model_b: str, sample_id: str, prob: float, winner: str
+        self,
+        run_key: str,
+        step: int,
+        model_a: str,
+        model_b: str,
+        sample_id: str,
+        prob: float,
+        winner: Winner | Unresolved,
     ) -> None:
         with self._lock:
             self._db.execute(
@@ -126,20 +141,6 @@ class JudgmentStore:
                 (run_key, step, model_a, model_b, sample_id, prob, winner, time.time()),
             )
             self._db.commit()
-
-    def count(self, table: str = "judgments") -> int:
-        if table not in ("judgments", "draws"):
-            raise ValueError(table)
-        with self._lock:
-            return int(self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-
-    def rows(self, table: str = "judgments") -> list[dict[str, Any]]:
-        if table not in ("judgments", "draws"):
-            raise ValueError(table)
-        with self._lock:
-            cur = self._db.execute(f"SELECT * FROM {table}")
-            names = [c[0] for c in cur.description]
-            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
     def close(self) -> None:
         with self._lock:

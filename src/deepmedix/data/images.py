@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from deepmedix.errors import ImageError
+
 # Refuse anything larger before decoding it (a decompression bomb costs memory, not disk). Real CXRs are at most
 # ~4,300 px a side; the limits leave ample room.
 DEFAULT_MAX_SIDE = 16_384
@@ -22,10 +24,6 @@ DEFAULT_MAX_PIXELS = 80_000_000
 
 # Without a window in the file, the grey range is stretched between these percentiles of the pixel values.
 PERCENTILE_WINDOW = (0.5, 99.5)
-
-
-class ImageError(ValueError):
-    """An image that cannot be used: unreadable, truncated, not an image, or too large. The message names it."""
 
 
 @dataclass

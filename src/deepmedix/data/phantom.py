@@ -15,7 +15,9 @@ import numpy as np
 from PIL import Image
 
 from deepmedix.data.schema import Box, ImageRef, Provenance, Sample, sample_to_json
+from deepmedix.errors import DataError, OptionError
 from deepmedix.io import atomic_write_bytes, atomic_write_text
+from deepmedix.protocol import format_completion
 
 SIDES = ("right", "left")
 LEVELS = ("upper", "middle", "lower")
@@ -95,11 +97,10 @@ def phantom_reasoning(sample: Sample, model_frame) -> str:
     One short step per lesion ("Step 1: right upper zone [x0, y0, x1, y1] shows a round opacity."); a sample
     without boxes cites the lung its question names, as clear.
     """
-    from deepmedix.protocol import format_completion
 
     w, h = sample.image.width, sample.image.height
     if not (w and h):
-        raise ValueError(f"sample {sample.id!r}, field 'images': width and height are needed")
+        raise DataError(f"sample {sample.id!r}, field 'images': width and height are needed")
 
     def fmt(box: Sequence[float]) -> str:
         return "[" + ", ".join(str(round(v)) for v in model_frame.to_model(box, w, h)) + "]"
@@ -134,9 +135,9 @@ def make_phantom_samples(
     """
     unknown = [k for k in kinds if k not in SAMPLE_KINDS]
     if unknown or not kinds:
-        raise ValueError(f"kinds {list(kinds)!r}: each must be one of {SAMPLE_KINDS}")
+        raise OptionError(f"kinds {list(kinds)!r}: each must be one of {SAMPLE_KINDS}")
     if n < 0:
-        raise ValueError(f"n must be ≥ 0, got {n}")
+        raise OptionError(f"n must be ≥ 0, got {n}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -3,8 +3,11 @@
 MIT-LCP/mimic-cxr (``txt/section_parser.py``, used by ``create_section_files.py``) splits a report at capitalised
 headers followed by a colon at the start of a line, normalises the header names (typos, synonyms such as
 CONCLUSION → impression, view descriptions such as "PA AND LATERAL VIEWS OF THE CHEST" → findings), drops empty
-findings/impression sections and keeps the *last* section of each name. The same rules are applied here (written
-afresh: that parser is not packaged on PyPI).
+findings/impression sections and keeps the *last* section of each name. A report with neither FINDINGS nor
+IMPRESSION gets its parser's fallback: the last section is cut at its first blank line and the rest becomes a
+``last_paragraph`` section (its ``create_section_files.py`` uses that as the report's conclusion). The same rules are
+applied here (written afresh: that parser is not packaged on PyPI). Not applied: its per-study hand-made rules
+(custom section names and character ranges for a few dozen MIMIC-CXR studies).
 """
 
 from __future__ import annotations
@@ -97,11 +100,16 @@ def normalize_section_name(name: str) -> str:
     return s
 
 
+# A blank line (the official parser looks for "\n \n", MIMIC-CXR's blank lines holding one space).
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+
 @dataclass
 class ReportSections:
     findings: str | None
     impression: str | None
     sections: list[tuple[str, str]]  # (normalised name, text) in report order, including the preamble
+    last_paragraph: str | None = None  # only for a report with neither findings nor impression
 
 
 def split_sections(text: str) -> list[tuple[str, str]]:
@@ -118,10 +126,21 @@ def split_sections(text: str) -> list[tuple[str, str]]:
 
 
 def extract_sections(text: str) -> ReportSections:
-    """FINDINGS and IMPRESSION of a report (``None`` when the report has no such section, or it is empty)."""
+    """FINDINGS and IMPRESSION of a report (``None`` when the report has no such section, or it is empty).
+
+    With neither, the last section's text after its first blank line is the ``last_paragraph`` (``None`` if the last
+    section has no blank line inside it), as the official parser does.
+    """
     sections = [
         (n, t) for n, t in split_sections(text) if not (n in ("findings", "impression") and not t.strip())
     ]  # empty duplicates are dropped
+    names = {n for n, _ in sections}
+    if "findings" not in names and "impression" not in names and sections:
+        name, body = sections[-1]
+        parts = _BLANK_LINE.split(body.strip("\n"), maxsplit=1)
+        if len(parts) == 2 and parts[1].strip():
+            sections[-1] = (name, parts[0])
+            sections.append(("last_paragraph", parts[1]))
 
     def last(name: str) -> str | None:
         for n, t in reversed(sections):
@@ -130,4 +149,9 @@ def extract_sections(text: str) -> ReportSections:
                 return cleaned or None
         return None
 
-    return ReportSections(findings=last("findings"), impression=last("impression"), sections=sections)
+    return ReportSections(
+        findings=last("findings"),
+        impression=last("impression"),
+        sections=sections,
+        last_paragraph=last("last_paragraph"),
+    )

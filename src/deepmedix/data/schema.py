@@ -8,32 +8,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from deepmedix.data.enums import AnswerType, Split, Task
+from deepmedix.errors import ImageError, SampleFileError
+from deepmedix.io import decode_utf8, iter_jsonl_lines, json_kind, parse_json
+
 SCHEMA_VERSION = "1.0"
-
-
-class Task(StrEnum):
-    REPORT_FINDINGS = "report_findings"
-    REPORT_IMPRESSION = "report_impression"
-    VQA = "vqa"
-    GROUNDING = "grounding"
-
-
-class AnswerType(StrEnum):
-    CLOSED = "closed"  # one short answer, scored by exact match
-    MULTI = "multi"  # a set written "a | b | c", scored by set F1
-    OPEN = "open"  # free text (reports, phrases), scored by BLEU/ROUGE
-
-
-class Split(StrEnum):
-    TRAIN = "train"
-    VAL = "val"
-    TEST = "test"
 
 
 # Question types of the two VQA sources (SPEC §3); other sources may add their own.
@@ -72,10 +56,10 @@ class ImageRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str
+    path: str = Field(min_length=1)
     view: str | None = None  # PA, AP, LATERAL, Frontal, Lateral ... as the source names it
-    width: int | None = None  # original pixels
-    height: int | None = None
+    width: int | None = Field(default=None, gt=0)  # original pixels
+    height: int | None = Field(default=None, gt=0)
     pixel_spacing: list[float] | None = None  # mm per pixel (row, column), from DICOM when known
 
 
@@ -122,19 +106,35 @@ class Sample(BaseModel):
         return self.images[0]
 
 
-class SampleFileError(ValueError):
-    """A sample file that cannot be read: names the file, the line and the field."""
+def parse_sample(line: str | bytes, file: str | Path, lineno: int | None = None) -> Sample:
+    """One sample from one JSONL line, checked strictly; a bad line raises :class:`SampleFileError` naming the
+    file, the line and the field.
 
-    def __init__(self, file: str | Path, line: int, field: str | None, message: str):
-        self.file, self.line, self.field = str(file), line, field
-        where = f"{file}, line {line}" + (f", field '{field}'" if field else "")
-        super().__init__(f"{where}: {message}")
+    Strict as JSON is typed: a number is not a string, ``"512"`` is not a size, ``5.5`` is not an integer; NaN,
+    Infinity, out-of-range numbers and invalid text are refused by the project's reader first (:func:`parse_json`;
+    about 30 µs a line with the validation, three times pydantic's parser alone).
+    """
+    text = decode_utf8(line, file, SampleFileError, line=lineno) if isinstance(line, bytes) else line
+    obj = parse_json(text, file, line=lineno, error=SampleFileError)
+    if not isinstance(obj, dict):
+        raise SampleFileError(file, f"expected a JSON object (a sample), got {json_kind(obj)}", line=lineno)
+    try:
+        return Sample.model_validate_json(text, strict=True)  # the checked text: strict JSON typing, enums by value
+    except ValidationError as e:
+        raise SampleFileError.from_validation(file, e, line=lineno) from None
 
 
-def _first_error_field(err: ValidationError) -> tuple[str | None, str]:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first.get("loc", ())) or None
-    return loc, first.get("msg", str(err))
+def iter_numbered_samples(path: str | Path, resolve_images: bool = True) -> Iterator[tuple[int, Sample]]:
+    """(line number, sample) of each sample of a JSONL file (see :func:`iter_samples`)."""
+    path = Path(path)
+    base = path.resolve().parent
+    for lineno, raw in iter_jsonl_lines(path):
+        sample = parse_sample(raw, path, lineno)
+        if resolve_images:
+            for img in sample.images:
+                if not Path(img.path).is_absolute():
+                    img.path = str(base / img.path)
+        yield lineno, sample
 
 
 def iter_samples(path: str | Path, resolve_images: bool = True) -> Iterator[Sample]:
@@ -142,30 +142,39 @@ def iter_samples(path: str | Path, resolve_images: bool = True) -> Iterator[Samp
 
     With ``resolve_images`` relative image paths are made absolute against the file's folder.
     """
-    path = Path(path)
-    base = path.resolve().parent
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SampleFileError(path, lineno, None, f"not valid JSON ({e.msg})") from None
-            try:
-                sample = Sample.model_validate(raw)
-            except ValidationError as e:
-                field, msg = _first_error_field(e)
-                raise SampleFileError(path, lineno, field, msg) from None
-            if resolve_images:
-                for img in sample.images:
-                    if not Path(img.path).is_absolute():
-                        img.path = str(base / img.path)
-            yield sample
+    for _, sample in iter_numbered_samples(path, resolve_images):
+        yield sample
 
 
 def load_samples(path: str | Path, resolve_images: bool = True) -> list[Sample]:
     return list(iter_samples(path, resolve_images=resolve_images))
+
+
+def load_numbered_samples(path: str | Path, resolve_images: bool = True) -> list[tuple[int, Sample]]:
+    return list(iter_numbered_samples(path, resolve_images=resolve_images))
+
+
+def check_sample_images(path: str | Path, numbered: Iterable[tuple[int, Sample]], headers: bool = True) -> None:
+    """Every image the samples name exists and (with ``headers``) is an image of acceptable size, read from its
+    header only; else :class:`SampleFileError` naming the samples file, the line and the image's field. Commands
+    call this before they load a model, so a bad sample fails in a second, not after the model is up."""
+    from deepmedix.data.images import image_size  # numpy and PIL: only for the commands that read images
+
+    for lineno, sample in numbered:
+        for i, image in enumerate(sample.images):
+            where = f"images[{i}].path"
+            if not Path(image.path).is_file():
+                what = "is a folder, not an image" if Path(image.path).is_dir() else "not found"
+                raise SampleFileError(path, f"image {image.path} {what}", line=lineno, field=where)
+            if headers:
+                try:
+                    image_size(image.path)
+                except ImageError as e:
+                    raise SampleFileError(path, str(e), line=lineno, field=where) from None
+                except OSError as e:
+                    raise SampleFileError(
+                        path, f"image {image.path}: {e.strerror or e}", line=lineno, field=where
+                    ) from None
 
 
 def sample_to_json(sample: Sample) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from deepmedix.data.schema import Sample, iter_samples
+from deepmedix.io import atomic_open
 
 
 def answer_words(sample: Sample) -> int:
@@ -130,8 +131,6 @@ def draw_stats(stats: DatasetStats, out: str | Path, title: str = "") -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from deepmedix.io import atomic_open
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.2))
     ax = axes[0]

@@ -8,7 +8,7 @@ same code drives the real recipes on GPUs.
 
 from __future__ import annotations
 
-import json
+import errno
 import logging
 import os
 import random
@@ -20,8 +20,35 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepmedix.data.schema import AnswerType, Sample, Task, load_samples, sample_to_json
-from deepmedix.io import atomic_write_json, atomic_write_jsonl
+from deepmedix.annotation.create import create_review, parse_annotators
+from deepmedix.arena.judges import LLMJudge, RulesLabelerJudge
+from deepmedix.arena.run import run_arena
+from deepmedix.data.bundled import prepare_bundled
+from deepmedix.data.enums import AnswerType, Task
+from deepmedix.data.phantom import SAMPLE_KINDS, make_phantom_samples
+from deepmedix.data.schema import (
+    Sample,
+    check_sample_images,
+    iter_samples,
+    load_numbered_samples,
+    load_samples,
+    sample_to_json,
+)
+from deepmedix.data.stats import compute_stats, draw_stats, print_stats
+from deepmedix.demo.config import DemoConfig
+from deepmedix.demo.report import write_demo_report
+from deepmedix.endpoints import ChatEndpoint, EndpointConfig
+from deepmedix.errors import DataError
+from deepmedix.evaluation.evaluate import Evaluator
+from deepmedix.evaluation.options import EvalOptions
+from deepmedix.evaluation.predictions import load_predictions
+from deepmedix.evaluation.report import write_reports
+from deepmedix.evaluation.stage_comparison import compare_stages
+from deepmedix.inference.predict import benchmark_name, predict_file
+from deepmedix.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, check_output, read_json, read_yaml
+from deepmedix.protocol import LARGEST_NEW_TOKENS, load_prompt_template
+from deepmedix.training.coldstart.synthesize import synthesize
+from deepmedix.training.coldstart.teachers import EndpointTeacher, TemplateTeacher
 
 log = logging.getLogger(__name__)
 
@@ -33,35 +60,6 @@ MODELS = ("base", "stage1", "stage2", "stage3")
 PHANTOM_TRAIN_SEED = 100
 PHANTOM_HELDOUT_SEED = 200
 HELDOUT_SOURCE = "phantom"
-
-
-@dataclass
-class DemoConfig:
-    out: Path = Path("runs/demo")
-    recipes: Path | None = None  # a folder with sft.yaml, coldstart.yaml, grpo.yaml; None: the packaged small recipes
-    data: Path | None = None  # a samples JSONL; None: the bundled sample + phantom images
-    base_model: str | None = None  # None: the recipe's model ("small" for the small recipes)
-    fresh: bool = False
-    per_benchmark: int = 10  # test samples per benchmark group (source × task) that every model answers; 0: all
-    phantom_train: int = 3200  # bundled data only: phantom training samples (grounding, presence, zones, reports)
-    phantom_heldout: int = 240  # bundled data only: held-out phantom samples, all answered by every model
-    coldstart_samples: int = 600  # training samples given to the cold-start teacher
-    grpo_samples: int = 160
-    max_steps: dict[str, int] | None = None  # per-stage override, e.g. {"sft": 10} for a quick test
-    max_new_tokens: int = 128
-    batch_size: int = 16
-    threads: int | None = 1  # torch threads of the demo's process on a CPU (None: torch's choice); see docs/demo.md
-    prediction_workers: int | None = None  # processes predicting in parallel (None: 2 on a CPU, 1 on a GPU)
-    backend: str = "transformers"
-    teacher: str = "offline"  # or the base URL of an OpenAI-compatible endpoint
-    teacher_model: str = "gpt-4.1"
-    judge: str = "offline"  # or the base URL of an OpenAI-compatible endpoint
-    judge_model: str = "gpt-4.1"
-    arena_budget: int = 120
-    review_samples: int = 12
-    chexbert: Path | None = None
-    meteor: bool = True
-    seed: int = 0
 
 
 @dataclass
@@ -103,13 +101,13 @@ class Demo:
         marker = self._marker(name)
         if not marker.is_file():
             return False
-        return all(Path(p).exists() for p in json.loads(marker.read_text())["outputs"].values())
+        return all(Path(p).exists() for p in read_json(marker)["outputs"].values())
 
     def stage(self, name: str, title: str, fn: Callable[[], dict[str, str]]) -> dict[str, str]:
         """Run ``fn`` unless its marker says it finished and every output it listed still exists."""
         marker = self._marker(name)
         if self._done(name):
-            done = json.loads(marker.read_text())
+            done = read_json(marker)
             self.console.print(f"[dim]✓ {title}: done earlier, skipped[/dim]")
             self.records.append(StageRecord(name, done["seconds"], True, done["outputs"]))
             return done["outputs"]
@@ -133,7 +131,7 @@ class Demo:
             self._bundled_with_phantoms(all_path)
         samples = load_samples(all_path)
         rng = random.Random(self.cfg.seed)
-        train = [s for s in samples if s.split != "test"]
+        train, _ = _check_splits(samples, self.cfg.data)
         groups: dict[str, list[Sample]] = defaultdict(list)
         for s in samples:
             if s.split == "test":
@@ -145,11 +143,6 @@ class Demo:
             # the held-out phantoms are all kept: they are the samples on which the stages are compared
             keep_all = self.cfg.per_benchmark <= 0 or members[0].source == HELDOUT_SOURCE
             test.extend(members if keep_all else members[: self.cfg.per_benchmark])
-        if not train or not test:
-            raise ValueError(
-                f"{self.cfg.data or 'the bundled sample'} needs train and test samples "
-                f"(found {len(train)} train, {len(test)} test)"
-            )
         # Stages 2 and 3 lean on samples whose answers can be checked (closed, multi, boxed): a small model learns
         # the protocol from them, and the reward has a signal to follow.
         checkable = [s for s in train if s.answer_type != AnswerType.OPEN or s.boxes]
@@ -164,8 +157,6 @@ class Demo:
         for key, rows in (("train", train), ("test", test), ("coldstart_input", cold), ("grpo", grpo)):
             atomic_write_jsonl(paths[key], (sample_to_json(s) for s in rows))
 
-        from deepmedix.data.stats import compute_stats, draw_stats, print_stats
-
         stats = compute_stats(all_path)
         print_stats(stats, title=str(all_path))
         draw_stats(stats, data_dir / "stats.png")
@@ -176,10 +167,6 @@ class Demo:
         and a held-out set from other seeds, one question per image and the four kinds in equal shares, so that
         held-out samples are independent (the bootstrap resamples samples). Image paths are relative to
         ``all_path``'s folder."""
-        from deepmedix.data.bundled import prepare_bundled
-        from deepmedix.data.phantom import SAMPLE_KINDS, make_phantom_samples
-        from deepmedix.data.schema import iter_samples
-
         data_dir = all_path.parent
         prepare_bundled(all_path, phantom=False)
         lines = [sample_to_json(s) for s in iter_samples(all_path, resolve_images=False)]
@@ -198,9 +185,12 @@ class Demo:
 
     def train(self, data: dict[str, str], cold: str, base: str) -> dict[str, str]:
         """The three stages through the training pipeline (each stage skips itself when complete)."""
-        from deepmedix.training.pipeline import run_pipeline
+        from deepmedix.training.pipeline import run_pipeline  # imports transformers/TRL: only this path pays for it
 
         overrides: dict[str, dict[str, Any]] = {"sft": {"model": base}, "coldstart": {"data": cold}}
+        if self.cfg.prompt_template is not None:  # the reasoning stages' prompt; stage 1 asks plainly
+            for stage in ("coldstart", "grpo"):
+                overrides.setdefault(stage, {})["prompt_template"] = str(self.cfg.prompt_template)
         for stage, steps in (self.cfg.max_steps or {}).items():
             overrides.setdefault(stage, {})["max_steps"] = steps
         finals = run_pipeline(
@@ -215,34 +205,40 @@ class Demo:
         }
 
     def synthesize(self, data: str, base: str) -> str:
-        from deepmedix.training.coldstart import synthesize
-        from deepmedix.training.stages import is_complete
+        from deepmedix.training.stages import is_complete  # imports transformers/TRL: only this path pays for it
 
         out = self.out / "data" / "coldstart.jsonl"
         if is_complete(self.out / "models" / "coldstart"):  # stage 2 was trained already (e.g. with accelerate)
             self.console.print("stage 2 is already trained: no cold-start data is asked of the teacher")
             return str(out)
-        from deepmedix.models import model_frame
-        from deepmedix.training.coldstart.teachers import EndpointTeacher, TemplateTeacher
+        from deepmedix.models.loading import model_frame  # imports transformers/TRL: only this path pays for it
 
         if self.cfg.teacher == "offline":
             teacher: Any = TemplateTeacher()
         else:
-            from deepmedix.endpoints import ChatEndpoint, EndpointConfig
-
             teacher = EndpointTeacher(
                 ChatEndpoint(EndpointConfig(base_url=self.cfg.teacher, model=self.cfg.teacher_model, max_tokens=2048))
             )
         summary = synthesize(data, out, teacher, frame=model_frame(base))  # every stage shares the base's frame
         self.console.print(f"cold start: kept {summary.kept} of {summary.total}; dropped {dict(summary.dropped)}")
         if summary.kept == 0:
-            raise ValueError(f"the cold-start filter kept no sample of {data}: see {out.with_suffix('.dropped.jsonl')}")
+            raise DataError(f"the cold-start filter kept no sample of {data}: see {out.with_suffix('.dropped.jsonl')}")
         return str(out)
 
     def predict(self, name: str, model: str, test: str, reasoning: bool) -> str:
         out = self.out / "predictions" / f"{name}.jsonl"
-        _predict_job(str(out), model, test, self.cfg.backend, self.cfg.batch_size, self.cfg.max_new_tokens, reasoning)
+        _predict_job(str(out), model, test, self._prediction_options(reasoning))
         return str(out)
+
+    def _prediction_options(self, reasoning: bool) -> dict[str, Any]:
+        """predict_file's options for one model (plain, picklable values: worker processes receive them)."""
+        return {
+            "backend": self.cfg.backend,
+            "batch_size": self.cfg.batch_size,
+            "max_new_tokens": self.cfg.max_new_tokens or _prediction_budget(self.recipes),
+            "reasoning": reasoning,
+            "prompt_template": self.cfg.prompt_template if reasoning else None,
+        }
 
     def _prediction_workers(self) -> int:
         if self.cfg.prediction_workers is not None:
@@ -260,9 +256,7 @@ class Demo:
 
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_one_torch_thread)
         out = str(self.out / "predictions" / "base.jsonl")
-        job = pool.submit(
-            _predict_job, out, base, test, self.cfg.backend, self.cfg.batch_size, self.cfg.max_new_tokens, True
-        )
+        job = pool.submit(_predict_job, out, base, test, self._prediction_options(True))
         pool.shutdown(wait=False)  # the job runs on; waited for before the predict stage
         return job
 
@@ -279,16 +273,7 @@ class Demo:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_torch_thread) as pool:
             futures = [
-                pool.submit(
-                    _predict_job,
-                    outs[name],
-                    path,
-                    test,
-                    self.cfg.backend,
-                    self.cfg.batch_size,
-                    self.cfg.max_new_tokens,
-                    reasoning,
-                )
+                pool.submit(_predict_job, outs[name], path, test, self._prediction_options(reasoning))
                 for name, (path, reasoning) in models.items()
             ]
             for future in futures:
@@ -296,10 +281,7 @@ class Demo:
         return outs
 
     def evaluate(self, predictions: dict[str, str]) -> dict[str, str]:
-        from deepmedix.evaluation.evaluate import EvalOptions, Evaluator, load_predictions
-        from deepmedix.evaluation.report import write_reports
-
-        outputs = {"stages": self.compare_stages(predictions)}
+        outputs = {"stages": self.stage_comparison(predictions)}
         options = EvalOptions(
             chexbert=self.cfg.chexbert, meteor=self.cfg.meteor, cache_dir=self.out / "eval" / ".cache"
         )
@@ -312,11 +294,9 @@ class Demo:
                 outputs[name] = str(out_dir / "metrics.json")
         return outputs
 
-    def compare_stages(self, predictions: dict[str, str]) -> str:
+    def stage_comparison(self, predictions: dict[str, str]) -> str:
         """Every model on the held-out samples (the phantoms when the bundled data is used, else every test sample),
         with bootstrap intervals and paired stage-to-stage differences → ``eval/stages.json``."""
-        from deepmedix.evaluation.stage_comparison import compare_stages
-
         heldout = None if self.cfg.data else (lambda row: row.get("source") == HELDOUT_SOURCE)
         comparison = compare_stages({m: predictions[m] for m in MODELS}, keep=heldout, seed=self.cfg.seed)
         comparison["heldout"] = (
@@ -332,15 +312,10 @@ class Demo:
         return str(path)
 
     def arena(self, predictions: dict[str, str]) -> dict[str, str]:
-        from deepmedix.arena.judges import RulesLabelerJudge
-        from deepmedix.arena.run import run_arena
 
         if self.cfg.judge == "offline":
             judge: Any = RulesLabelerJudge()
         else:
-            from deepmedix.arena.judges import LLMJudge
-            from deepmedix.endpoints import ChatEndpoint, EndpointConfig
-
             judge = LLMJudge(ChatEndpoint(EndpointConfig(base_url=self.cfg.judge, model=self.cfg.judge_model)))
         out_dir = self.out / "arena"
         run_arena(
@@ -355,7 +330,6 @@ class Demo:
         return {"scores": str(out_dir / "scores.json"), "dir": str(out_dir)}
 
     def review(self, predictions: dict[str, str]) -> dict[str, str]:
-        from deepmedix.annotation.create import create_review, parse_annotators
 
         out_dir = self.out / "review"
         if out_dir.exists():
@@ -370,13 +344,30 @@ class Demo:
         )
         lines = [f"admin\t{created.admin_token}"] + [f"{a}\t{t}" for a, t in created.tokens.items()]
         tokens = out_dir / "tokens.txt"
-        tokens.write_text("\n".join(lines) + "\n")
-        tokens.chmod(0o600)
+        atomic_write_text(tokens, "\n".join(lines) + "\n", permissions=0o600)  # private from the first byte
         return {"dir": str(out_dir), "tokens": str(tokens)}
 
     # --- the whole job ------------------------------------------------------------------------------------------
 
+    def check_inputs(self) -> None:
+        """What the user gave — the output folder, the recipes, the samples and their images — is usable: checked
+        before anything is written (or, with --fresh, deleted), so a bad input costs a second, not a stage."""
+        check_output(self.out, folder=True)
+        for name in ("sft.yaml", "coldstart.yaml", "grpo.yaml"):
+            recipe = self.recipes / name
+            if not recipe.is_file():
+                raise FileNotFoundError(
+                    errno.ENOENT, "no such recipe (--recipes needs sft.yaml, coldstart.yaml, grpo.yaml)", str(recipe)
+                )
+            read_yaml(recipe)
+        if self.cfg.data:
+            numbered = load_numbered_samples(self.cfg.data)
+            check_sample_images(self.cfg.data, numbered)
+            _check_splits([s for _, s in numbered], self.cfg.data)
+
     def run(self) -> Path:
+        load_prompt_template(self.cfg.prompt_template)  # a bad template stops the demo before any work
+        self.check_inputs()
         if self.cfg.threads and not _has_gpu():
             import torch
 
@@ -413,8 +404,6 @@ class Demo:
         arena = self.stage("arena", "6/7 Report Arena across the stages", lambda: self.arena(preds))
         review = self.stage("review", "7/7 expert review set", lambda: self.review(preds))
 
-        from deepmedix.demo.report import write_demo_report
-
         report = write_demo_report(
             self.out, self.records, data, preds, metrics, arena, review, self.cfg, base_model=base
         )
@@ -439,20 +428,25 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _predict_job(
-    out: str, model: str, test: str, backend: str, batch_size: int, max_new_tokens: int, reasoning: bool
-) -> str:
+def _predict_job(out: str, model: str, test: str, options: dict[str, Any]) -> str:
     """One model's predictions (a module-level function: worker processes run it)."""
-    from deepmedix.inference.predict import predict_file
-
-    predict_file(
-        model, test, out, backend=backend, batch_size=batch_size, max_new_tokens=max_new_tokens, reasoning=reasoning
-    )
+    predict_file(model, test, out, **options)
     return out
 
 
+def _check_splits(samples: list[Sample], data: Path | str | None) -> tuple[list[Sample], list[Sample]]:
+    """(train, test): the demo trains on the one and measures on the other, so it needs both."""
+    train = [s for s in samples if s.split != "test"]
+    test = [s for s in samples if s.split == "test"]
+    if not train or not test:
+        raise DataError(
+            f"{data or 'the bundled sample'}: the demo needs train and test samples "
+            f"(found {len(train)} train, {len(test)} test)"
+        )
+    return train, test
+
+
 def _benchmark(sample: Sample) -> str:
-    from deepmedix.inference.predict import benchmark_name
 
     return benchmark_name(sample.source, str(sample.task))
 
@@ -473,9 +467,18 @@ def _spread(samples: list[Sample], n: int, rng: random.Random) -> list[Sample]:
 
 
 def _recipe_model(recipe: Path) -> str:
-    from deepmedix.training.config import read_recipe
+    from deepmedix.training.config import read_recipe  # imports transformers/TRL: only this path pays for it
 
     return str(read_recipe(recipe).get("model") or "tiny")
+
+
+def _prediction_budget(recipes: Path) -> int | None:
+    """A budget for every answer when the GRPO recipe trains completions shorter than the task budgets (a small
+    model learns to stop within them: the tiny recipes' 96); None (each task's budget) otherwise."""
+    from deepmedix.training.config import read_recipe  # imports transformers/TRL: only this path pays for it
+
+    trained = read_recipe(recipes / "grpo.yaml").get("max_completion_length")
+    return int(trained) if isinstance(trained, int) and trained < LARGEST_NEW_TOKENS else None
 
 
 def run_demo(config: DemoConfig) -> Path:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from pathlib import Path
 from typing import Any
 
-from deepmedix.io import atomic_write_text, read_jsonl
+from deepmedix.data.images import open_image
+from deepmedix.inference.overlay import draw_overlay
+from deepmedix.io import atomic_write_text, read_json, read_jsonl
 
 REPORT_COLUMNS = (
     ("bleu_1", "BLEU-1"),
@@ -101,7 +102,7 @@ def _stage_tables(path: str | None) -> dict[str, Any] | None:
     """The held-out comparison of the stages (``eval/stages.json``): per model and per consecutive pair."""
     if not path or not Path(path).is_file():
         return None
-    comparison = json.loads(Path(path).read_text())
+    comparison = read_json(path)
     metrics = comparison["metrics"]
     rows = [
         {"model": MODEL_TITLES.get(name, name), "cells": [_interval_cell(values[m]) for m in metrics]}
@@ -228,7 +229,6 @@ def _reward_caption(rewards_path: str | None) -> str:
 
 def _examples(predictions: dict[str, str], per_model: int = 2) -> list[dict[str, Any]]:
     """Predictions whose reasoning cites boxes (grounding first), drawn on the original X-ray."""
-    from deepmedix.inference.overlay import draw_overlay
 
     out = []
     for name in ("stage3", "stage2", "base"):
@@ -241,8 +241,6 @@ def _examples(predictions: dict[str, str], per_model: int = 2) -> list[dict[str,
         )
         for r in rows[:per_model]:
             try:
-                from deepmedix.data.images import open_image
-
                 img = open_image(r["image"]).rgb()
                 drawn = draw_overlay(img, r.get("steps") or [])
             except (ValueError, OSError, KeyError):
@@ -278,7 +276,7 @@ def write_demo_report(
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     stage_tables = _stage_tables(metrics_paths.get("stages"))
-    metrics = {name: json.loads(Path(p).read_text()) for name, p in metrics_paths.items() if name != "stages"}
+    metrics = {name: read_json(p) for name, p in metrics_paths.items() if name != "stages"}
     groups = sorted({g for m in metrics.values() for g in m if not g.startswith("_") and g != "weighted_average"})
     report_groups = [g for g in groups if any((m.get(g) or {}).get("n_report") for m in metrics.values())]
     vqa_groups = [g for g in groups if any((m.get(g) or {}).get("n_vqa") for m in metrics.values())]
@@ -288,7 +286,7 @@ def write_demo_report(
         report_tables.append(_table(metrics, "weighted_average", REPORT_COLUMNS) | {"benchmark": "weighted average"})
     grounding_table = _table(metrics, grounded[0], GROUNDING_COLUMNS, sub="grounding") if grounded else None
 
-    scores = json.loads(Path(arena["scores"]).read_text()) if Path(arena.get("scores", "")).is_file() else {}
+    scores = read_json(arena["scores"]) if Path(arena.get("scores", "")).is_file() else {}
     arena_scores = sorted(({"model": MODEL_TITLES.get(m, m), **v} for m, v in scores.items()), key=lambda r: r["rank"])
     arena_dir = Path(arena.get("dir", out / "arena"))
     arena_figures = [u for u in (_file_data_url(p) for p in sorted(arena_dir.glob("*.png"))) if u]
@@ -344,7 +342,9 @@ def write_demo_report(
         "review_command": f"deepmedix review serve --dir {review.get('dir')}\n# links: {review.get('tokens')}\n"
         f"deepmedix review results --dir {review.get('dir')} --out {out / 'review_results'}",
         "further": [
-            "Real data: <code>deepmedix prepare mimic-cxr|open-i|ms-cxr|ext-vqa|cxr-vqa --root DIR --out FILE</code>.",
+            "Real data: <code>deepmedix prepare mimic-cxr|open-i|ms-cxr|ext-vqa|cxr-vqa --root DIR --out FILE</code>, "
+            "XrayBench with <code>deepmedix prepare xraybench --root Qika/xraybench</code>, the paper's training sets "
+            "with <code>deepmedix prepare mix FILES --test-split XRAYBENCH --out DIR</code>.",
             "Real weights on GPUs: <code>deepmedix demo --recipes recipes/qwen2.5-vl-7b --data FILE.jsonl</code> "
             "(see docs/gpu.md for hardware and time).",
             "A real teacher and judge: <code>--teacher URL --judge URL</code> (any OpenAI-compatible endpoint).",

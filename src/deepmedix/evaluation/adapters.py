@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from deepmedix.errors import OptionError
 from deepmedix.protocol import final_answer
 
 
@@ -123,7 +124,7 @@ def adapter_by_name(name: str) -> Adapter:
     for a in ADAPTERS:
         if a.name == name:
             return a
-    raise ValueError(f"unknown adapter {name!r}; choose one of {', '.join(a.name for a in ADAPTERS)}")
+    raise OptionError(f"unknown adapter {name!r}; choose one of {', '.join(a.name for a in ADAPTERS)}")
 
 
 def resolve_adapter(model: str, name: str | None = None) -> Adapter:

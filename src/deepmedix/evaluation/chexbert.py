@@ -15,19 +15,28 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+from tqdm import tqdm
 
+from deepmedix.errors import ModelFileError
 from deepmedix.evaluation.clinical import CHEXBERT_OBSERVATIONS
+from deepmedix.evaluation.memo import memoized
 from deepmedix.io import sha256_file
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import BertConfig, BertTokenizer
+
+    from deepmedix.endpoints import ResponseCache
 
 BERT_BASE_VOCAB = 30522
 # Buffers older transformers saved with the weights and current ones rebuild: harmless when present.
 _IGNORABLE_UNEXPECTED = ("bert.embeddings.position_ids", "bert.embeddings.token_type_ids")
 
 
-class CheXbertError(ValueError):
+class CheXbertError(ModelFileError):
     """A CheXbert checkpoint or tokenizer that cannot be used; the message names the file."""
 
 
@@ -38,7 +47,7 @@ def clean_report(text: str | None) -> str:
     return re.sub(r"\s+", " ", text.strip().replace("\n", " ")).strip()
 
 
-def build_chexbert_module(config: Any) -> Any:
+def build_chexbert_module(config: BertConfig) -> torch.nn.Module:
     """The CheXbert architecture on a BertConfig: ``bert`` + ``dropout`` + ``linear_heads`` (13×4, 1×2)."""
     import torch
     from transformers import BertModel
@@ -53,7 +62,7 @@ def build_chexbert_module(config: Any) -> Any:
             heads.append(torch.nn.Linear(hidden, 2, bias=True))
             self.linear_heads = torch.nn.ModuleList(heads)
 
-        def forward(self, input_ids: Any, attention_mask: Any) -> list[Any]:
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
             cls = self.bert(input_ids, attention_mask=attention_mask)[0][:, 0, :]
             cls = self.dropout(cls)
             return [head(cls) for head in self.linear_heads]
@@ -61,7 +70,7 @@ def build_chexbert_module(config: Any) -> Any:
     return CheXbertModule()
 
 
-def _read_state_dict(path: Path) -> dict[str, Any]:
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     import torch
 
     try:
@@ -75,7 +84,7 @@ def _read_state_dict(path: Path) -> dict[str, Any]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def load_tokenizer(tokenizer_dir: str | Path, min_vocab_size: int = 30000) -> Any:
+def load_tokenizer(tokenizer_dir: str | Path, min_vocab_size: int = 30000) -> BertTokenizer:
     """A local BERT tokenizer folder (vocab.txt …); refuses a placeholder with a tiny vocabulary."""
     from transformers import BertTokenizer
 
@@ -152,7 +161,6 @@ class CheXbertLabeler:
         repeat a lot ("No acute cardiopulmonary process.") — in batches of near-equal token counts, longest first.
         """
         import torch
-        from tqdm import tqdm
 
         cleaned = [clean_report(t) for t in texts]
         unique = list(dict.fromkeys(cleaned)) if dedupe else cleaned
@@ -173,12 +181,10 @@ class CheXbertLabeler:
 
 
 def cached_classes(
-    labeler: CheXbertLabeler, texts: Sequence[str], cache: Any = None, progress: bool = True
+    labeler: CheXbertLabeler, texts: Sequence[str], cache: ResponseCache | None = None, progress: bool = True
 ) -> np.ndarray:
     """``labeler.classes(texts)``, each (cleaned) text labelled once per checkpoint across runs when ``cache`` (a
     :func:`deepmedix.evaluation.memo.open_label_cache` store) is given."""
-    from deepmedix.evaluation.memo import memoized
-
     cleaned = [clean_report(t) for t in texts]
     rows = memoized(
         lambda missing: labeler.classes(missing, progress=progress).tolist(),

@@ -9,6 +9,7 @@ over all 14 observations and over the 5 common ones, with 0 for an observation t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TypedDict
 
 import numpy as np
 
@@ -18,6 +19,17 @@ from deepmedix.labeler import OBSERVATIONS, label_reports
 CHEXBERT_OBSERVATIONS: tuple[str, ...] = OBSERVATIONS
 FIVE_OBSERVATIONS: tuple[str, ...] = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 FIVE_INDEX = [CHEXBERT_OBSERVATIONS.index(o) for o in CHEXBERT_OBSERVATIONS if o in FIVE_OBSERVATIONS]
+
+
+class ClinicalScores(TypedDict):
+    """Micro/macro F1 over 14 and over 5 observations (None without reports), per-observation F1 and support."""
+
+    micro_f1_14: float | None
+    macro_f1_14: float | None
+    micro_f1_5: float | None
+    macro_f1_5: float | None
+    per_observation: dict[str, float]
+    support: dict[str, int]  # reference reports in which each observation is present
 
 
 def binarize_chexbert_classes(classes: np.ndarray) -> np.ndarray:
@@ -40,9 +52,9 @@ def binarize_chexpert_dicts(labels: Sequence[Mapping[str, int | None]]) -> np.nd
     return out
 
 
-def clinical_f1(reference: np.ndarray, prediction: np.ndarray) -> dict[str, object]:
+def clinical_f1(reference: np.ndarray, prediction: np.ndarray) -> ClinicalScores:
     """micro/macro F1 over 14 and over 5 observations, plus per-observation F1 and reference support."""
-    from sklearn.metrics import f1_score
+    from sklearn.metrics import f1_score  # scikit-learn takes seconds to import: only when F1 is computed
 
     ref = np.asarray(reference, dtype=np.int64)
     pred = np.asarray(prediction, dtype=np.int64)
@@ -68,9 +80,17 @@ def clinical_f1(reference: np.ndarray, prediction: np.ndarray) -> dict[str, obje
     }
 
 
-def rules_f1(predictions: Sequence[str], references: Sequence[str]) -> dict[str, object]:
-    """F1-CheXpert (rules): the same F1 from the project's rule labeler."""
-    labels = label_reports(list(predictions) + list(references))
-    matrix = binarize_chexpert_dicts(labels)
+def rules_labels(predictions: Sequence[str], references: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The rule labeler's present/absent matrices (reference, prediction), each (n, 14) in CheXbert order; each
+    distinct text is labelled once."""
+    texts = list(predictions) + list(references)
+    distinct = list(dict.fromkeys(texts))
+    row = {t: i for i, t in enumerate(distinct)}
+    matrix = binarize_chexpert_dicts(label_reports(distinct))[[row[t] for t in texts]]
     n = len(predictions)
-    return clinical_f1(matrix[n:], matrix[:n])
+    return matrix[n:], matrix[:n]
+
+
+def rules_f1(predictions: Sequence[str], references: Sequence[str]) -> ClinicalScores:
+    """F1-CheXpert (rules): the same F1 from the project's rule labeler."""
+    return clinical_f1(*rules_labels(predictions, references))

@@ -17,14 +17,36 @@ Samples with reference boxes but no predicted boxes count: 0 recall, no precisio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import numpy as np
 
 from deepmedix.data.frame import iou
+from deepmedix.evaluation.metrics import GroundingMetrics
 
 Box = Sequence[float]
 MASK_SIZE = 224
+
+
+class GroundingItem(TypedDict):
+    """One sample's boxes, in original pixels; ``image_size`` [W, H] (None: the boxes' extent)."""
+
+    pred_boxes: Sequence[Box]
+    reference_boxes: Sequence[Box]
+    image_size: NotRequired[Sequence[float] | None]
+
+
+class SampleBoxScores(TypedDict):
+    """One sample: box counts and matches at the threshold, best IoU per reference box, RadFact's pixel metrics."""
+
+    n_pred: int
+    n_ref: int
+    pred_hits: int
+    ref_found: int
+    best_ious: list[float]
+    pixel_iou: float
+    pixel_precision: float | None
+    pixel_recall: float | None
 
 
 def _mask(boxes: Sequence[Box], width: float, height: float, size: int = MASK_SIZE) -> np.ndarray:
@@ -38,40 +60,44 @@ def _mask(boxes: Sequence[Box], width: float, height: float, size: int = MASK_SI
 
 
 def sample_box_scores(
-    pred: Sequence[Box], ref: Sequence[Box], threshold: float = 0.5, image_size: tuple[float, float] | None = None
-) -> dict[str, Any]:
+    pred: Sequence[Box], ref: Sequence[Box], threshold: float = 0.5, image_size: Sequence[float] | None = None
+) -> SampleBoxScores:
     """Counts and per-sample values for one sample."""
     matrix = np.array([[iou(p, r) for r in ref] for p in pred]) if pred and ref else np.zeros((len(pred), len(ref)))
-    out: dict[str, Any] = {
-        "n_pred": len(pred),
-        "n_ref": len(ref),
-        "pred_hits": int((matrix >= threshold).any(axis=1).sum()) if len(pred) and len(ref) else 0,
-        "ref_found": int((matrix >= threshold).any(axis=0).sum()) if len(pred) and len(ref) else 0,
-        "best_ious": matrix.max(axis=0).tolist() if len(pred) and len(ref) else [0.0] * len(ref),
-    }
     if image_size is None:
         all_boxes = list(pred) + list(ref)
         image_size = (max(b[2] for b in all_boxes), max(b[3] for b in all_boxes)) if all_boxes else (1.0, 1.0)
     w, h = image_size
     pm, rm = _mask(pred, w, h), _mask(ref, w, h)
     inter, union = float((pm & rm).sum()), float((pm | rm).sum())
-    out["pixel_iou"] = inter / union if union else 0.0
-    out["pixel_precision"] = inter / pm.sum() if pm.sum() else None
-    out["pixel_recall"] = inter / rm.sum() if rm.sum() else None
-    return out
+    return {
+        "n_pred": len(pred),
+        "n_ref": len(ref),
+        "pred_hits": int((matrix >= threshold).any(axis=1).sum()) if len(pred) and len(ref) else 0,
+        "ref_found": int((matrix >= threshold).any(axis=0).sum()) if len(pred) and len(ref) else 0,
+        "best_ious": matrix.max(axis=0).tolist() if len(pred) and len(ref) else [0.0] * len(ref),
+        "pixel_iou": inter / union if union else 0.0,
+        "pixel_precision": inter / pm.sum() if pm.sum() else None,
+        "pixel_recall": inter / rm.sum() if rm.sum() else None,
+    }
 
 
 def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def grounding_metrics(rows: Sequence[dict[str, Any]], threshold: float = 0.5) -> dict[str, Any]:
-    """rows: {"pred_boxes": [...], "reference_boxes": [...], "image_size"?: [W, H]} for samples with reference boxes."""
+def grounding_metrics(rows: Sequence[GroundingItem], threshold: float = 0.5) -> GroundingMetrics:
+    """Box and pixel metrics pooled over the samples with reference boxes (the others are left out)."""
     scored = [
         sample_box_scores(r["pred_boxes"], r["reference_boxes"], threshold, r.get("image_size"))
         for r in rows
         if r.get("reference_boxes")
     ]
+    return grounding_metrics_from_scores(scored, threshold)
+
+
+def grounding_metrics_from_scores(scored: Sequence[SampleBoxScores], threshold: float = 0.5) -> GroundingMetrics:
+    """The pooled metrics of per-sample box scores (see :func:`grounding_metrics`)."""
     if not scored:
         return {"n_grounded": 0}
     n_pred = sum(s["n_pred"] for s in scored)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from deepmedix.endpoints import ResponseCache, content_key
+from deepmedix.errors import UserError
 from deepmedix.io import sha256_file
 
 CACHE_FILE = "labels.sqlite"
+Label = TypeVar("Label")  # what the model returns for one text
 
 
 def open_label_cache(cache_dir: str | Path) -> ResponseCache:
@@ -25,15 +27,15 @@ def open_label_cache(cache_dir: str | Path) -> ResponseCache:
     try:
         return ResponseCache(path)
     except (OSError, sqlite3.Error) as e:
-        raise ValueError(f"{path}: cannot open the label store ({e}); pass --cache-dir DIR or --no-cache") from e
+        raise UserError(f"{path}: cannot open the label store ({e}); pass --cache-dir DIR or --no-cache") from e
 
 
 def memoized(
-    compute: Callable[[list[str]], Sequence[Any]],
+    compute: Callable[[list[str]], Sequence[Label]],
     texts: Sequence[str],
     cache: ResponseCache | None,
     namespace: Sequence[Any],
-) -> list[Any]:
+) -> list[Label]:
     """``compute(texts)`` with every text already in ``cache`` under ``namespace`` served from it; the rest are
     computed in one call (each distinct text once) and stored."""
     if cache is None:

@@ -21,16 +21,31 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from deepmedix.endpoints import content_key
+from deepmedix.evaluation.memo import folder_fingerprint, memoized
+
+if TYPE_CHECKING:
+    from deepmedix.endpoints import ResponseCache
 
 REWARD_LEVELS = ("simple", "partial", "complete")
 WORKER = Path(__file__).with_name("radgraph_worker.py")
 
 Annotation = Mapping[str, Any]  # {"text": ..., "entities": {id: {"tokens", "label", "relations": [[type, id]]}}}
+Annotate = Callable[[Sequence[str]], Sequence[Annotation]]
+
+
+class RadGraphScores(TypedDict):
+    """F1-RadGraph (the partial level) and each level's mean over pairs (None without pairs), and per pair."""
+
+    f1_radgraph: float | None
+    f1_radgraph_simple: float | None
+    f1_radgraph_partial: float | None
+    f1_radgraph_complete: float | None
+    per_sample: list[dict[str, float]]
 
 
 def _f1(hyp: set[tuple[Any, ...]], ref: set[tuple[Any, ...]]) -> float:
@@ -64,8 +79,8 @@ def pair_reward(hypothesis: Annotation, reference: Annotation) -> dict[str, floa
 
 
 def f1_radgraph_from_annotations(
-    predictions: Sequence[str], references: Sequence[str], annotate: Any
-) -> dict[str, Any]:
+    predictions: Sequence[str], references: Sequence[str], annotate: Annotate
+) -> RadGraphScores:
     """F1-RadGraph given an ``annotate(texts) -> list[annotation]`` function (one call for all non-empty texts)."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
@@ -112,7 +127,7 @@ class RadGraphSubprocess:
         if not self.model_dir.is_dir():
             raise FileNotFoundError(f"{self.model_dir}: RadGraph model folder not found")
 
-    def __call__(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+    def __call__(self, texts: Sequence[str]) -> list[Annotation]:
         cmd = [
             self.python,
             str(WORKER),
@@ -149,8 +164,6 @@ class RadGraphSubprocess:
     @property
     def fingerprint(self) -> str:
         """What decides the annotations: the model folder's files, the model type and the base transformer's files."""
-        from deepmedix.evaluation.memo import folder_fingerprint
-
         if self._fingerprint is None:
             base = folder_fingerprint(self.base_model) if self.base_model and Path(self.base_model).is_dir() else None
             self._fingerprint = content_key(folder_fingerprint(self.model_dir), self.model_type, base)
@@ -162,15 +175,14 @@ def f1_radgraph(
     references: Sequence[str],
     python: str | Path,
     model_dir: str | Path,
-    cache: Any = None,
-    **kwargs: Any,
-) -> dict[str, Any]:
+    cache: ResponseCache | None = None,
+    model_type: str = "radgraph",
+    base_model: str | Path | None = None,
+) -> RadGraphScores:
     """F1-RadGraph with the model in another Python; with ``cache`` (a label store) each text is annotated once."""
-    from deepmedix.evaluation.memo import memoized
+    annotator = RadGraphSubprocess(python, model_dir, model_type=model_type, base_model=base_model)
 
-    annotator = RadGraphSubprocess(python, model_dir, **kwargs)
-
-    def annotate(texts: Sequence[str]) -> list[dict[str, Any]]:
+    def annotate(texts: Sequence[str]) -> list[Annotation]:
         return memoized(annotator, texts, cache, ("radgraph", annotator.fingerprint)) if cache else annotator(texts)
 
     return f1_radgraph_from_annotations(predictions, references, annotate)

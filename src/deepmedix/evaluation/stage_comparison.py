@@ -1,7 +1,7 @@
 """What each training stage did, measured on held-out samples: the models of one run answer the same samples, each
 metric gets a 95 % bootstrap interval, and consecutive models get paired differences.
 
-Per sample (from a prediction file, see :func:`deepmedix.evaluation.evaluate.load_predictions`):
+Per sample (from a prediction file, see :func:`deepmedix.evaluation.predictions.load_predictions`):
 
 - answer: the VQA score of the answer's words (exact match for closed and open answers, set F1 for multi);
 - protocol valid: the completion follows ``<think>…</think> … \\boxed{}`` and its reasoning cites at least one box;
@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from deepmedix.data.frame import box_inside
-from deepmedix.evaluation.evaluate import load_predictions
+from deepmedix.errors import DataError
 from deepmedix.evaluation.grounding import sample_box_scores
+from deepmedix.evaluation.predictions import load_predictions
 from deepmedix.evaluation.vqa import score_answer
 
 # metric key → label, in the order a table shows them
@@ -161,7 +162,7 @@ def compare_stages(predictions: dict[str, str | Path], keep: Any = None, seed: i
         per_model[name] = {str(r["id"]): score_row(r) for r in rows}
     shared = sorted(set.intersection(*(set(m) for m in per_model.values()))) if per_model else []
     if not shared:
-        raise ValueError("the prediction files share no held-out sample")
+        raise DataError("the prediction files share no held-out sample")
     aligned = {name: [scores[i] for i in shared] for name, scores in per_model.items()}
     first = next(iter(aligned.values()))
     names = list(aligned)

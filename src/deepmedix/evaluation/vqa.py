@@ -19,12 +19,24 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Required, TypedDict
+
+from deepmedix.data.schema import AnswerType
+from deepmedix.evaluation.metrics import VQAMetrics
 
 # A line without answer_type is typed by the authors' released rule, the one the reward uses.
 from deepmedix.rewards.release import guess_answer_type as infer_answer_type
 
 NON_OBJECTS = frozenset({"yes", "no", "none", ""})
+
+
+class VQAItem(TypedDict, total=False):
+    """One answer to score."""
+
+    prediction: Required[str]
+    reference: Required[str]
+    answer_type: AnswerType | None  # None: typed by the authors' rule
+    question_type: str | None
 
 
 def normalize_answer(text: str | None) -> str:
@@ -50,37 +62,68 @@ def set_f1(pred: set[str], ref: set[str]) -> float:
     return 2 * p * r / (p + r)
 
 
-def score_answer(prediction: str, reference: str, answer_type: str | None) -> float:
+def score_answer(prediction: str, reference: str, answer_type: AnswerType | None) -> float:
     kind = answer_type or infer_answer_type(reference)
-    if kind == "multi":
+    if kind == AnswerType.MULTI:
         return set_f1(answer_items(prediction, allow_commas=True), answer_items(reference))
     return 1.0 if normalize_answer(prediction) == normalize_answer(reference) else 0.0
 
 
-def vqa_metrics(rows: Sequence[dict[str, Any]], top_objects: int = 10) -> dict[str, Any]:
-    """rows: {"prediction", "reference", "answer_type"?, "question_type"?} → accuracy and its breakdowns."""
+class VQASampleScore(TypedDict):
+    """One answer's score, its types, and each object of its reference with whether the prediction holds it."""
+
+    score: float
+    question_type: str
+    answer_type: str
+    objects: dict[str, bool]
+
+
+def vqa_sample_scores(rows: Sequence[VQAItem]) -> list[VQASampleScore]:
+    """Per answer: the score, the question and answer type, and the reference objects found."""
+    out: list[VQASampleScore] = []
+    for row in rows:
+        pred, ref = str(row.get("prediction") or ""), str(row.get("reference") or "")
+        kind = row.get("answer_type") or infer_answer_type(ref)
+        objects: dict[str, bool] = {}
+        if kind in (AnswerType.MULTI, AnswerType.CLOSED):
+            ref_items = answer_items(ref) if kind == AnswerType.MULTI else {normalize_answer(ref)}
+            pred_items = answer_items(pred, allow_commas=True) if kind == AnswerType.MULTI else {normalize_answer(pred)}
+            objects = {obj: obj in pred_items for obj in ref_items - NON_OBJECTS}
+        out.append(
+            {
+                "score": score_answer(pred, ref, kind),
+                "question_type": str(row.get("question_type") or "unspecified"),
+                "answer_type": str(kind),
+                "objects": objects,
+            }
+        )
+    return out
+
+
+def vqa_metrics(rows: Sequence[VQAItem], top_objects: int = 10) -> VQAMetrics:
+    """Accuracy (the mean per-sample score) and its breakdowns by question type, answer type and object."""
     if not rows:
         return {"n": 0, "accuracy": None}
-    scores: list[float] = []
+    return vqa_metrics_from_samples(vqa_sample_scores(rows), top_objects)
+
+
+def vqa_metrics_from_samples(samples: Sequence[VQASampleScore], top: int = 10) -> VQAMetrics:
+    """The VQA metrics of per-sample scores (see :func:`vqa_metrics`)."""
+    if not samples:
+        return {"n": 0, "accuracy": None}
+    scores = [s["score"] for s in samples]
     by_type: dict[str, list[float]] = defaultdict(list)
     by_answer_type: dict[str, list[float]] = defaultdict(list)
     object_total: Counter[str] = Counter()
     object_hit: Counter[str] = Counter()
-    for row in rows:
-        pred, ref = str(row.get("prediction") or ""), str(row.get("reference") or "")
-        kind = row.get("answer_type") or infer_answer_type(ref)
-        s = score_answer(pred, ref, kind)
-        scores.append(s)
-        by_type[str(row.get("question_type") or "unspecified")].append(s)
-        by_answer_type[kind].append(s)
-        if kind in ("multi", "closed"):
-            ref_items = answer_items(ref) if kind == "multi" else {normalize_answer(ref)}
-            pred_items = answer_items(pred, allow_commas=True) if kind == "multi" else {normalize_answer(pred)}
-            for obj in ref_items - NON_OBJECTS:
-                object_total[obj] += 1
-                object_hit[obj] += obj in pred_items
-    top = [o for o, _ in object_total.most_common(top_objects)]
-    recalls = {o: object_hit[o] / object_total[o] for o in top}
+    for s in samples:
+        by_type[s["question_type"]].append(s["score"])
+        by_answer_type[s["answer_type"]].append(s["score"])
+        for obj, hit in s["objects"].items():
+            object_total[obj] += 1
+            object_hit[obj] += hit
+    objects = [o for o, _ in object_total.most_common(top)]
+    recalls = {o: object_hit[o] / object_total[o] for o in objects}
     return {
         "n": len(scores),
         "accuracy": sum(scores) / len(scores),
@@ -88,6 +131,6 @@ def vqa_metrics(rows: Sequence[dict[str, Any]], top_objects: int = 10) -> dict[s
         "n_by_question_type": {k: len(v) for k, v in sorted(by_type.items())},
         "accuracy_by_answer_type": {k: sum(v) / len(v) for k, v in sorted(by_answer_type.items())},
         "object_recall": recalls,
-        "object_support": {o: object_total[o] for o in top},
+        "object_support": {o: object_total[o] for o in objects},
         "mean_object_recall": (sum(recalls.values()) / len(recalls)) if recalls else None,
     }

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from deepmedix.data.frame import ModelFrame
+from deepmedix.errors import OptionError
 from deepmedix.inference.backends import (
-    BACKENDS,
     Backend,
     GenerationConfig,
+    GenerationControl,
     GenerationRequest,
     OpenAIBackend,
     OpenAIOptions,
@@ -28,7 +29,17 @@ from deepmedix.inference.backends import (
     VLLMBackend,
 )
 from deepmedix.inference.images import CXRImage, load_image
-from deepmedix.protocol import final_answer, find_boxes, parse_completion, task_prompt
+from deepmedix.inference.options import BackendOptions
+from deepmedix.protocol import (
+    PromptTemplate,
+    final_answer,
+    find_boxes,
+    load_prompt_template,
+    new_token_budget,
+    parse_completion,
+    task_prompt,
+    user_prompt_template,
+)
 
 # CLI task names → sample tasks.
 TASK_ALIASES = {
@@ -41,55 +52,55 @@ TASK_ALIASES = {
 }
 
 
-def load_backend(
-    model: str,
-    backend: str = "transformers",
-    max_new_tokens: int = 256,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    top_k: int | None = None,
-    seed: int | None = None,
-    input_max_pixels: int | None = None,
-    device: str | None = None,
-    dtype: str = "auto",
-    base_url: str | None = None,
-    api_key_env: str = "OPENAI_API_KEY",
-    max_concurrency: int = 4,
-    requests_per_minute: float | None = None,
-    cache_path: str | Path | None = None,
-    frame_model: str | None = None,
-    **engine_kwargs: Any,
-) -> Backend:
+def load_backend(model: str, backend: str = "transformers", **settings: Any) -> Backend:
     """Build a backend by name. ``model`` is "tiny", a local checkpoint or a hub id (or, for "openai", the
-    served model name)."""
-    generation = GenerationConfig(max_new_tokens, temperature, top_p, top_k, seed)
-    if backend == "transformers":
-        return TransformersBackend(model, generation, device=device, dtype=dtype, input_max_pixels=input_max_pixels)
-    if backend == "vllm":
-        return VLLMBackend(model, generation, input_max_pixels=input_max_pixels, **engine_kwargs)
-    if backend == "openai":
-        options = OpenAIOptions(
-            base_url=base_url or "",
-            api_key_env=api_key_env,
-            max_concurrency=max_concurrency,
-            requests_per_minute=requests_per_minute,
-            cache_path=cache_path,
-            frame_model=frame_model,
+    served model name); ``settings`` are :class:`BackendOptions` fields, and anything else goes to vLLM's engine.
+    Without ``max_new_tokens`` each answer gets its task's budget (``deepmedix.protocol.TASK_NEW_TOKENS``)."""
+    names = {f.name for f in fields(BackendOptions)}
+    engine_kwargs = {k: v for k, v in settings.items() if k not in names}
+    options = BackendOptions(model=str(model), backend=backend, **{k: v for k, v in settings.items() if k in names})
+    return build_backend(options, **engine_kwargs)
+
+
+def build_backend(options: BackendOptions, **engine_kwargs: Any) -> Backend:
+    """The backend that :class:`BackendOptions` describe (``engine_kwargs``: vLLM ``LLM`` arguments). Its prompt
+    template is the answerer's (:func:`build_answerer`)."""
+    o = options
+    generation = GenerationConfig(o.max_new_tokens, o.temperature, o.top_p, o.top_k, o.seed)
+    if o.backend == "transformers":
+        return TransformersBackend(
+            o.model, generation, device=o.device, dtype=o.dtype, input_max_pixels=o.input_max_pixels
         )
-        return OpenAIBackend(model, options, generation, input_max_pixels=input_max_pixels)
-    raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if o.backend == "vllm":
+        return VLLMBackend(o.model, generation, input_max_pixels=o.input_max_pixels, **engine_kwargs)
+    openai = OpenAIOptions(
+        base_url=o.base_url or "",
+        api_key_env=o.api_key_env,
+        max_concurrency=o.max_concurrency,
+        requests_per_minute=o.requests_per_minute,
+        cache_path=o.cache_path,
+        frame_model=o.frame_model,
+    )
+    return OpenAIBackend(o.model, openai, generation, input_max_pixels=o.input_max_pixels)
+
+
+def build_answerer(options: BackendOptions, **engine_kwargs: Any) -> GroundedAnswerer:
+    """A :class:`GroundedAnswerer` on the backend ``options`` describe, asking with their prompt template. The
+    template is read and checked before the model is loaded."""
+    template = load_prompt_template(options.prompt_template)
+    return GroundedAnswerer(build_backend(options, **engine_kwargs), template)
 
 
 def resolve_prompt(task: str | None = None, question: str | None = None) -> tuple[str, str]:
     """(task, instruction text) from a task name and/or a question; a question without a task is VQA."""
     if question is not None and not question.strip():
-        raise ValueError("question is empty")
+        raise OptionError("question is empty")
     if task is None:
         if question is None:
-            raise ValueError("give a question or a task (findings or impression)")
+            raise OptionError("give a question or a task (findings or impression)")
         task = "vqa"
     if task not in TASK_ALIASES:
-        raise ValueError(f"unknown task {task!r}; choose one of findings, impression, vqa, grounding")
+        raise OptionError(f"unknown task {task!r}; choose one of findings, impression, vqa, grounding")
     full = TASK_ALIASES[task]
     return full, task_prompt(full, question)
 
@@ -116,6 +127,14 @@ class GroundedAnswer:
     model: str
     image_size: list[int]
     model_input_size: list[int]
+    # The exact text of the user turn the model was sent, and the template that rendered it.
+    prompt_text: str = ""
+    prompt_template: str = ""
+    prompt_template_sha256: str = ""
+    # The budget of new tokens, and how the answer ended: "stop" (by itself) or "length" (cut off at the budget).
+    max_new_tokens: int | None = None
+    finish_reason: str | None = None
+    truncated: bool = False
     timing: dict[str, float] = field(default_factory=dict)
     # Boxes written in the final answer itself (a grounding answer such as \boxed{[x0, y0, x1, y1]}).
     answer_boxes: list[list[float]] = field(default_factory=list)  # original pixels
@@ -146,10 +165,21 @@ def ground_completion(
 
 
 class GroundedAnswerer:
-    """Asks a backend and returns structured, grounded answers. Boxes refer to the first image."""
+    """Asks a backend and returns structured, grounded answers. Boxes refer to the first image.
 
-    def __init__(self, backend: Backend):
+    ``template`` is the grounded-reasoning prompt (a :class:`~deepmedix.protocol.PromptTemplate` or its ``.jinja``
+    file; default the built-in one); questions asked without reasoning are sent as they are. Each answer's budget of
+    new tokens is the one the backend's settings give, else its task's."""
+
+    def __init__(self, backend: Backend, template: PromptTemplate | str | Path | None = None):
         self.backend = backend
+        self.template = load_prompt_template(template)
+
+    def budget(self, task: str, generation: GenerationConfig | None = None) -> int:
+        """New tokens for an answer to ``task``: a budget set for every answer (``generation``'s, else the
+        backend's), else the task's default."""
+        given = (generation or self.backend.generation).max_new_tokens
+        return int(given) if given else new_token_budget(task)
 
     @property
     def model_name(self) -> str:
@@ -161,16 +191,26 @@ class GroundedAnswerer:
         prompts: Sequence[str],
         tasks: Sequence[str],
         reasoning: bool = True,
+        generation: GenerationConfig | None = None,
+        control: GenerationControl | None = None,
     ) -> list[GroundedAnswer]:
+        """``generation`` overrides the backend's settings; ``control`` may stop the generation early."""
         views = [[_to_pil(v) for v in (item if isinstance(item, (list, tuple)) else [item])] for item in images]
         sizes = [v[0].size for v in views]
-        reqs = [GenerationRequest(v, p, reasoning) for v, p in zip(views, prompts, strict=True)]
+        given = self.template if reasoning else None  # asked without reasoning: the question alone
+        template = user_prompt_template(reasoning, given)
+        reqs = [
+            GenerationRequest(
+                v, p, reasoning, generation=generation, template=given, max_new_tokens=self.budget(t, generation)
+            )
+            for v, p, t in zip(views, prompts, tasks, strict=True)
+        ]
         t0 = time.perf_counter()
-        completions = self.backend.generate(reqs)
+        generated = self.backend.generate_detailed(reqs, control)
         gen_s = time.perf_counter() - t0
         out = []
-        for (w, h), comp, prompt, task in zip(sizes, completions, prompts, tasks, strict=True):
-            frame = self.backend.frame
+        for (w, h), gen, req, task in zip(sizes, generated, reqs, tasks, strict=True):
+            comp, prompt, frame = gen.text, req.prompt, self.backend.frame
             answer, valid, steps = ground_completion(comp, frame, w, h)
             in_answer = find_boxes(answer)
             out.append(
@@ -184,6 +224,12 @@ class GroundedAnswerer:
                     model=self.backend.model_name,
                     image_size=[w, h],
                     model_input_size=list(frame.input_size(w, h)),
+                    prompt_text=req.user_text(),
+                    prompt_template=template.name,
+                    prompt_template_sha256=template.sha256,
+                    max_new_tokens=gen.max_new_tokens or req.max_new_tokens,
+                    finish_reason=gen.finish_reason,
+                    truncated=gen.truncated,
                     timing={"generate_s": round(gen_s / max(1, len(reqs)), 4)},
                     answer_boxes=[[_r(v) for v in frame.to_original(b, w, h)] for b in in_answer],
                     answer_boxes_model=[[float(v) for v in b] for b in in_answer],

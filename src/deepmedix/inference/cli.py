@@ -8,56 +8,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
-BACKEND_CHOICES = ("transformers", "vllm", "openai")
+from deepmedix.inference.options import BackendOptions, ServeOptions
+from deepmedix.options import add_dataclass_arguments, check_port, dataclass_from_args
 
 
-def _add_backend_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help='"tiny", a local checkpoint, a hub id, or the served model name')
-    p.add_argument("--backend", choices=BACKEND_CHOICES, default="transformers")
-    p.add_argument("--no-reasoning", action="store_true", help="ask without the grounded-reasoning suffix")
-    p.add_argument("--max-new-tokens", type=int, default=512)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument(
-        "--input-max-pixels",
-        type=int,
-        default=None,
-        help="pixels the model sees at most (default: the model's processor setting)",
-    )
-    p.add_argument("--device", default=None, help="transformers: cpu, cuda, cuda:1 ... (default: best available)")
-    p.add_argument("--dtype", default="auto", help="transformers: auto, bfloat16, float16, float32")
-    p.add_argument("--base-url", default=None, help="openai: the endpoint, e.g. http://127.0.0.1:8001/v1")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="openai: environment variable with the key")
-    p.add_argument("--max-concurrency", type=int, default=4, help="openai: requests in flight")
-    p.add_argument(
-        "--frame-model",
-        default=None,
-        help="openai: the model family for the box frame when the served name does not say it "
-        "(e.g. Qwen/Qwen2.5-VL-7B-Instruct)",
-    )
-
-
-def _backend_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": args.max_new_tokens,
-        "temperature": args.temperature,
-        "top_p": args.top_p,
-        "top_k": args.top_k,
-        "seed": args.seed,
-        "input_max_pixels": args.input_max_pixels,
-    }
-    if args.backend == "transformers":
-        kwargs.update(device=args.device, dtype=args.dtype)
-    if args.backend == "openai":
-        kwargs.update(
-            base_url=args.base_url,
-            api_key_env=args.api_key_env,
-            max_concurrency=args.max_concurrency,
-            frame_model=args.frame_model,
+def _add_backend_options(p: argparse.ArgumentParser, no_reasoning: bool = True) -> None:
+    add_dataclass_arguments(p, BackendOptions)
+    if no_reasoning:
+        p.add_argument(
+            "--no-reasoning", action="store_true", help="ask with the question alone (no grounded-reasoning prompt)"
         )
-    return kwargs
+
+
+def _backend_options(args: argparse.Namespace) -> BackendOptions:
+    from deepmedix.errors import OptionError
+
+    options = dataclass_from_args(BackendOptions, args)
+    if getattr(args, "no_reasoning", False) and options.prompt_template is not None:
+        raise OptionError(
+            "--prompt-template is the grounded-reasoning prompt and --no-reasoning asks without it: give one of them"
+        )
+    return options
 
 
 def register(subparsers: Any) -> None:
@@ -79,35 +50,32 @@ def register(subparsers: Any) -> None:
     _add_backend_options(p)
     p.set_defaults(func=_predict)
 
-    p = subparsers.add_parser("serve", help="HTTP API and viewer for grounded answers")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--samples", type=Path, default=None, help="samples JSONL to pick from in the viewer")
-    p.add_argument("--max-upload-mb", type=float, default=20.0)
-    p.add_argument("--max-pixels", type=int, default=50_000_000, help="largest accepted image (width × height)")
-    p.add_argument("--max-side", type=int, default=16_384, help="largest accepted image side in pixels")
-    _add_backend_options(p)
+    p = subparsers.add_parser(
+        "serve", help="model server: HTTP API and viewer for grounded answers, and the OpenAI chat protocol"
+    )
+    add_dataclass_arguments(p, ServeOptions)
+    _add_backend_options(p, no_reasoning=False)  # each request says whether it asks for reasoning
     p.set_defaults(func=_serve)
 
 
 def _infer(args: argparse.Namespace) -> int:
-    from deepmedix.inference.api import GroundedAnswerer, load_backend, resolve_prompt
+    from deepmedix.inference.api import build_answerer, resolve_prompt
     from deepmedix.inference.images import load_image
     from deepmedix.inference.overlay import save_overlay
-    from deepmedix.io import atomic_write_json
+    from deepmedix.io import atomic_write_json, check_output
 
-    resolve_prompt(args.task, args.question)  # checks the question before a model is loaded
+    options = _backend_options(args)
+    resolve_prompt(args.task, args.question)  # the question, the image and the outputs before a model is loaded
     image_path = Path(args.image)
-    if not image_path.exists():
-        raise FileNotFoundError(f"{image_path}: no such image")
+    for output in (args.out, args.overlay):
+        if output is not None:
+            check_output(output)
     loaded = load_image(image_path)
-    backend = load_backend(args.model, args.backend, **_backend_kwargs(args))
+    answerer = build_answerer(options)  # the template is checked before the model is loaded
     try:
-        result = GroundedAnswerer(backend).answer(
-            loaded, question=args.question, task=args.task, reasoning=not args.no_reasoning
-        )
+        result = answerer.answer(loaded, question=args.question, task=args.task, reasoning=not args.no_reasoning)
     finally:
-        backend.close()
+        answerer.backend.close()
     body = {"image": str(image_path), **result.to_dict()}
     if args.overlay:
         save_overlay(loaded.image, result.steps, args.overlay)
@@ -120,43 +88,55 @@ def _infer(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from deepmedix.inference.predict import predict_file
+    from deepmedix.inference.predict import predict_file, prediction_summary
 
-    kwargs = _backend_kwargs(args)
-    max_new_tokens = kwargs.pop("max_new_tokens")
     out = predict_file(
-        args.model,
+        _backend_options(args),
         args.data,
         args.out,
-        backend=args.backend,
         batch_size=args.batch_size,
-        max_new_tokens=max_new_tokens,
         limit=args.limit,
         reasoning=not args.no_reasoning,
-        **kwargs,
     )
-    print(out)
+    counts = prediction_summary(out)
+    print(
+        f"{out}: {counts['predictions']} predictions, {counts['truncated']} truncated "
+        "(cut off at their budget of new tokens; --max-new-tokens raises it)"
+    )
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from deepmedix.inference.api import GroundedAnswerer, load_backend
+    from deepmedix.inference.api import build_answerer
     from deepmedix.inference.server import create_app, serve
 
-    if args.samples is not None:
-        from deepmedix.data.schema import load_samples
+    options = dataclass_from_args(ServeOptions, args)
+    if options.samples is not None:  # a bad file is reported before the model is loaded
+        from deepmedix.data.schema import check_sample_images, load_numbered_samples
+        from deepmedix.errors import DataError
 
-        if not args.samples.exists():
-            raise FileNotFoundError(f"{args.samples}: no such samples file")
-        load_samples(args.samples)  # a bad file is reported before the model is loaded
-    backend = load_backend(args.model, args.backend, **_backend_kwargs(args))
-    app = create_app(
-        GroundedAnswerer(backend),
-        samples_path=args.samples,
-        max_upload_mb=args.max_upload_mb,
-        max_pixels=args.max_pixels,
-        max_side=args.max_side,
-    )
-    print(f"deepmedix serve: http://{args.host}:{args.port}/  (model {args.model})", file=sys.stderr)
-    serve(app, host=args.host, port=args.port)
+        numbered = load_numbered_samples(options.samples)
+        if not numbered:
+            raise DataError(f"{options.samples}: no samples to show (the file is empty)")
+        check_sample_images(options.samples, numbered)
+    for folder in options.allowed_image_dir:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: --allowed-image-dir is not a folder")
+    if options.server_api_key_env is not None:
+        from deepmedix.inference.server import api_key_from_env
+
+        api_key_from_env(options)  # a missing key is reported before the model is loaded
+    check_port(options.host, options.port)  # a port in use is reported before the model is loaded
+    answerer = build_answerer(_backend_options(args))  # the template is checked before the model is loaded
+    backend = answerer.backend
+    try:
+        app = create_app(answerer, options)
+        print(
+            f"deepmedix serve: http://{options.host}:{options.port}/  (model {args.model}; "
+            f"OpenAI API at http://{options.host}:{options.port}/v1)",
+            file=sys.stderr,
+        )
+        serve(app, host=options.host, port=options.port, shutdown_timeout_s=options.shutdown_timeout_s)
+    finally:
+        backend.close()
     return 0

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from deepmedix.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, CXRImage, ImageError, open_image
+from deepmedix.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, CXRImage, open_image
+from deepmedix.errors import ImageTooLargeError
 
-__all__ = ["CXRImage", "ImageError", "ImageTooLargeError", "load_image", "probe_size"]
+__all__ = ["CXRImage", "load_image", "probe_size"]
 
 
 def load_image(
@@ -20,10 +21,6 @@ def load_image(
 ) -> CXRImage:
     """PNG, JPEG or DICOM → an 8-bit grey image at original resolution (the project's one reader)."""
     return open_image(source, name=name, max_side=max_side, max_pixels=max_pixels)
-
-
-class ImageTooLargeError(ValueError):
-    """An image whose header alone shows it is too large to decode."""
 
 
 def probe_size(data: bytes) -> tuple[int, int] | None:

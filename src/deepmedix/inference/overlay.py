@@ -12,6 +12,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from deepmedix.io import atomic_write_bytes
+
 # Saturated colours that stay distinct from each other and from grey (step i uses STEP_COLOURS[i % n]).
 STEP_COLOURS: tuple[tuple[int, int, int], ...] = (
     (255, 40, 40),  # red
@@ -100,8 +102,6 @@ def draw_overlay(image: Image.Image, steps: Sequence[Any], highlight: int | None
 def save_overlay(image: Image.Image, steps: Sequence[Any], out: str | Path) -> Path:
     """Draw and write atomically (format from the suffix; PNG recommended)."""
     import io as _io
-
-    from deepmedix.io import atomic_write_bytes
 
     out = Path(out)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(out.suffix.lower(), "PNG")

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from deepmedix.errors import DataError
 from deepmedix.labeler.rules import OBSERVATIONS, POSITIVE, UNCERTAIN, label_reports
 
 # (code heading, qualifiers of which one must be present (empty: any), observation). A code such as
@@ -92,7 +93,7 @@ def load_openi_reports(csv_path: str | Path) -> list[OpenIReport]:
         reader = csv.DictReader(fh)
         missing = {"uid", "MeSH", "findings", "impression"} - set(reader.fieldnames or ())
         if missing:
-            raise ValueError(f"{csv_path}: missing column(s) {sorted(missing)}")
+            raise DataError(f"{csv_path}: missing column(s) {sorted(missing)}")
         for row in reader:
             mesh = (row["MeSH"] or "").strip()
             if not mesh or mesh == UNCODED:

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from deepmedix.errors import DataError
+
 # Files at least this long show a progress bar.
 _PROGRESS_MIN_LINES = 2000
 
@@ -29,31 +31,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_label)
 
 
-def read_reports(path: Path, text_field: str = "text", id_field: str = "id") -> Iterator[tuple[object, str]]:
-    """(id, text) per non-blank line; a bad line raises ValueError naming the file, line and field."""
-    from deepmedix.io import iter_jsonl_objects
+def read_reports(path: Path, text_field: str = "text", id_field: str = "id") -> Iterator[tuple[str | int, str]]:
+    """(id, text) per non-blank line; a bad line raises a DataError naming the file, line and field."""
+    from deepmedix.errors import InputFileError
+    from deepmedix.io import iter_jsonl_objects, json_kind
 
     for number, record in iter_jsonl_objects(path):
         if id_field not in record:
-            raise ValueError(f"{path}, line {number}: missing field '{id_field}'")
-        text = record.get(text_field)
-        if text is None and text_field not in record:
-            raise ValueError(f"{path}, line {number} (id {record[id_field]!r}): missing field '{text_field}'")
-        if not isinstance(text, str):
-            raise ValueError(
-                f"{path}, line {number} (id {record[id_field]!r}): field '{text_field}' must be a string, "
-                f"got {type(text).__name__}"
+            raise InputFileError(path, "missing", line=number, field=id_field)
+        report_id = record[id_field]
+        if isinstance(report_id, bool) or not isinstance(report_id, str | int):
+            raise InputFileError(
+                path, f"must be a string or an integer, got {json_kind(report_id)}", line=number, field=id_field
             )
-        yield record[id_field], text
+        if text_field not in record:
+            raise InputFileError(path, f"missing (id {report_id!r})", line=number, field=text_field)
+        text = record[text_field]
+        if not isinstance(text, str):
+            raise InputFileError(
+                path, f"must be a string, got {json_kind(text)} (id {report_id!r})", line=number, field=text_field
+            )
+        yield report_id, text
 
 
 def run_label(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from deepmedix.io import atomic_open
+    from deepmedix.io import atomic_open, check_output
     from deepmedix.labeler import label_report
 
+    check_output(args.out)
     reports = list(read_reports(args.input, args.text_field, args.id_field))
+    if not reports:
+        raise DataError(f"{args.input}: no reports to label (the file is empty)")
     progress = tqdm(
         reports, desc="labeling", unit="report", disable=len(reports) < _PROGRESS_MIN_LINES, file=sys.stderr
     )

@@ -5,21 +5,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from deepmedix.errors import OptionError
+
 EMBEDDED_NAMES = ("tiny", "small")  # deepmedix.models.registry.EMBEDDED_MODELS, without importing transformers here
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
-    if args.name == "tiny":
-        from deepmedix.models.tiny import build_tiny_model
+    from deepmedix.io import check_output, staged_folder
+    from deepmedix.models.registry import EMBEDDED_MODELS
+    from deepmedix.models.tiny import build_tiny_model
 
-        out = build_tiny_model(args.out, seed=args.seed, family=args.family)
-    else:
-        if args.family != "qwen2_5_vl":
-            raise ValueError(f"the {args.name} model is a Qwen2.5-VL; --family {args.family} is built for tiny only")
-        from deepmedix.models.registry import EMBEDDED_MODELS
-
-        out = EMBEDDED_MODELS[args.name].builder(args.out, seed=args.seed)
-    print(f"{args.name} {args.family} model written to {out}")
+    if args.name != "tiny" and args.family != "qwen2_5_vl":
+        raise OptionError(f"the {args.name} model is a Qwen2.5-VL; --family {args.family} is built for tiny only")
+    check_output(args.out, folder=True)  # before torch is imported
+    with staged_folder(args.out) as staging:  # the whole model or nothing
+        if args.name == "tiny":
+            build_tiny_model(staging, seed=args.seed, family=args.family)
+        else:
+            EMBEDDED_MODELS[args.name].builder(staging, seed=args.seed)
+    print(f"{args.name} {args.family} model written to {args.out}")
     return 0
 
 

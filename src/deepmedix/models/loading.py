@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.data.frame import PAPER_MAX_PIXELS, ModelFrame, frame_for
+from deepmedix.errors import ModelFileError
 from deepmedix.models.processors import IMAGE_ONLY_PROCESSORS, set_pixel_bounds
 from deepmedix.models.registry import EMBEDDED_MODELS
 from deepmedix.models.special_tokens import suppressed_token_ids
@@ -85,7 +86,7 @@ def load_processor(name_or_path: str | Path, min_pixels: int | None = None, max_
     else:
         processor = AutoProcessor.from_pretrained(path)
     if not hasattr(processor, "image_processor"):
-        raise ValueError(
+        raise ModelFileError(
             f"model {name_or_path!r}: its processor has no image processor (got {type(processor).__name__})"
         )
     if max_pixels is None and not _is_local(path):

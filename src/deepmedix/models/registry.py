@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deepmedix.errors import OptionError
 from deepmedix.models.embedded import EmbeddedModel
 from deepmedix.models.small import SMALL
 from deepmedix.models.tiny import TINY
@@ -16,7 +17,7 @@ def embedded_model_path(name: str) -> Path:
     try:
         return EMBEDDED_MODELS[name].path()
     except KeyError:
-        raise ValueError(f"no embedded model named {name!r}; one of {sorted(EMBEDDED_MODELS)}") from None
+        raise OptionError(f"no embedded model named {name!r}; one of {sorted(EMBEDDED_MODELS)}") from None
 
 
 __all__ = ["EMBEDDED_MODELS", "embedded_model_path"]

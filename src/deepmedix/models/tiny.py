@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from deepmedix.errors import OptionError
 from deepmedix.models.embedded import EmbeddedModel
 from deepmedix.models.processors import ImageTextQwen2_5_VLProcessor, ImageTextQwen3VLProcessor
 from deepmedix.models.special_tokens import QWEN_SPECIAL_TOKENS, REASONING_TOKENS, generation_defaults
@@ -169,7 +170,7 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, family: str = "qwen2_5_
     from trl import chat_template_utils
 
     if family not in ("qwen2_5_vl", "qwen3_vl"):
-        raise ValueError(f"family must be 'qwen2_5_vl' or 'qwen3_vl', got {family!r}")
+        raise OptionError(f"family must be 'qwen2_5_vl' or 'qwen3_vl', got {family!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tiny_tokenizer()

@@ -6,11 +6,30 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NotRequired, cast, get_args
 
-from deepmedix.rewards.core import MODES
+from tqdm import tqdm
 
-INPUT_FIELDS = ("completion", "reference", "answer_type", "image_size", "reference_boxes")
+from deepmedix.errors import DataError, InputFileError
+from deepmedix.io import atomic_open, check_output, iter_jsonl_lines, json_kind, jsonl_value
+from deepmedix.rewards.core import score_completion
+from deepmedix.rewards.score import DEFAULT_LAMBDA, RewardInput, RewardMode, RewardRecord, parse_reward_mode
+
+INPUT_FIELDS = tuple(RewardInput.__annotations__)  # completion, reference, answer_type, image_size, reference_boxes
+OnError = Literal["fail", "skip"]
+
+
+class InputLine(RewardInput):
+    """One input line: a sample to score, and an id that is copied to its output line."""
+
+    id: NotRequired[Any]
+
+
+class ScoredLine(RewardRecord):
+    """One output line: where it came from, then the score."""
+
+    line: int
+    id: NotRequired[Any]  # the input line's id, when it has one
 
 
 def register(subparsers: Any) -> None:
@@ -26,18 +45,20 @@ def register(subparsers: Any) -> None:
     score.add_argument("input", type=Path, help="JSONL of completions")
     score.add_argument(
         "--mode",
-        choices=MODES,
-        default="paper",
+        choices=[mode.value for mode in RewardMode],
+        default=RewardMode.PAPER.value,
         help="paper (default), release (the authors' released code, quirks included) or grounded",
     )
     score.add_argument("--out", type=Path, default=None, help="output JSONL (default: stdout)")
     score.add_argument(
         "--on-error",
-        choices=("fail", "skip"),
+        choices=get_args(OnError),
         default="fail",
         help="a malformed line stops the run (fail, default) or is reported and left out (skip)",
     )
-    score.add_argument("--lam", type=float, default=0.1, help="format weight lambda (default 0.1)")
+    score.add_argument(
+        "--lam", type=float, default=DEFAULT_LAMBDA, help=f"format weight lambda (default {DEFAULT_LAMBDA})"
+    )
     score.set_defaults(func=_score_command)
 
     def _reward_help(args: argparse.Namespace) -> int:
@@ -47,40 +68,40 @@ def register(subparsers: Any) -> None:
     reward.set_defaults(func=_reward_help)
 
 
-def _read_record(path: Path, line_no: int, line: str) -> dict[str, Any]:
-    from deepmedix.io import json_object
-
-    where = f"{path}, line {line_no}"
-    record = json_object(line, where)
+def _read_record(path: Path, line_no: int, raw: bytes) -> InputLine:
+    record = jsonl_value(raw, path, line_no)
+    if not isinstance(record, dict):
+        raise InputFileError(path, f"expected a JSON object, got {json_kind(record)}", line=line_no)
     for key in ("completion", "reference"):
         if key not in record:
-            raise ValueError(f"{where}: field {key!r} is missing")
+            raise InputFileError(path, "missing", line=line_no, field=key)
     if not isinstance(record["reference"], str):
-        raise ValueError(f"{where}: field 'reference' must be a string")
+        raise InputFileError(
+            path, f"must be a string, got {json_kind(record['reference'])}", line=line_no, field="reference"
+        )
     if not isinstance(record["completion"], str | list | dict):
-        raise ValueError(f"{where}: field 'completion' must be a string or a list of chat messages")
-    return record
+        raise InputFileError(path, "must be a string or a list of chat messages", line=line_no, field="completion")
+    answer_type = record.get("answer_type")
+    if answer_type is not None and not isinstance(answer_type, str):
+        raise InputFileError(path, f"must be a string, got {json_kind(answer_type)}", line=line_no, field="answer_type")
+    return cast(InputLine, record)  # the required fields checked here, the others by score_completion
 
 
 def score_file(
-    path: Path, mode: str = "paper", lam: float = 0.1, on_error: str = "fail"
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Score every line of ``path``; returns (output rows in input order, error messages of skipped lines)."""
-    from tqdm import tqdm
+    path: Path, mode: RewardMode | str = RewardMode.PAPER, lam: float = DEFAULT_LAMBDA, on_error: OnError = "fail"
+) -> tuple[list[ScoredLine], list[str]]:
+    """Score every line of ``path``; returns (output rows in input order, error messages of skipped lines).
 
-    from deepmedix.rewards.core import score_completion
-
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    rows: list[dict[str, Any]] = []
+    An empty file, or one whose every line was skipped, is a :class:`DataError`: nothing could be scored."""
+    mode = parse_reward_mode(mode)
+    rows: list[ScoredLine] = []
     errors: list[str] = []
-    with path.open(encoding="utf-8") as f:
-        lines = f.readlines()
-    for line_no, line in enumerate(tqdm(lines, desc="reward", unit="line", disable=None, file=sys.stderr), 1):
-        if not line.strip():
-            continue
+    lines = list(iter_jsonl_lines(path))
+    if not lines:
+        raise DataError(f"{path}: no lines to score (the file is empty)")
+    for line_no, raw in tqdm(lines, desc="reward", unit="line", disable=None, file=sys.stderr):
         try:
-            record = _read_record(path, line_no, line)
+            record = _read_record(path, line_no, raw)
             try:
                 s = score_completion(
                     record["completion"],
@@ -93,19 +114,16 @@ def score_file(
                 )
             except ValueError as e:
                 field = _field_named(str(e))
-                raise ValueError(
-                    f"{path}, line {line_no}" + (f", field {field!r}" if field else "") + f": {e}"
-                ) from None
+                raise InputFileError(path, str(e), line=line_no, field=field) from None
         except ValueError as e:
             if on_error == "fail":
                 raise
             errors.append(str(e))
             continue
-        row: dict[str, Any] = {"line": line_no}
-        if "id" in record:
-            row["id"] = record["id"]
-        row.update(s.to_dict())
-        rows.append(row)
+        where: dict[str, Any] = {"line": line_no, "id": record["id"]} if "id" in record else {"line": line_no}
+        rows.append(cast(ScoredLine, where | s.to_dict()))
+    if not rows:
+        raise DataError(f"{path}: nothing scored: every one of its {len(lines)} lines was skipped ({errors[0]})")
     return rows, errors
 
 
@@ -117,8 +135,8 @@ def _field_named(message: str) -> str | None:
 
 
 def _score_command(args: argparse.Namespace) -> int:
-    from deepmedix.io import atomic_open
-
+    if args.out is not None:
+        check_output(args.out)
     rows, errors = score_file(args.input, mode=args.mode, lam=args.lam, on_error=args.on_error)
     if args.out is not None:
         with atomic_open(args.out) as f:
@@ -131,9 +149,6 @@ def _score_command(args: argparse.Namespace) -> int:
     for message in errors:
         print(f"skipped: {message}", file=sys.stderr)
     n = len(rows)
-    if n:
-        means = "  ".join(f"{k}={sum(r[k] for r in rows) / n:.4f}" for k in ("answer", "format", "coordinate", "total"))
-    else:
-        means = "(nothing scored)"
+    means = "  ".join(f"{k}={sum(r[k] for r in rows) / n:.4f}" for k in ("answer", "format", "coordinate", "total"))
     print(f"reward ({args.mode}): {n} scored, {len(errors)} skipped; means {means}", file=sys.stderr)
     return 0

@@ -12,54 +12,35 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import SupportsFloat, assert_never
 
 from deepmedix.data.frame import box_inside, iou
-from deepmedix.protocol import outline_parts
+from deepmedix.errors import DataError
+from deepmedix.protocol import ParsedBox, parse_completion
 from deepmedix.rewards import metrics
+from deepmedix.rewards.release import release_score
+from deepmedix.rewards.score import (
+    ANSWER_SCALE,
+    BOX_INVALID_PENALTY,
+    BOX_VALID_BONUS,
+    COORDINATE_CAP,
+    DEFAULT_LAMBDA,
+    AnswerType,
+    Completion,
+    RewardDetails,
+    RewardInput,
+    RewardMode,
+    RewardScore,
+    parse_answer_type,
+    parse_reward_mode,
+)
 
-Mode = Literal["paper", "release", "grounded"]
-AnswerType = Literal["closed", "multi", "open"]
-
-MODES: tuple[str, ...] = ("paper", "release", "grounded")
-ANSWER_TYPES: tuple[str, ...] = ("closed", "multi", "open")
-
-DEFAULT_LAMBDA = 0.1
-ANSWER_SCALE = 1.5
-BOX_VALID_BONUS = 0.05
-BOX_INVALID_PENALTY = -0.2
-COORDINATE_CAP = 0.15
 DEFAULT_IMAGE_SIZE = (512, 512)  # the paper's frame when a sample does not say
 
 # grounded mode
 GROUNDED_DUPLICATE_IOU = 0.9  # a box this close to an earlier one repeats it
 GROUNDED_LARGE_FRACTION = 0.5  # a box over half the image localises nothing
 GROUNDED_WASTE_PENALTY = -0.05  # each duplicate or oversized box
-
-
-@dataclass(slots=True)
-class RewardScore:
-    """The reward's components and total; ``details`` holds the numbers behind them (for logging)."""
-
-    answer: float
-    format: float
-    coordinate: float
-    total: float
-    mode: str
-    answer_type: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "answer": self.answer,
-            "format": self.format,
-            "coordinate": self.coordinate,
-            "total": self.total,
-            "mode": self.mode,
-            "answer_type": self.answer_type,
-            **self.details,
-        }
 
 
 # --- answer ------------------------------------------------------------------------------------------------------
@@ -95,16 +76,17 @@ def open_text_scores(prediction: str, reference: str) -> tuple[float, float, flo
     return metrics.open_scores(prediction, reference)
 
 
-def answer_score(prediction: str, reference: str, answer_type: str) -> tuple[float, dict[str, float]]:
-    """r_ans = 1.5 × (exact match | set F1 | mean of BLEU-1, BLEU-4, ROUGE-L) by the given answer type."""
-    if answer_type == "closed":
+def answer_score(prediction: str, reference: str, answer_type: AnswerType) -> tuple[float, RewardDetails]:
+    """r_ans = 1.5 × (exact match | set F1 | mean of BLEU-1, BLEU-4, ROUGE-L) by the answer type (see
+    :func:`~deepmedix.rewards.score.parse_answer_type` for one given as text)."""
+    if answer_type == AnswerType.CLOSED:
         return ANSWER_SCALE * closed_match(prediction, reference), {}
-    if answer_type == "multi":
+    if answer_type == AnswerType.MULTI:
         return ANSWER_SCALE * multi_f1(prediction, reference), {}
-    if answer_type == "open":
+    if answer_type == AnswerType.OPEN:
         bleu1, bleu4, rouge_l = open_text_scores(prediction, reference)
         return ANSWER_SCALE * ((bleu1 + bleu4 + rouge_l) / 3), {"bleu1": bleu1, "bleu4": bleu4, "rouge_l": rouge_l}
-    raise ValueError(f"answer_type must be one of {', '.join(ANSWER_TYPES)}; got {answer_type!r}")
+    assert_never(answer_type)
 
 
 # --- coordinate ---------------------------------------------------------------------------------------------------
@@ -127,6 +109,8 @@ def _matched_iou_sum(boxes: list[Sequence[float]], references: list[Sequence[flo
         return 0.0
     if len(boxes) == 1 or len(references) == 1:
         return max(iou(b, r) for b in boxes for r in references)
+    # Imported here: scipy.optimize takes about 0.7 s to import (numpy alone 0.14 s), five times the whole reward
+    # module, and only a grounded score with several kept and several reference boxes needs it.
     import numpy as np
     from scipy.optimize import linear_sum_assignment
 
@@ -137,7 +121,7 @@ def _matched_iou_sum(boxes: list[Sequence[float]], references: list[Sequence[flo
 
 def grounded_coordinate(
     boxes: Sequence[Sequence[float]], image_size: Sequence[float], reference_boxes: Sequence[Sequence[float]]
-) -> tuple[float, dict[str, Any]]:
+) -> tuple[float, RewardDetails]:
     """Grounded r_coo = min(0.15, 0.15·overlap − 0.2·n_outside − 0.05·(n_duplicate + n_oversized)).
 
     overlap = (sum of IoUs of the best one-to-one matching of kept boxes to reference boxes) / max(n_ref, n_kept):
@@ -161,7 +145,7 @@ def grounded_coordinate(
     references = [list(r) for r in reference_boxes]
     overlap = _matched_iou_sum(kept, references) / max(len(references), len(kept))
     value = COORDINATE_CAP * overlap + BOX_INVALID_PENALTY * outside + GROUNDED_WASTE_PENALTY * (duplicate + oversized)
-    details = {
+    details: RewardDetails = {
         "overlap": overlap,
         "n_boxes": len(boxes),
         "n_outside": outside,
@@ -174,39 +158,50 @@ def grounded_coordinate(
 # --- inputs -------------------------------------------------------------------------------------------------------
 
 
-def check_image_size(image_size: Any) -> tuple[float, float]:
+def _number(value: object) -> float:
+    """A JSON number as a float; a string, a boolean or anything else is a TypeError (never read as a number)."""
+    if isinstance(value, bool | str | bytes) or not isinstance(value, int | float | SupportsFloat):
+        raise TypeError(f"not a number: {value!r}")
+    return float(value)
+
+
+def check_image_size(image_size: Sequence[float] | None) -> tuple[float, float]:
     """``[W, H]`` (model-input pixels) → a tuple; None → 512×512."""
     if image_size is None:
         return DEFAULT_IMAGE_SIZE
     try:
+        if isinstance(image_size, str | bytes | dict):
+            raise TypeError
         width, height = image_size
-        width, height = float(width), float(height)
+        width, height = _number(width), _number(height)
     except (TypeError, ValueError):
-        raise ValueError(f"image_size must be [width, height]; got {image_size!r}") from None
+        raise DataError(f"image_size must be [width, height]; got {image_size!r}") from None
     if not (0 < width < math.inf and 0 < height < math.inf):
-        raise ValueError(f"image_size must be two positive numbers; got {image_size!r}")
+        raise DataError(f"image_size must be two positive numbers; got {image_size!r}")
     return width, height
 
 
-def check_reference_boxes(reference_boxes: Any) -> list[tuple[float, float, float, float]]:
-    """``[[x0, y0, x1, y1], …]`` → a list of tuples; None → []."""
+def check_reference_boxes(reference_boxes: Sequence[Sequence[float]] | None) -> list[ParsedBox]:
+    """``[[x0, y0, x1, y1], …]`` → a list of tuples; None → []. The one check of every mode."""
     if reference_boxes is None:
         return []
     if isinstance(reference_boxes, str | bytes | dict) or not hasattr(reference_boxes, "__iter__"):
-        raise ValueError(f"reference_boxes must be a list of [x0, y0, x1, y1]; got {reference_boxes!r}")
-    out = []
+        raise DataError(f"reference_boxes must be a list of [x0, y0, x1, y1]; got {reference_boxes!r}")
+    out: list[ParsedBox] = []
     for i, b in enumerate(reference_boxes):
         try:
-            values = tuple(float(v) for v in b)
+            if isinstance(b, str | bytes | dict):
+                raise TypeError
+            values = tuple(_number(v) for v in b)
         except (TypeError, ValueError):
             values = ()
         if len(values) != 4 or not all(math.isfinite(v) for v in values):
-            raise ValueError(f"reference_boxes[{i}] must be four finite numbers [x0, y0, x1, y1]; got {b!r}")
-        out.append(values)
-    return out  # type: ignore[return-value]
+            raise DataError(f"reference_boxes[{i}] must be four finite numbers [x0, y0, x1, y1]; got {b!r}")
+        out.append(values)  # type: ignore[arg-type]  # four, checked above
+    return out
 
 
-def completion_text(completion: Any) -> str:
+def completion_text(completion: Completion | None) -> str:
     """A completion as text: a string, or TRL's conversational form (a list of messages, content str or parts)."""
     if isinstance(completion, str):
         return completion
@@ -230,12 +225,12 @@ def completion_text(completion: Any) -> str:
 
 
 def score_completion(
-    completion: Any,
+    completion: Completion,
     reference: str,
-    answer_type: str | None = None,
+    answer_type: AnswerType | str | None = None,
     image_size: Sequence[float] | None = None,
     reference_boxes: Sequence[Sequence[float]] | None = None,
-    mode: str = "paper",
+    mode: RewardMode | str = RewardMode.PAPER,
     lam: float = DEFAULT_LAMBDA,
 ) -> RewardScore:
     """Score one completion.
@@ -245,28 +240,21 @@ def score_completion(
     this). ``image_size``: the model-input [W, H] the boxes are checked against (512×512 when None).
     ``reference_boxes``: model-frame boxes for ``grounded`` mode. ``lam``: the format weight λ.
     """
-    text = completion if type(completion) is str else completion_text(completion)
+    text = completion_text(completion)
     if not isinstance(reference, str):
-        raise ValueError(f"reference must be a string; got {type(reference).__name__}")
-    if mode == "release":
-        from deepmedix.rewards.release import release_score
-
-        return release_score(text, reference, lam)
-    if mode != "paper" and mode != "grounded":
-        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-    if answer_type not in ANSWER_TYPES:
-        if answer_type is None:
-            raise ValueError(
-                f"answer_type is required in {mode} mode (closed|multi|open); it is never guessed "
-                "(mode 'release' guesses it the way the released code did)"
-            )
-        raise ValueError(f"answer_type must be one of {', '.join(ANSWER_TYPES)}; got {answer_type!r}")
+        raise DataError(f"reference must be a string; got {type(reference).__name__}")
+    mode = parse_reward_mode(mode)
+    # One check of the boxes and the size for every mode, used or not: a malformed input is refused in all of them.
     size = check_image_size(image_size)
-    refs = check_reference_boxes(reference_boxes) if mode == "grounded" else None
-    predicted, format_valid, boxes = outline_parts(text)
-    answer, details = answer_score(predicted, reference, answer_type)
-    fmt = 1.0 if format_valid else 0.0
-    if refs:
+    refs = check_reference_boxes(reference_boxes)
+    if mode == RewardMode.RELEASE:
+        return release_score(text, reference, lam)
+    kind = parse_answer_type(answer_type, mode)
+    parsed = parse_completion(text)
+    boxes = parsed.boxes
+    answer, details = answer_score(parsed.answer, reference, kind)
+    fmt = 1.0 if parsed.format_valid else 0.0
+    if mode == RewardMode.GROUNDED and refs:
         coordinate, box_details = grounded_coordinate(boxes, size, refs)
         details.update(box_details)
         details["coordinate_rule"] = "grounded"
@@ -276,11 +264,14 @@ def score_completion(
         details["n_valid"] = n_valid
         details["coordinate_rule"] = "paper"
     total = (1 - lam) * answer + lam * fmt + coordinate
-    return RewardScore(answer, fmt, coordinate, total, mode, answer_type, details)
+    return RewardScore(answer, fmt, coordinate, total, mode, kind, details)
 
 
-def score_many(items: Sequence[dict[str, Any]], mode: str = "paper", lam: float = DEFAULT_LAMBDA) -> list[RewardScore]:
-    """Score dicts with keys completion, reference, answer_type?, image_size?, reference_boxes?."""
+def score_many(
+    items: Sequence[RewardInput], mode: RewardMode | str = RewardMode.PAPER, lam: float = DEFAULT_LAMBDA
+) -> list[RewardScore]:
+    """Score samples with keys completion, reference, answer_type?, image_size?, reference_boxes?."""
+    mode = parse_reward_mode(mode)
     return [
         score_completion(
             it["completion"],

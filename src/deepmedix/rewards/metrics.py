@@ -14,13 +14,13 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from functools import lru_cache
 from itertools import chain, groupby
 from typing import Any
 
-# rouge-score's own patterns, so tokenisation cannot drift from it.
-from rouge_score.tokenize import NON_ALPHANUM_RE, SPACES_RE, VALID_TOKEN_RE
+# rouge-score's own pattern, so tokenisation cannot drift from it.
+from rouge_score.tokenize import VALID_TOKEN_RE
 
 _MAX_ORDER = 4
 _ALPHANUM_RUN = re.compile(r"[a-z0-9]+")
@@ -45,7 +45,9 @@ class _Stems:
         out = raw
         if len(raw) > 3:
             if self._stemmer is None:
-                # rouge_score.tokenizers.DefaultTokenizer builds the same nltk PorterStemmer()
+                # rouge_score.tokenizers.DefaultTokenizer builds the same nltk PorterStemmer(). Imported at the first
+                # stemmed word, not with the module: ``import nltk`` loads scipy and scikit-learn (about 1.4 s), which
+                # a process that scores no open text (the ``deepmedix`` command at start, VQA) never needs.
                 from nltk.stem.porter import PorterStemmer
 
                 self._stemmer = PorterStemmer()
@@ -85,10 +87,8 @@ class _Stems:
 STEMS = _Stems()
 
 
-def rouge_tokens(text: str, stem: bool = True) -> list[str]:
-    """Tokens exactly as ``rouge_score``'s DefaultTokenizer(use_stemmer=stem) makes them."""
-    if not stem:
-        return [r for r in SPACES_RE.split(NON_ALPHANUM_RE.sub(" ", text.lower())) if VALID_TOKEN_RE.match(r)]
+def rouge_tokens(text: str) -> list[str]:
+    """Tokens exactly as ``rouge_score``'s DefaultTokenizer(use_stemmer=True) makes them."""
     return words_rouge_tokens(text.lower().split())
 
 
@@ -106,18 +106,27 @@ def words_rouge_tokens(words: Sequence[str]) -> list[str]:
         return [token for w in words for token in (get(w) if w in STEMS.words else word(w))]
 
 
-def lcs_length(a: Sequence[Any], b: Sequence[Any]) -> int:
-    """Length of the longest common subsequence (Hyyrö's bit-vector algorithm: one big-int step per item of b)."""
-    if not a or not b:
-        return 0
-    masks: dict[Any, int] = {}
+def lcs_masks(a: Sequence[Hashable]) -> dict[Hashable, int]:
+    """Each item of ``a`` → the bit mask of its positions in ``a`` (bit i set when ``a[i]`` is the item): what the
+    bit-vector LCS needs of one side, computed once for a reference."""
+    masks: dict[Hashable, int] = {}
     bit = 1
     for item in a:
         masks[item] = masks.get(item, 0) | bit
         bit <<= 1
-    full = bit - 1
+    return masks
+
+
+def lcs_length(a: Sequence[Hashable], b: Sequence[Hashable], a_masks: dict[Hashable, int] | None = None) -> int:
+    """Length of the longest common subsequence (Hyyrö's bit-vector algorithm: one big-int step per item of b).
+
+    ``a_masks``: :func:`lcs_masks` of ``a``, when already computed.
+    """
+    if not a or not b:
+        return 0
+    get = (a_masks if a_masks is not None else lcs_masks(a)).get
+    full = (1 << len(a)) - 1
     v = full
-    get = masks.get
     for item in b:
         m = get(item)
         if m:
@@ -266,12 +275,7 @@ class OpenReference:
         words = tuple(reference.lower().split())  # one split serves BLEU's tokens and ROUGE's
         self.bleu = _Reference(words)
         self.rouge_tokens = words_rouge_tokens(words)
-        masks: dict[str, int] = {}
-        bit = 1
-        for token in self.rouge_tokens:
-            masks[token] = masks.get(token, 0) | bit
-            bit <<= 1
-        self.lcs_masks = masks
+        self.lcs_masks = lcs_masks(self.rouge_tokens)
 
 
 @lru_cache(maxsize=4096)
@@ -288,16 +292,7 @@ def open_scores(prediction: str, reference: str) -> tuple[float, float, float]:
     predicted = words_rouge_tokens(hypothesis)
     if not target or not predicted:
         return bleu1, bleu4, 0.0
-    # Hyyrö's bit-vector LCS over the cached reference masks (see lcs_length)
-    full = (1 << len(target)) - 1
-    v = full
-    get = ref.lcs_masks.get
-    for token in predicted:
-        m = get(token)
-        if m:
-            u = v & m
-            v = ((v + u) | (v - u)) & full
-    lcs = len(target) - v.bit_count()
+    lcs = lcs_length(target, predicted, ref.lcs_masks)
     precision = lcs / len(predicted)
     recall = lcs / len(target)
     return bleu1, bleu4, _fmeasure(precision, recall)

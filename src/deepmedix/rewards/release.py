@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import re
 
+from deepmedix.data.enums import guess_answer_type  # the released typing rule lives on the data floor
 from deepmedix.rewards import metrics
+from deepmedix.rewards.score import DEFAULT_LAMBDA, AnswerType, RewardMode, RewardScore
 
 _WS_AROUND_TAG_CHARS = re.compile(r"\s*(<|>|/)\s*")
 _FORMAT = re.compile(r"<think>.*</think>.*\\boxed\{.*\}.*", re.DOTALL)
@@ -52,23 +54,13 @@ def mathruler_boxed(text: str) -> str:
     return "None"
 
 
-def guess_answer_type(label: str) -> str:
-    """The released rule: ``|`` and ≤ 20 words → multi; ≤ 2 words → closed; otherwise open."""
-    words = len(label.strip().split())
-    if "|" in label and words <= 20:
-        return "multi"
-    if words <= 2:
-        return "closed"
-    return "open"
-
-
-def release_answer(text: str, label: str) -> tuple[float, str]:
+def release_answer(text: str, label: str) -> tuple[float, AnswerType]:
     """The released accuracy term (already × 1.5) and the guessed answer type; ``text`` already de-spaced."""
     answer = mathruler_boxed(text)
     if len(answer) == 0:
         answer = " "
     answer_type = guess_answer_type(label)
-    if answer_type == "multi":
+    if answer_type == AnswerType.MULTI:
         labels = [item.strip().lower() for item in label.strip().split("|")]
         predicted = [item.strip().lower() for item in answer.strip().split("|")]
         overlap = len(set(labels) & set(predicted))
@@ -76,7 +68,7 @@ def release_answer(text: str, label: str) -> tuple[float, str]:
         recall = overlap / len(labels) if len(labels) > 0 else 0
         f1 = 2 * (precision * recall) / (precision + recall) if (precision + recall) > 0 else 0
         return f1 * 1.5, answer_type
-    if answer_type == "closed":
+    if answer_type == AnswerType.CLOSED:
         return (1.5 if answer.lower() == label.lower() else 0.0), answer_type
     bleu1, bleu4 = metrics.bleu_1_4(label, answer)  # strings: character n-grams, as nltk reads them
     # rouge-score's score(target=answer, prediction=label); ROUGE-1 F, reported by the released code as ROUGE-L
@@ -100,10 +92,8 @@ def release_coordinate(text: str) -> float:
     return value
 
 
-def release_score(completion: str, label: str, lam: float = 0.1):  # -> RewardScore (import cycle)
-    """``compute_xray_score`` for one completion, as a :class:`~deepmedix.rewards.core.RewardScore`."""
-    from deepmedix.rewards.core import RewardScore
-
+def release_score(completion: str, label: str, lam: float = DEFAULT_LAMBDA) -> RewardScore:
+    """``compute_xray_score`` for one completion, as a :class:`~deepmedix.rewards.score.RewardScore`."""
     text = _WS_AROUND_TAG_CHARS.sub(r"\1", completion)
     fmt = 1.0 if _FORMAT.fullmatch(text) else 0.0
     answer, answer_type = release_answer(text, label)
@@ -114,7 +104,7 @@ def release_score(completion: str, label: str, lam: float = 0.1):  # -> RewardSc
         format=fmt,
         coordinate=coordinate,
         total=total,
-        mode="release",
+        mode=RewardMode.RELEASE,
         answer_type=answer_type,
         details={"coordinate_rule": "release"},
     )

@@ -11,7 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import trl
-import yaml
+
+from deepmedix.errors import InputFileError, OptionError, RecipeError
+from deepmedix.io import read_yaml
+from deepmedix.protocol import PromptTemplate, load_prompt_template
+from deepmedix.rewards.score import RewardMode, parse_reward_mode
 
 # LoRA on the language model only: bare "gate_proj|up_proj|down_proj" would also match the vision tower's MLP.
 LANGUAGE_LORA_TARGETS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
@@ -28,6 +32,13 @@ class StageFields:
     repeat: int = field(default=1, metadata={"help": "repeat the data N times (small learning runs)"})
     reasoning: bool | None = field(
         default=None, metadata={"help": "ask for the <think> protocol in the prompt (default: by stage)"}
+    )
+    prompt_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "Jinja template of the reasoning prompt's text, given the question as 'content' "
+            "(default: the built-in one); only for stages that reason"
+        },
     )
     model_dtype: str = field(default="auto", metadata={"help": "dtype to load the weights in"})
     min_pixels: int | None = field(default=None, metadata={"help": "processor lower pixel bound"})
@@ -66,7 +77,9 @@ class GRPOStageConfig(StageFields, trl.GRPOConfig):
         default=None,
         metadata={"help": "KL reference (the stage-1 model); default: the starting policy, as TRL does"},
     )
-    reward_mode: str = field(default="paper", metadata={"help": "paper | release | grounded (see deepmedix.rewards)"})
+    reward_mode: RewardMode = field(
+        default=RewardMode.PAPER, metadata={"help": "paper | release | grounded (see deepmedix.rewards)"}
+    )
     reward_lambda: float = field(default=0.1, metadata={"help": "λ: weight of the format reward"})
     # The paper's objective: a KL penalty (TRL's k3 estimator) and the per-sequence GRPO loss.
     beta: float = 0.04
@@ -74,14 +87,14 @@ class GRPOStageConfig(StageFields, trl.GRPOConfig):
     report_to: Any = "none"
     remove_unused_columns: bool = False
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.reward_mode = parse_reward_mode(self.reward_mode, "reward_mode")
+
 
 STAGE_CONFIGS: dict[str, type] = {"sft": SFTStageConfig, "coldstart": SFTStageConfig, "grpo": GRPOStageConfig}
 # The stage decides whether the prompt asks for the reasoning protocol (stage 1 answers plainly).
 STAGE_REASONING = {"sft": False, "coldstart": True, "grpo": True}
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot be used; the message names the file and the key."""
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
@@ -89,9 +102,9 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"recipe {path}: no such file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise RecipeError(f"recipe {path}: not valid YAML ({e})") from None
+        raw = read_yaml(path) or {}
+    except InputFileError as e:  # not YAML, or not UTF-8: a recipe that cannot be used
+        raise RecipeError(f"recipe {e}") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"recipe {path}: expected a mapping of keys to values, got {type(raw).__name__}")
     return raw
@@ -115,10 +128,26 @@ def build_stage_config(stage: str, recipe: dict[str, Any], source: str = "<recip
         values[key] = _coerce(key, value, defaults.get(key), source)
     if values.get("reasoning") is None:
         values["reasoning"] = STAGE_REASONING[stage]
+    if values.get("prompt_template") is not None:
+        if not values["reasoning"]:
+            raise RecipeError(
+                f"{source}: field 'prompt_template': a prompt template is the reasoning prompt, and this {stage} "
+                "stage asks without reasoning (reasoning: false)"
+            )
+        values["prompt_template"] = str(values["prompt_template"])
+        try:
+            load_prompt_template(values["prompt_template"])  # a bad template stops the recipe, not the training
+        except OptionError as e:
+            raise RecipeError(f"{source}: field 'prompt_template': {e}") from None
     try:
         return cls(**values)
     except (TypeError, ValueError) as e:
         raise RecipeError(f"{source}: {e}") from None
+
+
+def stage_prompt_template(config: Any) -> PromptTemplate | None:
+    """The template a stage's prompts are rendered with (None: the built-in one, or the question alone)."""
+    return load_prompt_template(getattr(config, "prompt_template", None))
 
 
 def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
@@ -158,13 +187,13 @@ def config_summary(config: Any) -> dict[str, Any]:
 __all__ = [
     "GRPOStageConfig",
     "LANGUAGE_LORA_TARGETS",
-    "RecipeError",
     "SFTStageConfig",
     "STAGE_CONFIGS",
     "StageFields",
     "VISION_LORA_TARGETS",
     "build_stage_config",
     "config_summary",
+    "stage_prompt_template",
     "load_stage_config",
     "read_recipe",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from deepmedix.io import atomic_open
+
 REWARD_KEYS = (
     ("reward", "total reward"),
     ("rewards/answer/mean", "answer"),
@@ -43,8 +45,6 @@ def plot_curves(log_history: list[dict[str, Any]], out_png: str | Path, title: s
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from deepmedix.io import atomic_open
 
     rewards = [(label, *_series(log_history, key)) for key, label in REWARD_KEYS]
     rewards = [r for r in rewards if r[1]]

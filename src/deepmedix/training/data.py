@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.data.frame import ModelFrame
-from deepmedix.data.schema import Sample, Task, load_samples
-from deepmedix.protocol import build_messages, final_answer, parse_completion
+from deepmedix.data.images import image_size, open_image
+from deepmedix.data.schema import Sample, Task, check_sample_images, load_numbered_samples, load_samples
+from deepmedix.errors import DataError
+from deepmedix.io import atomic_open
+from deepmedix.protocol import PromptTemplate, build_messages, final_answer, parse_completion
 
 COMPLETION_STAGES = ("sft", "coldstart")
 
@@ -23,14 +26,12 @@ def load_rgb(sample: Sample, frame: ModelFrame):
     """The sample's images as RGB, resized to what the model sees (errors name the sample and the file)."""
     from PIL import Image
 
-    from deepmedix.data.images import open_image
-
     images = []
     for ref in sample.images:
         try:
             cxr = open_image(ref.path)
         except ValueError as e:
-            raise ValueError(f"sample {sample.id!r}, field 'images': {e}") from None
+            raise DataError(f"sample {sample.id!r}, field 'images': {e}") from None
         w, h = frame.pixel_size(cxr.width, cxr.height)
         image = cxr.rgb()
         if image.size != (w, h):
@@ -43,16 +44,13 @@ def image_source(path: str | Path, cache_dir: Path, sample_id: str) -> str:
     """A path PIL decodes correctly: the file itself when it is an 8-bit PNG/JPEG, else a converted PNG copy."""
     from PIL import Image, UnidentifiedImageError
 
-    from deepmedix.data.images import open_image
-    from deepmedix.io import atomic_open
-
     path = Path(path)
     try:
         with Image.open(path) as img:
             if img.format in ("PNG", "JPEG") and img.mode in ("L", "RGB"):
                 return str(path)
     except FileNotFoundError:
-        raise ValueError(f"sample {sample_id!r}, field 'images': {path}: no such image file") from None
+        raise DataError(f"sample {sample_id!r}, field 'images': {path}: no such image file") from None
     except UnidentifiedImageError:
         pass  # DICOM and friends: converted below
     target = cache_dir / f"{hashlib.sha1(str(path.resolve()).encode()).hexdigest()}.png"
@@ -60,7 +58,7 @@ def image_source(path: str | Path, cache_dir: Path, sample_id: str) -> str:
         try:
             cxr = open_image(path)
         except ValueError as e:
-            raise ValueError(f"sample {sample_id!r}, field 'images': {e}") from None
+            raise DataError(f"sample {sample_id!r}, field 'images': {e}") from None
         cache_dir.mkdir(parents=True, exist_ok=True)
         with atomic_open(target, "wb", encoding=None) as fh:
             cxr.image.save(fh, format="PNG")
@@ -71,7 +69,6 @@ def _image_size(sample: Sample, index: int = 0) -> tuple[int, int]:
     ref = sample.images[index]
     if ref.width and ref.height:
         return ref.width, ref.height
-    from deepmedix.data.images import image_size
 
     return image_size(ref.path)
 
@@ -86,7 +83,14 @@ def localized_answer(answer: str, model_boxes: list[list[float]]) -> str:
     return f"{answer} {boxes}" if boxes else answer
 
 
-def sample_row(sample: Sample, stage: str, frame: ModelFrame, reasoning: bool, image_cache: Path) -> dict[str, Any]:
+def sample_row(
+    sample: Sample,
+    stage: str,
+    frame: ModelFrame,
+    reasoning: bool,
+    image_cache: Path,
+    template: PromptTemplate | None = None,
+) -> dict[str, Any]:
     """One training row. SFT stages get a ``completion``; GRPO gets the reward's columns instead.
 
     ``answer`` is the final answer (for a cold-start sample, the one inside its ``\\boxed{}``); ``image_size`` and
@@ -96,14 +100,14 @@ def sample_row(sample: Sample, stage: str, frame: ModelFrame, reasoning: bool, i
     width, height = _image_size(sample)
     protocol = parse_completion(sample.answer)
     if stage == "coldstart" and not protocol.format_valid:
-        raise ValueError(
+        raise DataError(
             f"sample {sample.id!r}, field 'answer': a cold-start sample must hold a full protocol completion "
             "(<think>…</think> then \\boxed{…})"
         )
     answer = final_answer(sample.answer) if "\\boxed{" in sample.answer else sample.answer
     row: dict[str, Any] = {
         "id": sample.id,
-        "prompt": build_messages(sample.prompt, reasoning=reasoning, n_images=len(sample.images)),
+        "prompt": build_messages(sample.prompt, reasoning=reasoning, n_images=len(sample.images), template=template),
         "images": [{"path": image_source(ref.path, image_cache, sample.id), "bytes": None} for ref in sample.images],
         "answer": answer,
         "answer_type": sample.answer_type.value,
@@ -122,6 +126,16 @@ def sample_row(sample: Sample, stage: str, frame: ModelFrame, reasoning: bool, i
     return row
 
 
+def check_training_data(data: str | Path) -> None:
+    """The training samples and their images are usable: checked before any model is loaded, so a bad line or a
+    missing image fails at once, naming the file, the line and the field."""
+    path = Path(data)
+    numbered = load_numbered_samples(path)
+    if not numbered:
+        raise DataError(f"training data {path}: no samples (the file is empty)")
+    check_sample_images(path, numbered)
+
+
 def build_dataset(
     data: str | Path,
     stage: str,
@@ -130,6 +144,7 @@ def build_dataset(
     limit: int | None = None,
     repeat: int = 1,
     image_cache: str | Path | None = None,
+    template: PromptTemplate | None = None,
 ):
     """A ``datasets.Dataset`` of training rows from a samples JSONL (images decoded lazily, on access).
 
@@ -145,10 +160,10 @@ def build_dataset(
     if limit is not None:
         samples = samples[:limit]
     if not samples:
-        raise ValueError(f"training data {path}: no samples")
+        raise DataError(f"training data {path}: no samples")
     cache = Path(image_cache) if image_cache is not None else path.parent / ".image-cache"
     rows = [
-        sample_row(s, stage, frame, reasoning, cache)
+        sample_row(s, stage, frame, reasoning, cache, template)
         for s in track(samples, description=f"reading {path.name}", transient=True, disable=len(samples) < 200)
     ]
     if stage != "grpo":
@@ -159,4 +174,4 @@ def build_dataset(
     return Dataset.from_list(rows).cast_column("images", List(Image()))
 
 
-__all__ = ["build_dataset", "image_source", "load_rgb", "localized_answer", "sample_row"]
+__all__ = ["build_dataset", "check_training_data", "image_source", "load_rgb", "localized_answer", "sample_row"]

@@ -10,7 +10,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from deepmedix.errors import DataError, OptionError
+from deepmedix.io import check_output
+from deepmedix.models.loading import model_frame
+from deepmedix.training.coldstart.synthesize import synthesize_offline
 from deepmedix.training.config import build_stage_config, read_recipe
+from deepmedix.training.data import check_training_data
 from deepmedix.training.stages import final_dir, is_complete, run_stage
 
 log = logging.getLogger(__name__)
@@ -20,19 +25,9 @@ COLDSTART_DATA = "coldstart_data.jsonl"
 
 
 def _synthesize_coldstart(samples_path: Path, out_path: Path, stage1_model: Path) -> Path:
-    try:
-        from deepmedix.training.coldstart import synthesize_offline
-    except ImportError as e:
-        raise RuntimeError(
-            f"the pipeline needs cold-start data: set 'data' in the coldstart recipe to a cold-start JSONL, or "
-            f"install the cold-start synthesiser (deepmedix.training.coldstart: {e})"
-        ) from None
-    from deepmedix.models import model_frame
-
     summary = synthesize_offline(samples_path, out_path, model_frame(stage1_model))
-    kept = getattr(summary, "kept", None)
-    if kept == 0:
-        raise ValueError(f"cold-start synthesis from {samples_path} kept no samples; see {out_path}")
+    if summary.kept == 0:
+        raise DataError(f"cold-start synthesis from {samples_path} kept no samples; see {out_path}")
     log.info("cold start: %s", summary)
     return out_path
 
@@ -69,7 +64,12 @@ def run_pipeline(
     if grpo_data is not None or data is not None:
         raw["grpo"]["data"] = str(grpo_data or data)
     if not raw["sft"].get("data"):
-        raise ValueError(f"recipe {recipes / RECIPE_FILES['sft']}: field 'data' is empty; pass --data")
+        raise OptionError(f"recipe {recipes / RECIPE_FILES['sft']}: field 'data' is empty; pass --data")
+    # Every stage's given data is checked before stage 1 loads its model: a bad line fails now, not hours later.
+    for checked in dict.fromkeys(str(raw[s]["data"]) for s in ("sft", "grpo") if raw[s].get("data")):
+        check_training_data(checked)
+    if output_root is not None:
+        check_output(output_root, folder=True)
 
     results: dict[str, Path] = {}
     sft_config = build_stage_config("sft", raw["sft"], source=f"recipe {recipes / RECIPE_FILES['sft']}")

@@ -14,10 +14,34 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deepmedix.io import append_jsonl, atomic_write_json
+from deepmedix.data.frame import box_inside, iou
+from deepmedix.errors import OptionError
+from deepmedix.io import append_jsonl, atomic_write_json, check_output, make_parents, remove_created, sha256_file
+from deepmedix.models.loading import (
+    ensure_suppressed_placeholders,
+    load_model_and_processor,
+    processor_frame,
+    resolve_model_path,
+)
+from deepmedix.models.special_tokens import generation_defaults
+from deepmedix.protocol import parse_completion, user_prompt_template
+from deepmedix.rewards.core import completion_text
+from deepmedix.rewards.grpo import TrlRewardFunc, make_trl_reward_funcs
+from deepmedix.rewards.score import Completion
+from deepmedix.training.config import (
+    LANGUAGE_LORA_TARGETS,
+    VISION_LORA_TARGETS,
+    config_summary,
+    load_stage_config,
+    stage_prompt_template,
+)
+from deepmedix.training.curves import plot_curves
+from deepmedix.training.data import build_dataset, check_training_data
+from deepmedix.training.model_card import push_to_hub, write_model_card
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +86,6 @@ def _freeze_vision(model) -> int:
 def peft_config_for(config) -> Any:
     from peft import LoraConfig
 
-    from deepmedix.training.config import LANGUAGE_LORA_TARGETS, VISION_LORA_TARGETS
-
     target = config.lora_target_modules or (
         f"({LANGUAGE_LORA_TARGETS})|({VISION_LORA_TARGETS})" if config.train_vision else LANGUAGE_LORA_TARGETS
     )
@@ -79,8 +101,6 @@ def peft_config_for(config) -> Any:
 def load_for_training(config):
     """(model, processor, frame) for a stage, with the vision tower frozen unless ``train_vision``."""
     import torch
-
-    from deepmedix.models import load_model_and_processor, processor_frame
 
     dtype = config.model_dtype
     if dtype not in ("auto", None):
@@ -139,8 +159,6 @@ def _save_final(trainer, processor, config, stage: str, extra: dict[str, Any]) -
 
 def _finish_final(tmp: Path, out: Path, processor, config, stage: str, extra: dict[str, Any]) -> None:
     """Main process: processor, generation config and run_info.json beside the weights, then the rename."""
-    from deepmedix.models.special_tokens import generation_defaults
-    from deepmedix.training.config import config_summary
 
     processor.save_pretrained(tmp)
     gen_path = tmp / "generation_config.json"
@@ -159,16 +177,22 @@ def _finish_final(tmp: Path, out: Path, processor, config, stage: str, extra: di
         "data_sha256": extra.pop("data_sha256", None),
         "versions": package_versions(),
         "config": config_summary(config),
+        **prompt_template_record(config),
         **extra,
     }
-    from deepmedix.training.curves import plot_curves
 
     curves = plot_curves(extra.get("log_history") or [], tmp / "curves.png", f"{stage}: {config.output_dir}")
     info["curves"] = curves.name if curves else None
     atomic_write_json(tmp / RUN_INFO, info)
+    write_model_card(tmp)
     if out.exists():  # an earlier, incomplete final (no run_info.json): replace it
         shutil.rmtree(out)
     os.replace(tmp, out)
+
+
+def prompt_template_record(config: Any) -> dict[str, str]:
+    """The name and sha256 of the template the stage's prompts were rendered with (run_info.json)."""
+    return user_prompt_template(bool(config.reasoning), stage_prompt_template(config)).record()
 
 
 def _last_checkpoint(output_dir: str | Path) -> str | None:
@@ -205,7 +229,7 @@ def _train_and_save(trainer, processor, config, stage: str, data_sha: str, n_row
 
 def _require_data(config) -> Path:
     if not config.data:
-        raise ValueError("no training data: set 'data' in the recipe or pass --data")
+        raise OptionError("no training data: set 'data' in the recipe or pass --data")
     path = Path(config.data)
     if not path.is_file():
         raise FileNotFoundError(f"training data {path}: no such file")
@@ -215,9 +239,6 @@ def _require_data(config) -> Path:
 def build_sft_trainer(config, stage: str = "sft", callbacks: list | None = None):
     """(trainer, processor, data_sha, rows) for stage 1 or 2."""
     from trl import SFTTrainer
-
-    from deepmedix.io import sha256_file
-    from deepmedix.training.data import build_dataset
 
     data = _require_data(config)
     model, processor, frame = load_for_training(config)
@@ -229,6 +250,7 @@ def build_sft_trainer(config, stage: str = "sft", callbacks: list | None = None)
         limit=config.limit,
         repeat=config.repeat,
         image_cache=Path(config.output_dir) / "image-cache",
+        template=stage_prompt_template(config),
     )
     trainer = SFTTrainer(
         model=model,
@@ -249,34 +271,26 @@ def build_sft_trainer(config, stage: str = "sft", callbacks: list | None = None)
     return trainer, processor, sha256_file(data), len(dataset)
 
 
-def valid_box_share(completions, image_size, **_: Any) -> list[float]:
+def valid_box_share(completions: list[Completion], image_size: list[Sequence[float]], **_: Any) -> list[float]:
     """1 when a completion cites at least one box and every box lies inside the model-input image, else 0.
 
     Logged beside the reward (weight 0): the share of generations whose grounding is valid.
     """
-    from deepmedix.data.frame import box_inside
-    from deepmedix.protocol import parse_completion
-
     out = []
     for completion, size in zip(completions, image_size, strict=True):
-        text = completion if isinstance(completion, str) else completion[-1]["content"]
-        if isinstance(text, list):
-            text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
-        boxes = parse_completion(text).boxes
+        boxes = parse_completion(completion_text(completion)).boxes
         out.append(float(bool(boxes) and all(box_inside(b, size[0], size[1]) for b in boxes)))
     return out
 
 
-def reference_iou(completions, reference_boxes=None, **_: Any) -> list[float | None]:
+def reference_iou(
+    completions: list[Completion], reference_boxes: list[list[list[float]] | None] | None = None, **_: Any
+) -> list[float | None]:
     """Per completion, the mean over its sample's reference boxes of the best IoU any cited box reaches (model
     frame); None for a sample without reference boxes, which TRL leaves out of the logged mean.
 
     Logged beside the reward (weight 0): whether the cited boxes move towards the reference regions.
     """
-    from deepmedix.data.frame import iou
-    from deepmedix.protocol import parse_completion
-    from deepmedix.rewards.core import completion_text
-
     references = reference_boxes if reference_boxes is not None else [None] * len(completions)
     out: list[float | None] = []
     for completion, reference in zip(completions, references, strict=True):
@@ -290,29 +304,21 @@ def reference_iou(completions, reference_boxes=None, **_: Any) -> list[float | N
 
 
 # Zero-weight reward functions: TRL logs them beside the reward components (rewards/<name>/mean).
-MONITORS = (valid_box_share, reference_iou)
+MONITORS: tuple[TrlRewardFunc, ...] = (valid_box_share, reference_iou)
 
 
-def reward_functions(config) -> tuple[list, list[float]]:
+def reward_functions(config) -> tuple[list[TrlRewardFunc], list[float]]:
     """The paper's reward as TRL reward functions (from deepmedix.rewards), plus the zero-weight monitors."""
-    try:
-        from deepmedix.rewards.trl import make_trl_reward_funcs
-    except ModuleNotFoundError:
-        try:
-            from deepmedix.rewards.grpo import make_trl_reward_funcs
-        except ModuleNotFoundError as e:
-            raise RuntimeError(f"GRPO needs the reward functions of deepmedix.rewards ({e})") from None
-    funcs = list(make_trl_reward_funcs(mode=config.reward_mode, lam=config.reward_lambda))
+    components = make_trl_reward_funcs(mode=config.reward_mode, lam=config.reward_lambda)
+    funcs: list[TrlRewardFunc] = [*components, *MONITORS]
     # Each component carries its weight ((1 − λ, λ, 1) for answer, format, coordinate): TRL's weighted sum is r.
-    weights = (
-        list(config.reward_weights) if config.reward_weights else [float(getattr(f, "weight", 1.0)) for f in funcs]
-    )
-    extra = weights[len(funcs) :]
+    weights = list(config.reward_weights) if config.reward_weights else [float(f.weight) for f in components]
+    extra = weights[len(components) :]
     if len(extra) <= len(MONITORS) and all(w == 0.0 for w in extra):  # a config that already carries monitor weights
-        weights = weights[: len(funcs)]
-    if len(weights) != len(funcs):
-        raise ValueError(f"reward_weights has {len(weights)} values for {len(funcs)} reward functions")
-    return [*funcs, *MONITORS], [*weights, *(0.0 for _ in MONITORS)]
+        weights = weights[: len(components)]
+    if len(weights) != len(components):
+        raise OptionError(f"reward_weights has {len(weights)} values for {len(components)} reward functions")
+    return funcs, [*weights, *(0.0 for _ in MONITORS)]
 
 
 def build_grpo_trainer(config, callbacks: list | None = None):
@@ -324,10 +330,6 @@ def build_grpo_trainer(config, callbacks: list | None = None):
     """
     from trl import GRPOTrainer
 
-    from deepmedix.io import sha256_file
-    from deepmedix.models import resolve_model_path
-    from deepmedix.training.data import build_dataset
-
     data = _require_data(config)
     model, processor, frame = load_for_training(config)
     dataset = build_dataset(
@@ -338,6 +340,7 @@ def build_grpo_trainer(config, callbacks: list | None = None):
         limit=config.limit,
         repeat=config.repeat,
         image_cache=Path(config.output_dir) / "image-cache",
+        template=stage_prompt_template(config),
     )
     funcs, weights = reward_functions(config)
     config.reward_weights = weights
@@ -358,8 +361,6 @@ def build_grpo_trainer(config, callbacks: list | None = None):
     finally:
         model.config._name_or_path = original_path
     if getattr(trainer, "ref_model", None) is not None:
-        from deepmedix.models import ensure_suppressed_placeholders
-
         ensure_suppressed_placeholders(trainer.ref_model, processor)
     return trainer, processor, sha256_file(data), len(dataset)
 
@@ -374,23 +375,38 @@ def run_stage(
     """Run a stage from a recipe file (or a ready config); returns the final model's folder.
 
     Skips the work when the output already holds a complete final model; resumes from the last checkpoint when a
-    previous run was interrupted. ``callbacks`` are extra ``transformers.TrainerCallback`` objects.
+    previous run was interrupted. ``callbacks`` are extra ``transformers.TrainerCallback`` objects. With
+    ``push_to_hub`` (and ``hub_model_id``) in the recipe, the finished ``final/`` folder — weights, processor and
+    model card — is pushed once at the end (the Trainer's own pushing of every checkpoint stays off).
     """
-    from deepmedix.training.config import load_stage_config
-
     if config is None:
         if recipe is None:
             raise ValueError("run_stage needs a recipe or a config")
         config = load_stage_config(stage, recipe, overrides)
+    push_repo = config.hub_model_id if config.push_to_hub else None
+    if config.push_to_hub and not push_repo:
+        raise OptionError("push_to_hub needs hub_model_id (the repository to push the final model to)")
+    config.push_to_hub = False  # no network from the Trainer; the final folder is pushed once, below
     if is_complete(config.output_dir):
         log.info("%s: %s is complete, skipping", stage, final_dir(config.output_dir))
-        return final_dir(config.output_dir)
-    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-    if stage == "grpo":
-        trainer, processor, sha, rows = build_grpo_trainer(config, callbacks)
+        final = final_dir(config.output_dir)
     else:
-        trainer, processor, sha, rows = build_sft_trainer(config, stage, callbacks)
-    return _train_and_save(trainer, processor, config, stage, sha, rows)
+        # The data and the output folder are checked before the model is loaded (minutes, on a real one).
+        check_training_data(_require_data(config))
+        check_output(config.output_dir, folder=True)
+        created = make_parents(Path(config.output_dir) / FINAL_DIR)
+        try:
+            if stage == "grpo":
+                trainer, processor, sha, rows = build_grpo_trainer(config, callbacks)
+            else:
+                trainer, processor, sha, rows = build_sft_trainer(config, stage, callbacks)
+        except BaseException:
+            remove_created(created)  # the folders made for this run, while still empty
+            raise
+        final = _train_and_save(trainer, processor, config, stage, sha, rows)
+    if push_repo:
+        log.info("%s: pushed to %s", final, push_to_hub(final, push_repo))
+    return final
 
 
 __all__ = [
@@ -400,6 +416,7 @@ __all__ = [
     "is_complete",
     "load_for_training",
     "package_versions",
+    "prompt_template_record",
     "reference_iou",
     "reward_functions",
     "run_stage",

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.data.convert import check_patient_splits, hash_split
-from deepmedix.data.schema import AnswerType, ImageRef, Provenance, Sample, Split, Task, sample_to_json
-from deepmedix.io import atomic_write_jsonl
+from deepmedix.data.enums import AnswerType, Split, Task
+from deepmedix.data.phantom import make_phantom_samples
+from deepmedix.data.schema import ImageRef, Provenance, Sample, sample_to_json
+from deepmedix.io import atomic_write_jsonl, check_output
 from deepmedix.protocol import task_prompt
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -212,8 +214,6 @@ def bundled_samples(images_dir: Path, phantom: bool = True) -> list[Sample]:
         else:
             samples.extend(_nih_samples(entry, image))
     if phantom:
-        from deepmedix.data.phantom import make_phantom_samples
-
         for seed, (split, n) in enumerate(PHANTOM_PER_SPLIT.items()):
             samples.extend(make_phantom_samples(images_dir / "phantom", n, seed=seed, split=split.value))
     check_patient_splits(samples)
@@ -223,6 +223,7 @@ def bundled_samples(images_dir: Path, phantom: bool = True) -> list[Sample]:
 def prepare_bundled(out_path: str | Path, phantom: bool = True) -> Path:
     """Write the embedded sample as a samples JSONL at ``out_path`` (images beside it, in ``bundled-images/``)."""
     out_path = Path(out_path)
+    check_output(out_path)  # before the images are written beside it
     out_dir = out_path.resolve().parent
     samples = bundled_samples(out_dir / IMAGES_DIR, phantom=phantom)
     lines = []

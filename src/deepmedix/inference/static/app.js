@@ -148,7 +148,8 @@ async function ask(event) {
     $("raw").textContent = body.completion;
     const nBoxes = body.steps.reduce((n, s) => n + s.boxes.length, 0);
     $("image-info").textContent = `${body.image_name} — ${body.image_size[0]}×${body.image_size[1]} px (model sees ${body.model_input_size[0]}×${body.model_input_size[1]}), ${nBoxes} box${nBoxes === 1 ? "" : "es"}`;
-    $("timing").textContent = `answered in ${body.timing.total_s.toFixed(2)} s` + (body.format_valid ? "" : " — the output did not follow the grounded format");
+    $("timing").textContent = `answered in ${body.timing.total_s.toFixed(2)} s` + (body.format_valid ? "" : " — the output did not follow the grounded format")
+      + (body.truncated ? ` — cut off at its budget of ${body.max_new_tokens} new tokens` : "");
     setStatus("Done.");
     document.body.dataset.state = "answered";
   } catch (err) {

@@ -2,20 +2,5 @@
 
 ``synthesize`` runs any teacher (an OpenAI-compatible endpoint, or the offline ``TemplateTeacher``) over a samples
 file, caches every teacher reply by content, filters, and writes stage-2 training samples whose ``answer`` is the
-full protocol completion.
+full protocol completion. Modules: ``teachers``, ``filter``, ``synthesize``, ``regions``.
 """
-
-from deepmedix.training.coldstart.filter import FilterResult, check_completion
-from deepmedix.training.coldstart.synthesize import SynthesisSummary, synthesize, synthesize_offline
-from deepmedix.training.coldstart.teachers import EndpointTeacher, EndpointVerifier, TemplateTeacher
-
-__all__ = [
-    "EndpointTeacher",
-    "EndpointVerifier",
-    "FilterResult",
-    "SynthesisSummary",
-    "TemplateTeacher",
-    "check_completion",
-    "synthesize",
-    "synthesize_offline",
-]

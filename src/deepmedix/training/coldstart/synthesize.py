@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.data.frame import QWEN25_VL_FRAME, ModelFrame
+from deepmedix.data.images import open_image
 from deepmedix.data.schema import Sample, iter_samples, sample_to_json
 from deepmedix.endpoints import ResponseCache, content_key
-from deepmedix.io import atomic_write_json, atomic_write_jsonl
+from deepmedix.errors import DataError
+from deepmedix.io import atomic_write_json, atomic_write_jsonl, check_output
 from deepmedix.training.coldstart.filter import DROP_REASONS, check_completion
 from deepmedix.training.coldstart.teachers import (
     TEACHER_PROMPT_VERSION,
@@ -43,7 +45,6 @@ class SynthesisSummary:
 
 
 def _prepare(sample: Sample, frame: ModelFrame) -> tuple[Any, tuple[int, int], list]:
-    from deepmedix.data.images import open_image
 
     cxr = open_image(sample.image.path)
     frame_size = frame.input_size(cxr.width, cxr.height)
@@ -67,14 +68,19 @@ def synthesize(
     from tqdm.auto import tqdm
 
     out_path = Path(out_path)
-    cache = ResponseCache(cache_path or out_path.with_suffix(".cache.sqlite"))
+    outputs = (out_path, out_path.with_suffix(".dropped.jsonl"), out_path.with_suffix(".summary.json"))
+    for output in outputs:  # every output can be written, before the teacher is paid
+        check_output(output)
     summary = SynthesisSummary()
     samples = []
     for i, s in enumerate(iter_samples(samples_path)):
         if limit is not None and i >= limit:
             break
         samples.append(s)
+    if not samples:
+        raise DataError(f"{samples_path}: no samples for the teacher (the file is empty)")
     summary.total = len(samples)
+    cache = ResponseCache(cache_path or out_path.with_suffix(".cache.sqlite"))  # kept: replies are paid for
 
     kept: list[str] = []
     dropped: list[dict[str, Any]] = []
@@ -137,9 +143,9 @@ def synthesize(
     bar.close()
     cache.close()
 
-    atomic_write_jsonl(out_path, kept)
-    atomic_write_jsonl(out_path.with_suffix(".dropped.jsonl"), dropped)
-    atomic_write_json(out_path.with_suffix(".summary.json"), summary.to_dict())
+    atomic_write_jsonl(outputs[0], kept)
+    atomic_write_jsonl(outputs[1], dropped)
+    atomic_write_json(outputs[2], summary.to_dict())
     return summary
 
 

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 from PIL import Image
 
 from deepmedix.data.schema import Sample
+from deepmedix.endpoints import image_data_url
+from deepmedix.labeler import label_reports
 from deepmedix.protocol import format_completion
 from deepmedix.training.coldstart.regions import KEYWORD_REGIONS, OBSERVATION_REGIONS, region_box
 
@@ -100,15 +102,10 @@ def _regions_for(req: dict[str, Any]) -> list[str]:
     keywords (VQA), else both lungs."""
     names: list[str] = []
     if req["task"].startswith("report"):
-        try:
-            from deepmedix.labeler import label_reports
-
-            labels = label_reports([req["answer"]])[0]
-            for obs, value in labels.items():
-                if value in (1, -1):
-                    names.extend(OBSERVATION_REGIONS.get(obs, ()))
-        except ImportError:  # labeler not installed: fall back to the lungs
-            pass
+        labels = label_reports([req["answer"]])[0]
+        for obs, value in labels.items():
+            if value in (1, -1):
+                names.extend(OBSERVATION_REGIONS.get(obs, ()))
     else:
         text = req["prompt"].lower()
         for key, region in KEYWORD_REGIONS:
@@ -132,7 +129,6 @@ class EndpointTeacher:
     def request(
         self, sample: Sample, image: Image.Image, frame_size: tuple[int, int], model_boxes: list
     ) -> list[dict[str, Any]]:
-        from deepmedix.endpoints import image_data_url
 
         width, height = frame_size
         resized = image.convert("RGB").resize((width, height), Image.BICUBIC)
@@ -169,7 +165,6 @@ class EndpointVerifier:
         self.name = f"verifier:{endpoint.config.model}"
 
     def request(self, sample: Sample, image: Image.Image, frame_size: tuple[int, int], completion: str) -> Any:
-        from deepmedix.endpoints import image_data_url
 
         width, height = frame_size
         resized = image.convert("RGB").resize((width, height), Image.BICUBIC)

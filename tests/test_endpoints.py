@@ -1,3 +1,5 @@
+"""The OpenAI-compatible client: retries, concurrency, rate limit, images as data URLs, the response cache."""
+
 from __future__ import annotations
 
 import threading
@@ -124,20 +126,3 @@ def test_client_error_is_not_retried(status: int) -> None:
         with pytest.raises(Exception):  # noqa: B017 - openai raises its own AuthenticationError
             ep.chat([{"role": "user", "content": "x"}])
     assert attempts["n"] == 1
-
-
-def test_atomic_write_leaves_no_partial_file_and_plain_permissions(tmp_path) -> None:
-    import os
-
-    from deepmedix.io import atomic_open, atomic_write_text
-
-    target = tmp_path / "out.txt"
-    atomic_write_text(target, "first")
-    with pytest.raises(RuntimeError), atomic_open(target) as fh:
-        fh.write("half of a second vers")
-        raise RuntimeError("killed")
-    assert target.read_text() == "first"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # the temporary file is gone
-    umask = os.umask(0)
-    os.umask(umask)
-    assert target.stat().st_mode & 0o777 == 0o666 & ~umask

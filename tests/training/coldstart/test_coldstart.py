@@ -9,13 +9,9 @@ from deepmedix.data.frame import QWEN25_VL_FRAME
 from deepmedix.data.schema import Box, ImageRef, Provenance, Sample, load_samples, sample_to_json
 from deepmedix.endpoints import ChatEndpoint, EndpointConfig
 from deepmedix.protocol import format_completion, parse_completion
-from deepmedix.training.coldstart import (
-    EndpointTeacher,
-    EndpointVerifier,
-    check_completion,
-    synthesize,
-    synthesize_offline,
-)
+from deepmedix.training.coldstart.filter import check_completion
+from deepmedix.training.coldstart.synthesize import synthesize, synthesize_offline
+from deepmedix.training.coldstart.teachers import EndpointTeacher, EndpointVerifier
 from tests.fake_openai import fake_openai_server
 
 
