@@ -8,14 +8,17 @@ from pathlib import Path
 import pytest
 
 from deepmedix.demo.config import DemoConfig
-from deepmedix.demo.pipeline import MODELS, Demo
+from deepmedix.demo.pipeline import MODELS, Demo, _packaged_recipes
 from deepmedix.io import read_jsonl
 
 
 def _config(out: Path) -> DemoConfig:
     return DemoConfig(
         out=out,
+        recipes=_packaged_recipes("tiny"),  # the tiny model: the demo's code paths at test speed
         per_benchmark=2,
+        phantom_train=48,
+        phantom_heldout=16,
         coldstart_samples=16,
         grpo_samples=16,
         max_steps={"sft": 3, "coldstart": 3, "grpo": 2},
@@ -53,6 +56,13 @@ def test_demo_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
         assert any(metrics[g].get("n_report") for g in groups)
         assert any(metrics[g].get("n_vqa") for g in groups)
         assert all(metrics[g]["f1_chexbert_micro_14"] is None for g in groups if metrics[g].get("n_report"))
+    # the held-out phantoms: all answered by every model, compared with intervals and paired differences
+    stages = json.loads((out / "eval" / "stages.json").read_text())
+    assert stages["n"] == 16 and list(stages["models"]) == list(MODELS)
+    assert list(stages["differences"]) == ["base → stage1", "stage1 → stage2", "stage2 → stage3"]
+    for values in [*stages["models"].values(), *stages["differences"].values()]:
+        for v in values.values():
+            assert v["value"] is None or v["low"] - 1e-9 <= v["value"] <= v["high"] + 1e-9
     # the arena ranked all four models; the review set has four annotators in two groups
     scores = json.loads((out / "arena" / "scores.json").read_text())
     assert set(scores) == set(MODELS)
@@ -64,6 +74,8 @@ def test_demo_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
 
     html = report.read_text()
     for heading in (
+        "What each stage did — held-out samples",
+        "Paired differences, stage to stage",
         "Report generation",
         "VQA — accuracy by question type",
         "GRPO reward by component",

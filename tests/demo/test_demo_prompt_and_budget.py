@@ -1,5 +1,5 @@
 """What the demo asks its models: the prompt template for the stages that reason (stage 1 answers the question alone),
-and a budget of new tokens that follows the recipes (per task on the real recipes, the tiny recipes' 96 on them)."""
+and a budget of new tokens that follows the recipes (per task on the real recipes, the embedded recipes' GRPO completion length on theirs)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from deepmedix.demo import pipeline
 from deepmedix.demo.config import DemoConfig
 from deepmedix.demo.pipeline import Demo
 from deepmedix.errors import OptionError
+from deepmedix.io import read_yaml
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
@@ -41,9 +42,12 @@ def test_real_recipes_answer_with_task_budgets_and_the_template_where_they_reaso
     assert [c["prompt_template"] for c in calls] == [template_file, None, template_file]
 
 
-def test_tiny_recipes_keep_the_length_their_model_was_trained_to(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    calls = _predict_calls(monkeypatch, DemoConfig(out=tmp_path))
-    assert [c["max_new_tokens"] for c in calls] == [96, 96, 96]
+def test_embedded_recipes_keep_the_length_their_model_was_trained_to(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    for recipes in (None, RECIPES / "small", RECIPES / "tiny"):  # None: the demo's default, the small recipes
+        trained = read_yaml((recipes or RECIPES / "small") / "grpo.yaml")["max_completion_length"]
+        calls = _predict_calls(monkeypatch, DemoConfig(out=tmp_path, recipes=recipes))
+        assert [c["max_new_tokens"] for c in calls] == [trained] * 3
+    assert read_yaml(RECIPES / "small" / "grpo.yaml")["max_completion_length"] != 96  # the two recipes differ
     given = _predict_calls(
         monkeypatch, DemoConfig(out=tmp_path, recipes=RECIPES / "qwen2.5-vl-7b", max_new_tokens=4096)
     )

@@ -47,5 +47,5 @@ def test_wheel_carries_recipes_and_the_demo_finds_them(tmp_path):
         check=True,
         cwd=tmp_path,
     ).stdout.strip()
-    assert Path(found) == target / "deepmedix" / "recipes" / "tiny"
-    assert (Path(found) / "grpo.yaml").read_text() == (ROOT / "recipes" / "tiny" / "grpo.yaml").read_text()
+    assert Path(found) == target / "deepmedix" / "recipes" / "small"
+    assert (Path(found) / "grpo.yaml").read_text() == (ROOT / "recipes" / "small" / "grpo.yaml").read_text()

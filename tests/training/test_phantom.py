@@ -50,6 +50,8 @@ def test_answers_agree_with_the_lesions(tmp_path: Path):
         assert grounding.answer == " | ".join(zones)
         assert grounding.answer_type == ("closed" if len(zones) == 1 else "multi")
         for s in group:
+            # every question of an image cites the same evidence: all of its lesions
+            assert [b.as_list() for b in s.boxes] == [b.as_list() for b in grounding.boxes]
             if s.question_type == "presence":
                 side = "left" if "left lung" in s.prompt else "right"
                 assert s.answer == ("yes" if any(z.startswith(side) for z in zones) else "no")

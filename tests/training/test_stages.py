@@ -213,3 +213,79 @@ def test_curves_need_something_logged(tmp_path: Path):
     rows = [{"step": i, "reward": 0.1 * i, "rewards/format/mean": 0.5, "kl": 0.01 * i} for i in range(1, 6)]
     png = plot_curves(rows, tmp_path / "grpo.png", "grpo")
     assert png and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_reference_iou_monitor_scores_cited_boxes_against_the_reference():
+    from deepmedix.training.stages import reference_iou, reward_functions
+
+    completions = [
+        "<think>Step 1: [10, 10, 30, 30] bright.</think> \\boxed{yes}",  # exactly the reference
+        "<think>Step 1: [20, 10, 40, 30] bright.</think> \\boxed{yes}",  # half overlapping: IoU 1/3
+        "<think>no box here</think> \\boxed{no}",
+        [{"role": "assistant", "content": "<think>[10, 10, 30, 30]</think> \\boxed{a}"}],
+    ]
+    reference = [[[10, 10, 30, 30]], [[10, 10, 30, 30]], [[10, 10, 30, 30]], []]
+    scores = reference_iou(completions, reference_boxes=reference)
+    assert scores[:3] == pytest.approx([1.0, 1 / 3, 0.0])
+    assert scores[3] is None  # no reference boxes: left out of TRL's logged mean
+    # two reference boxes, one found: the mean of the best IoUs
+    two = reference_iou([completions[0]], reference_boxes=[[[10, 10, 30, 30], [60, 60, 80, 80]]])
+    assert two == pytest.approx([0.5])
+
+    config = build_stage_config("grpo", {**CPU_ARGS, "reward_mode": "grounded"})
+    funcs, weights = reward_functions(config)
+    assert [f.__name__ for f in funcs][-2:] == ["valid_box_share", "reference_iou"]
+    assert weights[-2:] == [0.0, 0.0] and len(weights) == len(funcs)
+
+
+def test_stage1_grounding_targets_hold_the_reference_boxes_in_the_model_frame(tmp_path: Path):
+    from deepmedix.data.phantom import make_phantom_samples
+    from deepmedix.evaluation.predictions import answer_without_boxes
+    from deepmedix.models.loading import model_frame
+    from deepmedix.protocol import find_boxes
+    from deepmedix.training.data import sample_row
+
+    samples = make_phantom_samples(tmp_path / "p", 12, seed=4, kinds=("grounding", "presence"))
+    frame = model_frame("tiny")
+    resized = 0
+    for sample in samples:
+        row = sample_row(sample, "sft", frame, reasoning=False, image_cache=tmp_path / "cache")
+        target = row["completion"][0]["content"][0]["text"]
+        if sample.task == "grounding":
+            w, h = sample.image.width, sample.image.height
+            resized += (w, h) != frame.input_size(w, h)
+            expected = [frame.to_model(b.as_list(), w, h) for b in sample.boxes]
+            cited = find_boxes(target)
+            assert len(cited) == len(expected) > 0, target
+            for box, ref in zip(cited, expected, strict=True):
+                assert box == pytest.approx(ref, abs=0.5)  # whole pixels of the model's frame
+            assert answer_without_boxes(target) == sample.answer
+        else:
+            assert target == sample.answer  # other questions keep their plain answer
+    assert resized  # phantoms larger than the frame: the boxes really were converted
+
+
+def test_preprocessing_once_builds_the_batches_trl_would_and_trains_the_same(phantom: Path, tmp_path: Path):
+    from deepmedix.training.preprocessed import PreprocessedRows
+    from deepmedix.training.stages import build_sft_trainer
+
+    def trainer_for(name: str, once: bool):
+        config = _sft(phantom, tmp_path / name, preprocess_once=once, max_steps=4, per_device_train_batch_size=3)
+        return build_sft_trainer(config, "sft")[0]
+
+    plain, once = trainer_for("plain", False), trainer_for("once", True)
+    assert isinstance(once.train_dataset, PreprocessedRows) and len(once.train_dataset) == len(plain.train_dataset)
+    # samples of one image share one pixel tensor (the phantom's kinds are asked of the same image)
+    pixels = {id(row["pixel_values"]) for row in once.train_dataset.rows}
+    assert len(pixels) < len(once.train_dataset)
+    for indices in ([0, 1, 2], [5, 3, 7, 1]):  # samples of different lengths: padding matters
+        expected = plain.data_collator([plain.train_dataset[i] for i in indices])
+        got = once.data_collator([once.train_dataset[i] for i in indices])
+        assert set(got) == set(expected)
+        for key in expected:
+            assert torch.equal(got[key], expected[key]), key
+    losses = []
+    for trainer in (plain, once):
+        trainer.train()
+        losses.append([h["loss"] for h in trainer.state.log_history if "loss" in h])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)  # same batches in the same order: the same training

@@ -94,8 +94,8 @@ def _png_bytes(image: Image.Image) -> bytes:
 def phantom_reasoning(sample: Sample, model_frame) -> str:
     """A correct grounded completion for a phantom sample, boxes in ``model_frame`` (cold-start data for tests).
 
-    One short step per lesion ("Step 1: right upper zone [x0, y0, x1, y1] shows a round opacity."); a presence
-    question answered "no" cites the clear lung instead.
+    One short step per lesion ("Step 1: right upper zone [x0, y0, x1, y1] shows a round opacity."); a sample
+    without boxes cites the lung its question names, as clear.
     """
 
     w, h = sample.image.width, sample.image.height
@@ -126,11 +126,12 @@ def make_phantom_samples(
     """Write phantom images as PNGs into ``out_dir`` and return ``n`` samples whose answers are known.
 
     Each image carries 1..``max_lesions`` lesions in distinct zones and yields one sample per kind, in turn:
-    ``grounding`` ("Where is the lesion?" → the zone phrase, several joined "a | b"; boxes = the lesions),
-    ``presence`` ("Is there a lesion in the left lung?" → yes/no, closed), ``zones`` ("Which zones are
-    affected?" → "a | b", multi), ``report`` (a findings sentence, open). Deterministic by ``seed``. The samples
-    are also written to ``out_dir/samples.jsonl`` (image paths relative to it); the returned ones hold absolute
-    paths.
+    ``grounding`` ("Where is the lesion?" → the zone phrase, several joined "a | b"), ``presence`` ("Is there a
+    lesion in the left lung?" → yes/no, closed), ``zones`` ("Which zones are affected?" → "a | b", multi),
+    ``report`` (a findings sentence, open). Every sample's boxes are all the image's lesions: the regions a reader
+    looks at to answer (a presence question is answered "no" by finding the lesions in the other lung).
+    Deterministic by ``seed``. The samples are also written to ``out_dir/samples.jsonl`` (image paths relative to
+    it); the returned ones hold absolute paths.
     """
     unknown = [k for k in kinds if k not in SAMPLE_KINDS]
     if unknown or not kinds:
@@ -199,7 +200,8 @@ def make_phantom_samples(
                     answer="yes" if present else "no",
                     answer_type="closed",
                     question_type="presence",
-                    boxes=[b for b, z in zip(boxes, zone_names, strict=True) if z.startswith(asked)],
+                    # every lesion is evidence: the answer is "no" when all the lesions cited lie in the other lung
+                    boxes=boxes,
                     **common,
                 )
             elif kind == "zones":

@@ -16,19 +16,24 @@ class DemoConfig:
     out: Path = field(default=Path("runs/demo"), metadata=_help("output folder; OUT/report.html is the report"))
     recipes: Path | None = field(
         default=None,
-        metadata=_help("folder with sft.yaml, coldstart.yaml, grpo.yaml (default: the packaged tiny recipes)"),
+        metadata=_help("folder with sft.yaml, coldstart.yaml, grpo.yaml (default: the packaged small recipes)"),
     )
     data: Path | None = field(
         default=None, metadata=_help("samples JSONL (default: the bundled sample and phantom images)")
     )
     base_model: str | None = field(
-        default=None, metadata=_help("starting model (default: the sft recipe's model, 'tiny' for the tiny recipes)")
+        default=None, metadata=_help("starting model (default: the sft recipe's model, 'small' for the small recipes)")
     )
     fresh: bool = field(default=False, metadata=_help("delete OUT and start over"))
     per_benchmark: int = field(
         default=10, metadata=_help("test samples per benchmark group (source × task) every model answers; 0: all")
     )
-    coldstart_samples: int = field(default=160, metadata=_help("training samples given to the cold-start teacher"))
+    phantom_train: int = field(default=3200, metadata=_help("phantom training samples, four kinds (bundled data only)"))
+    phantom_heldout: int = field(
+        default=240,
+        metadata=_help("held-out phantom samples every model answers, from other seeds (bundled data only)"),
+    )
+    coldstart_samples: int = field(default=600, metadata=_help("training samples given to the cold-start teacher"))
     grpo_samples: int = field(default=160, metadata=_help("training samples for stage 3"))
     max_steps: dict[str, int] | None = field(
         default=None, metadata={"skip": True}
@@ -37,7 +42,7 @@ class DemoConfig:
         default=None,
         metadata=_help(
             "new tokens per answer at prediction (default: by task, reports 1024 and VQA 512, or the GRPO recipe's "
-            "max_completion_length where it is smaller: 96 for the tiny recipes)"
+            "max_completion_length where it is smaller: 128 for the small recipes)"
         ),
     )
     prompt_template: Path | None = field(
@@ -46,7 +51,13 @@ class DemoConfig:
             "Jinja template of the reasoning prompt ('content' = the question) for every stage that reasons"
         ),
     )
-    batch_size: int = field(default=8, metadata=_help("samples per generation batch"))
+    batch_size: int = field(default=16, metadata=_help("samples per generation batch"))
+    threads: int = field(
+        default=1, metadata=_help("torch threads per process on a CPU (0: torch's choice; docs/demo.md says why 1)")
+    )
+    prediction_workers: int | None = field(
+        default=None, metadata=_help("models predicted in parallel processes (default: 2 on a CPU, 1 on a GPU)")
+    )
     backend: Literal["transformers", "vllm"] = field(default="transformers", metadata=_help("generation engine"))
     teacher: str = field(default="offline", metadata=_help("cold-start teacher: 'offline' or an OpenAI-compatible URL"))
     teacher_model: str = field(default="gpt-4.1", metadata=_help("model name the teacher endpoint serves"))

@@ -1,8 +1,8 @@
 """The main job: prepare → stage 1 → stage 2 → stage 3 → predictions → XrayBench → Report Arena → review set →
 report. Every stage writes a ``.done`` marker beside its outputs and is skipped on a rerun; ``fresh`` redoes all.
 
-On the embedded default (the tiny random Qwen2.5-VL, the bundled CC0 sample and phantom images) this runs in
-minutes on a laptop CPU. With ``recipes`` pointing at ``recipes/qwen2.5-vl-7b`` and ``data`` at real samples, the
+On the embedded default (the small random Qwen2.5-VL, the bundled CC0 sample and phantom images) this runs in
+minutes on a laptop CPU, and the held-out phantom samples show what each stage taught the model. With ``recipes`` pointing at ``recipes/qwen2.5-vl-7b`` and ``data`` at real samples, the
 same code drives the real recipes on GPUs.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import random
 import shutil
 import time
@@ -24,7 +25,15 @@ from deepmedix.arena.judges import LLMJudge, RulesLabelerJudge
 from deepmedix.arena.run import run_arena
 from deepmedix.data.bundled import prepare_bundled
 from deepmedix.data.enums import AnswerType, Task
-from deepmedix.data.schema import Sample, check_sample_images, load_numbered_samples, load_samples, sample_to_json
+from deepmedix.data.phantom import SAMPLE_KINDS, make_phantom_samples
+from deepmedix.data.schema import (
+    Sample,
+    check_sample_images,
+    iter_samples,
+    load_numbered_samples,
+    load_samples,
+    sample_to_json,
+)
 from deepmedix.data.stats import compute_stats, draw_stats, print_stats
 from deepmedix.demo.config import DemoConfig
 from deepmedix.demo.report import write_demo_report
@@ -34,6 +43,7 @@ from deepmedix.evaluation.evaluate import Evaluator
 from deepmedix.evaluation.options import EvalOptions
 from deepmedix.evaluation.predictions import load_predictions
 from deepmedix.evaluation.report import write_reports
+from deepmedix.evaluation.stage_comparison import compare_stages
 from deepmedix.inference.predict import benchmark_name, predict_file
 from deepmedix.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, check_output, read_json, read_yaml
 from deepmedix.protocol import LARGEST_NEW_TOKENS, load_prompt_template
@@ -45,6 +55,11 @@ log = logging.getLogger(__name__)
 # The models the demo compares: the base model (asked to think, like the paper's "Qwen2.5-VL-7B (think)"), and the
 # model after each stage (stage 1 = DeepMedix, answers plainly; stage 3 = DeepMedix-R1).
 MODELS = ("base", "stage1", "stage2", "stage3")
+# Phantom radiographs generated for the demo (all four kinds): the training set and a held-out set drawn from other
+# seeds, never trained on, on which the stages are compared. The bundled sample's own phantoms use seeds 0-2.
+PHANTOM_TRAIN_SEED = 100
+PHANTOM_HELDOUT_SEED = 200
+HELDOUT_SOURCE = "phantom"
 
 
 @dataclass
@@ -55,14 +70,14 @@ class StageRecord:
     outputs: dict[str, str] = field(default_factory=dict)
 
 
-def _packaged_recipes() -> Path:
-    """recipes/tiny of the source tree, or the copy a wheel installs as deepmedix/recipes (see setup.py)."""
+def _packaged_recipes(name: str = "small") -> Path:
+    """recipes/<name> of the source tree, or the copy a wheel installs as deepmedix/recipes (see setup.py)."""
     package = Path(__file__).resolve().parents[1]
-    for candidate in (package.parents[1] / "recipes" / "tiny", package / "recipes" / "tiny"):
+    for candidate in (package.parents[1] / "recipes" / name, package / "recipes" / name):
         if (candidate / "sft.yaml").is_file():
             return candidate
     raise FileNotFoundError(
-        "recipes/tiny not found: pass --recipes DIR (a folder with sft.yaml, coldstart.yaml, grpo.yaml)"
+        f"recipes/{name} not found: pass --recipes DIR (a folder with sft.yaml, coldstart.yaml, grpo.yaml)"
     )
 
 
@@ -81,15 +96,21 @@ class Demo:
     def _marker(self, name: str) -> Path:
         return self.out / ".done" / f"{name}.json"
 
+    def _done(self, name: str) -> bool:
+        """The stage's marker says it finished and every output it listed still exists."""
+        marker = self._marker(name)
+        if not marker.is_file():
+            return False
+        return all(Path(p).exists() for p in read_json(marker)["outputs"].values())
+
     def stage(self, name: str, title: str, fn: Callable[[], dict[str, str]]) -> dict[str, str]:
         """Run ``fn`` unless its marker says it finished and every output it listed still exists."""
         marker = self._marker(name)
-        if marker.is_file():
+        if self._done(name):
             done = read_json(marker)
-            if all(Path(p).exists() for p in done["outputs"].values()):
-                self.console.print(f"[dim]✓ {title}: done earlier, skipped[/dim]")
-                self.records.append(StageRecord(name, done["seconds"], True, done["outputs"]))
-                return done["outputs"]
+            self.console.print(f"[dim]✓ {title}: done earlier, skipped[/dim]")
+            self.records.append(StageRecord(name, done["seconds"], True, done["outputs"]))
+            return done["outputs"]
         self.console.rule(f"[bold]{title}")
         start = time.perf_counter()
         outputs = fn()
@@ -107,7 +128,7 @@ class Demo:
         if self.cfg.data:
             all_path = Path(self.cfg.data)
         else:
-            prepare_bundled(all_path)
+            self._bundled_with_phantoms(all_path)
         samples = load_samples(all_path)
         rng = random.Random(self.cfg.seed)
         train, _ = _check_splits(samples, self.cfg.data)
@@ -119,7 +140,9 @@ class Demo:
         for name in sorted(groups):
             members = groups[name]
             rng.shuffle(members)
-            test.extend(members[: self.cfg.per_benchmark] if self.cfg.per_benchmark > 0 else members)
+            # the held-out phantoms are all kept: they are the samples on which the stages are compared
+            keep_all = self.cfg.per_benchmark <= 0 or members[0].source == HELDOUT_SOURCE
+            test.extend(members if keep_all else members[: self.cfg.per_benchmark])
         # Stages 2 and 3 lean on samples whose answers can be checked (closed, multi, boxed): a small model learns
         # the protocol from them, and the reward has a signal to follow.
         checkable = [s for s in train if s.answer_type != AnswerType.OPEN or s.boxes]
@@ -138,6 +161,27 @@ class Demo:
         print_stats(stats, title=str(all_path))
         draw_stats(stats, data_dir / "stats.png")
         return {k: str(v) for k, v in paths.items()} | {"stats_figure": str(data_dir / "stats.png")}
+
+    def _bundled_with_phantoms(self, all_path: Path) -> None:
+        """The bundled real images (VQA-RAD, NIH) and the demo's phantoms: a training set (four questions per image)
+        and a held-out set from other seeds, one question per image and the four kinds in equal shares, so that
+        held-out samples are independent (the bootstrap resamples samples). Image paths are relative to
+        ``all_path``'s folder."""
+        data_dir = all_path.parent
+        prepare_bundled(all_path, phantom=False)
+        lines = [sample_to_json(s) for s in iter_samples(all_path, resolve_images=False)]
+        sets = [("phantom-train", self.cfg.phantom_train, PHANTOM_TRAIN_SEED, "train", SAMPLE_KINDS)]
+        per_kind = -(-self.cfg.phantom_heldout // len(SAMPLE_KINDS))
+        sets += [
+            (f"phantom-heldout-{kind}", per_kind, PHANTOM_HELDOUT_SEED + i, "test", (kind,))
+            for i, kind in enumerate(SAMPLE_KINDS)
+        ]
+        for folder, n, seed, split, kinds in sets:
+            for s in make_phantom_samples(data_dir / folder, n, seed=seed, split=split, kinds=kinds):
+                for image in s.images:
+                    image.path = Path(image.path).relative_to(data_dir.resolve()).as_posix()
+                lines.append(sample_to_json(s))
+        atomic_write_jsonl(all_path, lines)
 
     def train(self, data: dict[str, str], cold: str, base: str) -> dict[str, str]:
         """The three stages through the training pipeline (each stage skips itself when complete)."""
@@ -182,22 +226,62 @@ class Demo:
         return str(out)
 
     def predict(self, name: str, model: str, test: str, reasoning: bool) -> str:
-
         out = self.out / "predictions" / f"{name}.jsonl"
-        predict_file(
-            model,
-            test,
-            out,
-            backend=self.cfg.backend,
-            batch_size=self.cfg.batch_size,
-            max_new_tokens=self.cfg.max_new_tokens or _prediction_budget(self.recipes),
-            reasoning=reasoning,
-            prompt_template=self.cfg.prompt_template if reasoning else None,
-        )
+        _predict_job(str(out), model, test, self._prediction_options(reasoning))
         return str(out)
 
+    def _prediction_options(self, reasoning: bool) -> dict[str, Any]:
+        """predict_file's options for one model (plain, picklable values: worker processes receive them)."""
+        return {
+            "backend": self.cfg.backend,
+            "batch_size": self.cfg.batch_size,
+            "max_new_tokens": self.cfg.max_new_tokens or _prediction_budget(self.recipes),
+            "reasoning": reasoning,
+            "prompt_template": self.cfg.prompt_template if reasoning else None,
+        }
+
+    def _prediction_workers(self) -> int:
+        if self.cfg.prediction_workers is not None:
+            return self.cfg.prediction_workers
+        return 1 if self.cfg.backend != "transformers" or _has_gpu() else min(2, os.cpu_count() or 1)
+
+    def predict_base_while_training(self, base: str, test: str) -> Any:
+        """On a CPU with a core to spare (training runs one torch thread), the base model's predictions — the
+        longest, since a random model never stops early — start before training, in a worker process; returns the
+        running job (None when there is nothing to overlap)."""
+        if self._prediction_workers() <= 1 or self._done("predict") or self._done("train"):
+            return None
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_one_torch_thread)
+        out = str(self.out / "predictions" / "base.jsonl")
+        job = pool.submit(_predict_job, out, base, test, self._prediction_options(True))
+        pool.shutdown(wait=False)  # the job runs on; waited for before the predict stage
+        return job
+
+    def predict_all(self, models: dict[str, tuple[str, bool]], test: str) -> dict[str, str]:
+        """Every model's predictions on the test samples. On a CPU, the models are shared among worker processes of
+        one torch thread each (independent jobs keep every core busy without the stalls of threads contending)."""
+        workers = self._prediction_workers()
+        if workers <= 1:
+            return {name: self.predict(name, path, test, reasoning) for name, (path, reasoning) in models.items()}
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        outs = {name: str(self.out / "predictions" / f"{name}.jsonl") for name in models}
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_torch_thread) as pool:
+            futures = [
+                pool.submit(_predict_job, outs[name], path, test, self._prediction_options(reasoning))
+                for name, (path, reasoning) in models.items()
+            ]
+            for future in futures:
+                future.result()  # re-raises a worker's error here
+        return outs
+
     def evaluate(self, predictions: dict[str, str]) -> dict[str, str]:
-        outputs = {}
+        outputs = {"stages": self.stage_comparison(predictions)}
         options = EvalOptions(
             chexbert=self.cfg.chexbert, meteor=self.cfg.meteor, cache_dir=self.out / "eval" / ".cache"
         )
@@ -209,6 +293,23 @@ class Demo:
                 write_reports(metrics, out_dir)
                 outputs[name] = str(out_dir / "metrics.json")
         return outputs
+
+    def stage_comparison(self, predictions: dict[str, str]) -> str:
+        """Every model on the held-out samples (the phantoms when the bundled data is used, else every test sample),
+        with bootstrap intervals and paired stage-to-stage differences → ``eval/stages.json``."""
+        heldout = None if self.cfg.data else (lambda row: row.get("source") == HELDOUT_SOURCE)
+        comparison = compare_stages({m: predictions[m] for m in MODELS}, keep=heldout, seed=self.cfg.seed)
+        comparison["heldout"] = (
+            "every test sample"
+            if self.cfg.data
+            else (
+                f"held-out phantom radiographs, one question per image (seeds {PHANTOM_HELDOUT_SEED}–"
+                f"{PHANTOM_HELDOUT_SEED + 3}; the training phantoms' seed is {PHANTOM_TRAIN_SEED})"
+            )
+        )
+        path = self.out / "eval" / "stages.json"
+        atomic_write_json(path, comparison)
+        return str(path)
 
     def arena(self, predictions: dict[str, str]) -> dict[str, str]:
 
@@ -267,6 +368,10 @@ class Demo:
     def run(self) -> Path:
         load_prompt_template(self.cfg.prompt_template)  # a bad template stops the demo before any work
         self.check_inputs()
+        if self.cfg.threads and not _has_gpu():
+            import torch
+
+            torch.set_num_threads(self.cfg.threads)
         if self.cfg.fresh and self.out.exists():
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -280,6 +385,7 @@ class Demo:
             "2/7 cold-start data: teacher + filter",
             lambda: {"data": self.synthesize(data["coldstart_input"], base)},
         )["data"]
+        base_job = self.predict_base_while_training(base, data["test"])
         trained = self.stage(
             "train",
             "3/7 training: stage 1 SFT → stage 2 cold-start SFT → stage 3 GRPO",
@@ -287,18 +393,20 @@ class Demo:
         )
         s1, s2, s3 = trained["sft"], trained["coldstart"], trained["grpo"]
         models = {"base": (base, True), "stage1": (s1, False), "stage2": (s2, True), "stage3": (s3, True)}
+        if base_job is not None:
+            base_job.result()  # finished or re-raised; the predict stage then finds the base model's file complete
         preds = self.stage(
             "predict",
             "4/7 predictions of every model on the test samples",
-            lambda: {
-                name: self.predict(name, path, data["test"], reasoning) for name, (path, reasoning) in models.items()
-            },
+            lambda: self.predict_all(models, data["test"]),
         )
         metrics = self.stage("eval", "5/7 XrayBench metrics", lambda: self.evaluate(preds))
         arena = self.stage("arena", "6/7 Report Arena across the stages", lambda: self.arena(preds))
         review = self.stage("review", "7/7 expert review set", lambda: self.review(preds))
 
-        report = write_demo_report(self.out, self.records, data, preds, metrics, arena, review, self.cfg)
+        report = write_demo_report(
+            self.out, self.records, data, preds, metrics, arena, review, self.cfg, base_model=base
+        )
         total = time.perf_counter() - started
         self.console.rule("[bold green]done")
         self.console.print(f"report: [bold]{report}[/bold]  ({total:.0f} s)")
@@ -306,6 +414,24 @@ class Demo:
             f"open the review set: deepmedix review serve --dir {review['dir']}  (personal links: {review['tokens']})"
         )
         return report
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _one_torch_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _predict_job(out: str, model: str, test: str, options: dict[str, Any]) -> str:
+    """One model's predictions (a module-level function: worker processes run it)."""
+    predict_file(model, test, out, **options)
+    return out
 
 
 def _check_splits(samples: list[Sample], data: Path | str | None) -> tuple[list[Sample], list[Sample]]:

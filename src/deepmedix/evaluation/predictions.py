@@ -17,7 +17,7 @@ from typing_extensions import TypedDict  # pydantic validates a TypedDict from t
 from deepmedix.data.schema import AnswerType
 from deepmedix.errors import DataError, PredictionFileError
 from deepmedix.io import iter_jsonl_lines, jsonl_value
-from deepmedix.protocol import final_answer, find_boxes
+from deepmedix.protocol import BOX_PATTERN, final_answer, find_boxes
 
 Box = Annotated[list[float], Field(min_length=4, max_length=4)]  # [x_min, y_min, x_max, y_max], original pixels
 Size = Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2, max_length=2)]  # [width, height]
@@ -32,7 +32,9 @@ class TaskKind(StrEnum):
 
 
 class ReasoningStep(TypedDict, total=False):
-    boxes: list[Box]
+    text: str
+    boxes: list[Box]  # in original pixels
+    boxes_model: list[Box]  # as the model wrote them, in its input frame
 
 
 class PredictionLine(TypedDict, total=False):
@@ -98,6 +100,14 @@ def _predicted_boxes(line: Mapping[str, Any]) -> list[list[float]]:
     return boxes
 
 
+def answer_without_boxes(answer: str) -> str:
+    """The words of an answer: boxes written in it (a localized answer such as ``right upper zone [30, 12, 48, 30]``)
+    are grounding, read by the box metrics from the completion, not part of the answer that is matched."""
+    if "[" not in answer:
+        return answer
+    return " ".join(BOX_PATTERN.sub(" ", answer).split())
+
+
 def read_prediction_line(raw: bytes, path: Path, lineno: int) -> PredictionRow:
     """One line, checked: JSON (strict), the field types of :class:`PredictionLine`, then what scoring needs.
     A problem raises :class:`PredictionFileError` naming the file, the line and the field."""
@@ -126,7 +136,7 @@ def read_prediction_line(raw: bytes, path: Path, lineno: int) -> PredictionRow:
     if kind is not TaskKind.GROUNDING and ref is None:
         raise PredictionFileError(path, "missing", line=lineno, field="reference")
     line["kind"], line["group"] = kind, group.strip()
-    line["answer"] = final_answer(pred)
+    line["answer"] = answer_without_boxes(final_answer(pred))
     line["reference"] = ref or ""
     line["pred_boxes"] = _predicted_boxes(line)
     return cast(PredictionRow, line)

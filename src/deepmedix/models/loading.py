@@ -1,4 +1,5 @@
-"""Loading a vision-language model and its processor by name: ``"tiny"``, a hub id, or a local folder.
+"""Loading a vision-language model and its processor by name: an embedded model (``"tiny"``, ``"small"``), a hub id,
+or a local folder.
 
 Supported families: Qwen2.5-VL (the paper's base) and Qwen3-VL; where torchvision is missing, the image-only
 processors of :mod:`deepmedix.models.processors` stand in for the stock ones.
@@ -13,8 +14,8 @@ from typing import Any
 from deepmedix.data.frame import PAPER_MAX_PIXELS, ModelFrame, frame_for
 from deepmedix.errors import ModelFileError
 from deepmedix.models.processors import IMAGE_ONLY_PROCESSORS, set_pixel_bounds
+from deepmedix.models.registry import EMBEDDED_MODELS
 from deepmedix.models.special_tokens import suppressed_token_ids
-from deepmedix.models.tiny import TINY_NAME, tiny_model_path
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +27,11 @@ def _torchvision_available() -> bool:
 
 
 def resolve_model_path(name_or_path: str | Path) -> str:
-    """``"tiny"`` → the locally built tiny model's folder; a folder → itself; anything else is a hub id."""
+    """An embedded model's name (``"tiny"``, ``"small"``) → its locally built folder; a folder → itself; anything
+    else is a hub id."""
     text = str(name_or_path)
-    if text == TINY_NAME:
-        return str(tiny_model_path())
+    if text in EMBEDDED_MODELS:
+        return str(EMBEDDED_MODELS[text].path())
     path = Path(text).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

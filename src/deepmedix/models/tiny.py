@@ -9,15 +9,11 @@ It is saved with ``save_pretrained`` and reloads with ``AutoModelForImageTextToT
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from deepmedix.errors import OptionError
-from deepmedix.io import cache_root
+from deepmedix.models.embedded import EmbeddedModel
 from deepmedix.models.processors import ImageTextQwen2_5_VLProcessor, ImageTextQwen3VLProcessor
 from deepmedix.models.special_tokens import QWEN_SPECIAL_TOKENS, REASONING_TOKENS, generation_defaults
 from deepmedix.protocol import REASONING_SUFFIX, TASK_PROMPTS
@@ -213,43 +209,18 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, family: str = "qwen2_5_
     return out_dir
 
 
-def _is_complete(path: Path) -> bool:
-    marker = path / BUILD_MARKER
-    if not ((path / "model.safetensors").is_file() and (path / "processor_config.json").is_file() and marker.is_file()):
-        return False
-    try:
-        return json.loads(marker.read_text(encoding="utf-8")).get("version") == TINY_BUILD_VERSION
-    except (OSError, ValueError):
-        return False
+TINY = EmbeddedModel(
+    name=TINY_NAME,
+    builder=build_tiny_model,
+    folder="tiny-qwen2.5-vl",
+    build_version=TINY_BUILD_VERSION,
+    summary="~225K parameters: text hidden 64 × 2 layers, vision hidden 32 × 2 blocks, 112×112 inputs (fast tests)",
+)
 
 
 def tiny_model_path() -> Path:
-    """The tiny model's folder, built once into ``$DEEPMEDIX_CACHE`` (or ``~/.cache/deepmedix``).
-
-    Built in a temporary folder and renamed into place, so parallel workers racing to build it never see a half
-    written model: the loser of the rename discards its copy. A copy built by an older version is replaced.
-    """
-    final = cache_root() / "tiny-qwen2.5-vl"
-    if _is_complete(final):
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-build-", dir=final.parent))
-    stale = final.parent / f".tiny-stale-{os.getpid()}-{tmp.name}"
-    try:
-        build_tiny_model(tmp)
-        if final.exists() and not _is_complete(final):
-            with contextlib.suppress(OSError):  # move the outdated copy aside (another process may have)
-                os.rename(final, stale)
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another process finished first (target exists and is not empty)
-            if not _is_complete(final):
-                raise
-    finally:
-        for leftover in (tmp, stale):
-            if leftover.exists():
-                shutil.rmtree(leftover, ignore_errors=True)
-    return final
+    """The tiny model's folder, built once into ``$DEEPMEDIX_CACHE`` (or ``~/.cache/deepmedix``)."""
+    return TINY.path()
 
 
-__all__ = ["TINY_NAME", "build_tiny_model", "build_tiny_tokenizer", "generation_defaults", "tiny_model_path"]
+__all__ = ["TINY", "TINY_NAME", "build_tiny_model", "build_tiny_tokenizer", "generation_defaults", "tiny_model_path"]

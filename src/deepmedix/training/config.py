@@ -51,6 +51,12 @@ class StageFields:
     lora_target_modules: str | None = field(
         default=None, metadata={"help": "regex of modules to adapt (default: the language model's projections)"}
     )
+    preprocess_once: bool = field(
+        default=False,
+        metadata={
+            "help": "SFT: tokenise and process images once per dataset, not every step (datasets that fit in memory)"
+        },
+    )
 
 
 @dataclass

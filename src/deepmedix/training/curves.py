@@ -13,6 +13,7 @@ REWARD_KEYS = (
     ("rewards/format/mean", "format"),
     ("rewards/coordinate/mean", "coordinate"),
     ("rewards/valid_box_share/mean", "valid-box share"),
+    ("rewards/reference_iou/mean", "IoU to reference boxes"),
 )
 
 

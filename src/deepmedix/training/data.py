@@ -14,7 +14,7 @@ from typing import Any
 
 from deepmedix.data.frame import ModelFrame
 from deepmedix.data.images import image_size, open_image
-from deepmedix.data.schema import Sample, check_sample_images, load_numbered_samples, load_samples
+from deepmedix.data.schema import Sample, Task, check_sample_images, load_numbered_samples, load_samples
 from deepmedix.errors import DataError
 from deepmedix.io import atomic_open
 from deepmedix.protocol import PromptTemplate, build_messages, final_answer, parse_completion
@@ -73,6 +73,16 @@ def _image_size(sample: Sample, index: int = 0) -> tuple[int, int]:
     return image_size(ref.path)
 
 
+def localized_answer(answer: str, model_boxes: list[list[float]]) -> str:
+    """A stage-1 grounding target: the answer, then its reference boxes in the model's frame (whole pixels).
+
+    The paper's stage 1 includes localized interpretation (MS-CXR phrase ↔ box): the model learns to answer a
+    grounding question with the region, not the label alone. E.g. ``right upper zone [30, 12, 48, 30]``.
+    """
+    boxes = " ".join("[" + ", ".join(str(round(v)) for v in box) + "]" for box in model_boxes)
+    return f"{answer} {boxes}" if boxes else answer
+
+
 def sample_row(
     sample: Sample,
     stage: str,
@@ -84,7 +94,8 @@ def sample_row(
     """One training row. SFT stages get a ``completion``; GRPO gets the reward's columns instead.
 
     ``answer`` is the final answer (for a cold-start sample, the one inside its ``\\boxed{}``); ``image_size`` and
-    ``reference_boxes`` are in the model's frame, which is where the model writes its boxes.
+    ``reference_boxes`` are in the model's frame, which is where the model writes its boxes. A stage-1 grounding
+    sample's completion holds its reference boxes too (:func:`localized_answer`).
     """
     width, height = _image_size(sample)
     protocol = parse_completion(sample.answer)
@@ -105,7 +116,12 @@ def sample_row(
         "reference_boxes": [list(frame.to_model(b.as_list(), width, height)) for b in sample.boxes],
     }
     if stage in COMPLETION_STAGES:
-        text = sample.answer if stage == "coldstart" else answer
+        if stage == "coldstart":
+            text = sample.answer
+        elif sample.task == Task.GROUNDING:
+            text = localized_answer(answer, row["reference_boxes"])
+        else:
+            text = answer
         row["completion"] = [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
     return row
 
@@ -158,4 +174,4 @@ def build_dataset(
     return Dataset.from_list(rows).cast_column("images", List(Image()))
 
 
-__all__ = ["build_dataset", "check_training_data", "image_source", "load_rgb", "sample_row"]
+__all__ = ["build_dataset", "check_training_data", "image_source", "load_rgb", "localized_answer", "sample_row"]

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deepmedix.data.frame import box_inside
+from deepmedix.data.frame import box_inside, iou
 from deepmedix.errors import OptionError
 from deepmedix.io import append_jsonl, atomic_write_json, check_output, make_parents, remove_created, sha256_file
 from deepmedix.models.loading import (
@@ -260,6 +260,14 @@ def build_sft_trainer(config, stage: str = "sft", callbacks: list | None = None)
         callbacks=callbacks,
         peft_config=peft_config_for(config) if config.use_peft else None,
     )
+    if config.preprocess_once:
+        from deepmedix.training.preprocessed import preprocess_once
+
+        # the trainer's own collator, run once per sample: the batches stay what TRL would build, without the
+        # per-step image decoding and tokenisation
+        trainer.train_dataset, trainer.data_collator = preprocess_once(
+            trainer.train_dataset, trainer.data_collator, processor.tokenizer.pad_token_id
+        )
     return trainer, processor, sha256_file(data), len(dataset)
 
 
@@ -275,17 +283,42 @@ def valid_box_share(completions: list[Completion], image_size: list[Sequence[flo
     return out
 
 
+def reference_iou(
+    completions: list[Completion], reference_boxes: list[list[list[float]] | None] | None = None, **_: Any
+) -> list[float | None]:
+    """Per completion, the mean over its sample's reference boxes of the best IoU any cited box reaches (model
+    frame); None for a sample without reference boxes, which TRL leaves out of the logged mean.
+
+    Logged beside the reward (weight 0): whether the cited boxes move towards the reference regions.
+    """
+    references = reference_boxes if reference_boxes is not None else [None] * len(completions)
+    out: list[float | None] = []
+    for completion, reference in zip(completions, references, strict=True):
+        if not reference:
+            out.append(None)
+            continue
+        cited = parse_completion(completion_text(completion)).boxes
+        best = [max((iou(box, ref) for box in cited), default=0.0) for ref in reference]
+        out.append(sum(best) / len(best))
+    return out
+
+
+# Zero-weight reward functions: TRL logs them beside the reward components (rewards/<name>/mean).
+MONITORS: tuple[TrlRewardFunc, ...] = (valid_box_share, reference_iou)
+
+
 def reward_functions(config) -> tuple[list[TrlRewardFunc], list[float]]:
-    """The paper's reward as TRL reward functions (from deepmedix.rewards), plus the zero-weight monitor."""
+    """The paper's reward as TRL reward functions (from deepmedix.rewards), plus the zero-weight monitors."""
     components = make_trl_reward_funcs(mode=config.reward_mode, lam=config.reward_lambda)
-    funcs: list[TrlRewardFunc] = [*components, valid_box_share]
+    funcs: list[TrlRewardFunc] = [*components, *MONITORS]
     # Each component carries its weight ((1 − λ, λ, 1) for answer, format, coordinate): TRL's weighted sum is r.
     weights = list(config.reward_weights) if config.reward_weights else [float(f.weight) for f in components]
-    if len(weights) == len(components) + 1 and weights[-1] == 0.0:  # a config that already carries the monitor's weight
-        weights = weights[:-1]
+    extra = weights[len(components) :]
+    if len(extra) <= len(MONITORS) and all(w == 0.0 for w in extra):  # a config that already carries monitor weights
+        weights = weights[: len(components)]
     if len(weights) != len(components):
         raise OptionError(f"reward_weights has {len(weights)} values for {len(components)} reward functions")
-    return funcs, [*weights, 0.0]
+    return funcs, [*weights, *(0.0 for _ in MONITORS)]
 
 
 def build_grpo_trainer(config, callbacks: list | None = None):
@@ -384,6 +417,7 @@ __all__ = [
     "load_for_training",
     "package_versions",
     "prompt_template_record",
+    "reference_iou",
     "reward_functions",
     "run_stage",
     "valid_box_share",
