@@ -34,7 +34,7 @@ from transformers import TrainerCallback
 from deepmedix.data.phantom import SAMPLE_KINDS, make_phantom_samples, phantom_reasoning
 from deepmedix.data.schema import load_samples, sample_to_json
 from deepmedix.io import atomic_write_jsonl
-from deepmedix.models import load_model_and_processor, model_frame
+from deepmedix.models.loading import load_model_and_processor, model_frame
 from deepmedix.rewards.grpo import score_batch
 from deepmedix.training.config import build_stage_config
 from deepmedix.training.stages import build_grpo_trainer, build_sft_trainer
