@@ -60,9 +60,9 @@ def test_stage2_teaches_the_output_protocol(trained):
 def test_stage3_grpo_raises_reward_and_valid_boxes(trained, tmp_path: Path):
     """The paper's setup: start from stage 2, KL (β > 0, k3) to the stage-1 model, G = 8, the paper reward.
 
-    The tiny model cannot place boxes, and the paper's coordinate term (+0.05 per valid box, −0.2 per invalid one)
-    lets it raise the reward by citing fewer; whether the stages learn to localise is measured on held-out phantoms
-    with the small model (test_grounded_learning.py)."""
+    The tiny model cannot place boxes, and under GRPO it raises the reward by citing fewer (with the ``grounded``
+    reward too); whether the stages learn to localise is measured on held-out phantoms with the small model
+    (test_grounded_learning.py)."""
     from deepmedix.data.phantom import make_phantom_samples
     from deepmedix.training.config import build_stage_config
     from deepmedix.training.stages import run_stage

@@ -39,6 +39,7 @@ def run_pipeline(
     max_steps: int | None = None,
     grpo_data: str | Path | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
+    callbacks: list | None = None,
 ) -> dict[str, Path]:
     """Run the recipes in ``recipes/`` (sft.yaml, coldstart.yaml, grpo.yaml) in order; returns each final model.
 
@@ -46,7 +47,7 @@ def run_pipeline(
     names an existing file, else it is synthesised from the stage-1 data by the offline template teacher. With
     ``output_root`` the stages write to ``output_root/{sft,coldstart,grpo}``; otherwise to their recipes'
     ``output_dir``. The chain is fixed here: stage 2 starts from stage 1's final model, GRPO from stage 2's, with
-    stage 1's as the KL reference.
+    stage 1's as the KL reference. ``callbacks`` (``transformers.TrainerCallback``) join every stage's trainer.
     """
     recipes = Path(recipes)
     if not recipes.is_dir():
@@ -73,7 +74,7 @@ def run_pipeline(
 
     results: dict[str, Path] = {}
     sft_config = build_stage_config("sft", raw["sft"], source=f"recipe {recipes / RECIPE_FILES['sft']}")
-    results["sft"] = run_stage("sft", config=sft_config)
+    results["sft"] = run_stage("sft", config=sft_config, callbacks=callbacks)
 
     cold = raw["coldstart"]
     cold["model"] = str(results["sft"])
@@ -84,7 +85,7 @@ def run_pipeline(
             target = cold_out.parent / COLDSTART_DATA
             cold["data"] = str(_synthesize_coldstart(Path(sft_config.data), target, results["sft"]))
     cold_config = build_stage_config("coldstart", cold, source=f"recipe {recipes / RECIPE_FILES['coldstart']}")
-    results["coldstart"] = run_stage("coldstart", config=cold_config)
+    results["coldstart"] = run_stage("coldstart", config=cold_config, callbacks=callbacks)
 
     grpo = raw["grpo"]
     grpo["model"] = str(results["coldstart"])
@@ -92,7 +93,7 @@ def run_pipeline(
     if not grpo.get("data"):
         grpo["data"] = str(sft_config.data)
     grpo_config = build_stage_config("grpo", grpo, source=f"recipe {recipes / RECIPE_FILES['grpo']}")
-    results["grpo"] = run_stage("grpo", config=grpo_config)
+    results["grpo"] = run_stage("grpo", config=grpo_config, callbacks=callbacks)
     return results
 
 
