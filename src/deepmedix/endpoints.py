@@ -25,6 +25,7 @@ from typing import Any
 from PIL import Image
 
 from deepmedix.data.images import open_image
+from deepmedix.io import private_database
 
 
 def image_data_url(image: str | Path | Image.Image, max_side: int | None = None, fmt: str = "PNG") -> str:
@@ -176,6 +177,7 @@ class ResponseCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_database(self.path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -150,6 +150,24 @@ def _merge_into(stage: Path, target: Path) -> None:
             os.replace(item, dest)
 
 
+def private_database(path: str | Path) -> Path:
+    """Make a SQLite database file readable by its owner only before SQLite opens it: a new one is created empty
+    with mode 0600, so SQLite creates its -wal and -shm files with the same mode; an existing one (and its -wal and
+    -shm) loses group and other permissions. Caches and stores hold report text and judgments."""
+    path = Path(path)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            try:
+                st = file.stat()
+            except FileNotFoundError:
+                continue
+            if st.st_mode & 0o077 and st.st_uid == os.getuid():
+                file.chmod(0o600)
+    return path
+
+
 def check_output(path: str | Path, folder: bool = False) -> None:
     """Fail now, before any work, when ``path`` cannot be written: a folder where a file goes (or a file where a
     folder goes), a file in the way of its folders, or a folder this process may not write to — tried for real, by

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmedix.errors import DataError, OptionError
+from deepmedix.io import private_database
 
 DB_NAME = "review.sqlite"
 STEP_DIMENSIONS = ("relevance", "correctness")
@@ -86,23 +87,12 @@ def create_private_db(review_dir: str | Path) -> Path:
     return path
 
 
-def make_private(path: Path) -> None:
-    """Take group/other permissions off a database (and its -wal/-shm) that an older version created 0644."""
-    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        try:
-            st = file.stat()
-        except FileNotFoundError:
-            continue
-        if st.st_mode & 0o077 and st.st_uid == os.getuid():
-            file.chmod(0o600)
-
-
 def connect(review_dir: str | Path) -> sqlite3.Connection:
     """Open an existing review set's database (``create_private_db`` makes a new one)."""
     path = db_path(review_dir)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no review set here (create one with `deepmedix review create`)")
-    make_private(path)
+    private_database(path)  # an older version created it 0644
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     try:

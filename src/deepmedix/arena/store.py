@@ -17,6 +17,7 @@ from pathlib import Path
 from deepmedix.arena.judges import JudgeOutcome
 from deepmedix.arena.outcomes import ShownOrder, Unresolved, Verdict, Winner
 from deepmedix.errors import DataError
+from deepmedix.io import private_database
 
 # What a judgment row may hold: a failed call ("error") is never stored, so a rerun asks again.
 STORED_VERDICTS: dict[str, Verdict | Unresolved] = {v.value: v for v in (*Verdict, Unresolved.UNPARSEABLE)}
@@ -80,6 +81,7 @@ class JudgmentStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_database(self.path)
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(str(self.path), check_same_thread=False)
