@@ -10,8 +10,9 @@ Per sample (from a prediction file, see :func:`deepmedix.evaluation.predictions.
 
 Box recall@0.5 and mean best IoU pool the reference boxes of all samples (a sample without reference boxes adds
 nothing); "mean IoU, grounding" pools those of grounding questions only. Every metric is a ratio of per-sample sums,
-so intervals come from resampling samples (percentile bootstrap, scipy.stats.bootstrap), and a difference between
-two models resamples the same samples for both (paired).
+so intervals come from resampling samples (percentile bootstrap, the same resampling as XrayBench's intervals in
+:mod:`deepmedix.evaluation.resampling`), and a difference between two models resamples the same samples for both
+(paired).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from deepmedix.data.frame import box_inside
 from deepmedix.errors import DataError
 from deepmedix.evaluation.grounding import sample_box_scores
 from deepmedix.evaluation.predictions import load_predictions
+from deepmedix.evaluation.resampling import bootstrap_weights, percentile_interval
 from deepmedix.evaluation.vqa import score_answer
 
 # metric key → label, in the order a table shows them
@@ -109,23 +111,15 @@ def _difference(num_after: np.ndarray, num_before: np.ndarray, denominator: np.n
 
 
 def _interval(data: tuple[np.ndarray, ...], statistic, seed: int) -> tuple[float, float]:
-    from scipy.stats import bootstrap
-
-    result = bootstrap(
-        data,
-        statistic,
-        paired=True,
-        vectorized=True,
-        n_resamples=RESAMPLES,
-        confidence_level=CONFIDENCE,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    # The percentile interval of the resampled statistics, leaving out the resamples where it is undefined (a resample
-    # without any grounding question has no grounding IoU); scipy's own bounds would turn NaN.
-    tail = 100 * (1 - CONFIDENCE) / 2
-    low, high = np.nanpercentile(result.bootstrap_distribution, [tail, 100 - tail])
-    return float(low), float(high)
+    """The percentile interval of ``statistic`` over bootstrap resamples of the samples (the same draws for every
+    array in ``data``, so a difference stays paired). Resamples where the statistic is undefined (one without any
+    grounding question has no grounding IoU) are left out."""
+    draws = bootstrap_weights(np.zeros(len(data[0]), dtype=np.int64), RESAMPLES, np.random.default_rng(seed))
+    replicates = np.concatenate([statistic(*(weights * terms for terms in data)) for weights in draws])
+    interval = percentile_interval(replicates, CONFIDENCE)
+    if interval is None:  # unreachable while the caller checks the denominator: every resample is undefined
+        raise ValueError("no bootstrap resample defines the statistic")
+    return interval
 
 
 def metric_with_interval(scores: Sequence[SampleScores], metric: str, seed: int = 0) -> dict[str, float | None]:
