@@ -1,8 +1,11 @@
-"""What the reward mode does to boxes: stage 3 rerun from a finished demo's stage-2 model with another reward mode
-(``paper`` by default), everything else as the demo's recipe, then compared with the demo's own stage 3 on the same
-held-out samples (paired bootstrap intervals, as in the demo's report).
+"""What the reward mode, or any other stage-3 setting, does: stage 3 rerun from a finished demo's stage-2 model with
+another reward mode (``paper`` by default) and any recipe keys changed with ``--set``, everything else as the demo's
+recipe, then compared with the demo's own stage 3 on the same held-out samples (paired bootstrap intervals, as in
+the demo's report).
 
     python benchmarks/reward_modes.py --demo runs/demo [--mode paper] [--out runs/demo/reward-modes]
+    python benchmarks/reward_modes.py --demo runs/demo --mode grounded \
+        --set per_device_train_batch_size=64 --set learning_rate=1e-4 --out runs/demo/grpo-8-prompts
 
 Prints the held-out metrics of stage 2, the demo's stage 3 and the rerun, and the paired differences against
 stage 2; writes ``comparison.json`` under ``--out``. Numbers for docs/demo.md.
@@ -30,16 +33,36 @@ def _fmt(value: dict, signed: bool = False) -> str:
     return f"{f.format(value['value'])} [{f.format(value['low'])}, {f.format(value['high'])}]"
 
 
+def _settings(pairs: list[str], ap: argparse.ArgumentParser) -> dict[str, object]:
+    import yaml
+
+    settings: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            ap.error(f"--set {pair!r}: expected KEY=VALUE")
+        settings[key.strip()] = yaml.safe_load(value)
+    return settings
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--demo", type=Path, required=True, help="a finished `deepmedix demo` output folder")
     ap.add_argument("--recipes", type=Path, default=None, help="the demo's recipes (default: the packaged small ones)")
     ap.add_argument("--mode", default="paper", choices=("paper", "release", "grounded"))
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a key of the stage-3 recipe (YAML value), e.g. learning_rate=1e-4; repeatable",
+    )
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=16)
     args = ap.parse_args()
     out = args.out or args.demo / f"reward-mode-{args.mode}"
+    label = f"stage3-{out.name}" if args.set else f"stage3-{args.mode}"  # the rerun's name in the tables
     recipes = args.recipes or _packaged_recipes()
     models = args.demo / "models"
 
@@ -55,6 +78,7 @@ def main() -> None:
     )
     if args.mode != "grounded":
         recipe.pop("reward_weights", None)  # the mode's own weights: (1 − λ, λ, 1)
+    recipe.update(_settings(args.set, ap))
     recipe_path = out / "grpo.yaml"
     out.mkdir(parents=True, exist_ok=True)
     import yaml
@@ -76,29 +100,27 @@ def main() -> None:
     predictions = {
         "stage2": args.demo / "predictions" / "stage2.jsonl",
         "stage3": args.demo / "predictions" / "stage3.jsonl",
-        f"stage3-{args.mode}": rerun,
+        label: rerun,
     }
     heldout = lambda row: row.get("source") == HELDOUT_SOURCE  # noqa: E731
     against_stage2 = {
         name: compare_stages({"stage2": predictions["stage2"], name: predictions[name]}, keep=heldout)
-        for name in ("stage3", f"stage3-{args.mode}")
+        for name in ("stage3", label)
     }
-    head_to_head = compare_stages(
-        {"stage3": predictions["stage3"], f"stage3-{args.mode}": predictions[f"stage3-{args.mode}"]}, keep=heldout
-    )
+    head_to_head = compare_stages({"stage3": predictions["stage3"], label: predictions[label]}, keep=heldout)
     atomic_write_json(out / "comparison.json", {"against_stage2": against_stage2, "head_to_head": head_to_head})
 
     first = next(iter(against_stage2.values()))
     print(f"\nheld-out samples: {first['n']}; 95% percentile bootstrap intervals, differences paired")
-    print(f"{'':<24}" + "".join(f"{label:>30}" for label in METRICS.values()))
+    print(f"{'':<24}" + "".join(f"{title:>30}" for title in METRICS.values()))
     print(f"{'stage 2':<24}" + "".join(f"{_fmt(first['models']['stage2'][m]):>30}" for m in METRICS))
     for name, result in against_stage2.items():
         print(f"{name:<24}" + "".join(f"{_fmt(result['models'][name][m]):>30}" for m in METRICS))
     for name, result in against_stage2.items():
         diff = result["differences"][f"stage2 → {name}"]
         print(f"{'Δ ' + name:<24}" + "".join(f"{_fmt(diff[m], signed=True):>30}" for m in METRICS))
-    diff = head_to_head["differences"][f"stage3 → stage3-{args.mode}"]
-    print(f"{args.mode + ' − demo':<24}" + "".join(f"{_fmt(diff[m], signed=True):>30}" for m in METRICS))
+    diff = head_to_head["differences"][f"stage3 → {label}"]
+    print(f"{label + ' − demo':<24}" + "".join(f"{_fmt(diff[m], signed=True):>30}" for m in METRICS))
     print(f"\n{json.dumps(str(out / 'comparison.json'))}")
 
 
