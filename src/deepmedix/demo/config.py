@@ -33,7 +33,7 @@ class DemoConfig:
         default=240,
         metadata=_help("held-out phantom samples every model answers, from other seeds (bundled data only)"),
     )
-    coldstart_samples: int = field(default=600, metadata=_help("training samples given to the cold-start teacher"))
+    coldstart_samples: int = field(default=1800, metadata=_help("training samples given to the cold-start teacher"))
     grpo_samples: int = field(default=160, metadata=_help("training samples for stage 3"))
     max_steps: dict[str, int] | None = field(
         default=None, metadata={"skip": True}
