@@ -17,16 +17,9 @@ from pathlib import Path
 from deepmedix.data.phantom import SAMPLE_KINDS, make_phantom_samples
 from deepmedix.data.schema import sample_to_json
 from deepmedix.demo.pipeline import PHANTOM_HELDOUT_SEED, PHANTOM_TRAIN_SEED, _packaged_recipes, _prediction_budget
-from deepmedix.evaluation.stage_comparison import METRICS, compare_stages
+from deepmedix.evaluation.stage_comparison import METRICS, compare_stages, format_metric
 from deepmedix.inference.predict import predict_file
 from deepmedix.io import atomic_write_json, atomic_write_jsonl
-
-
-def _fmt(value: dict, signed: bool = False) -> str:
-    if value["value"] is None:
-        return "—"
-    f = "{:+.3f}" if signed else "{:.3f}"
-    return f"{f.format(value['value'])} [{f.format(value['low'])}, {f.format(value['high'])}]"
 
 
 def main() -> None:
@@ -71,9 +64,9 @@ def main() -> None:
     print(f"\n{result['n']} fresh held-out phantoms (seeds {seeds}); 95% bootstrap intervals, differences paired")
     print(f"{'':<18}" + "".join(f"{title:>30}" for title in METRICS.values()))
     for name in predictions:
-        print(f"{name:<18}" + "".join(f"{_fmt(result['models'][name][m]):>30}" for m in METRICS))
+        print(f"{name:<18}" + "".join(f"{format_metric(result['models'][name][m]):>30}" for m in METRICS))
     diff = result["differences"]["stage2 → stage3"]
-    print(f"{'stage 2 → 3':<18}" + "".join(f"{_fmt(diff[m], signed=True):>30}" for m in METRICS))
+    print(f"{'stage 2 → 3':<18}" + "".join(f"{format_metric(diff[m], signed=True):>30}" for m in METRICS))
     print(f"\n{json.dumps(str(out / 'comparison.json'))}")
 
 

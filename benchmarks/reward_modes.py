@@ -19,18 +19,11 @@ import time
 from pathlib import Path
 
 from deepmedix.demo.pipeline import HELDOUT_SOURCE, _packaged_recipes
-from deepmedix.evaluation.stage_comparison import METRICS, compare_stages
+from deepmedix.evaluation.stage_comparison import METRICS, compare_stages, format_metric
 from deepmedix.inference.predict import predict_file
 from deepmedix.io import atomic_write_json
 from deepmedix.training.config import read_recipe
 from deepmedix.training.stages import run_stage
-
-
-def _fmt(value: dict, signed: bool = False) -> str:
-    if value["value"] is None:
-        return "—"
-    f = "{:+.3f}" if signed else "{:.3f}"
-    return f"{f.format(value['value'])} [{f.format(value['low'])}, {f.format(value['high'])}]"
 
 
 def _settings(pairs: list[str], ap: argparse.ArgumentParser) -> dict[str, object]:
@@ -113,14 +106,14 @@ def main() -> None:
     first = next(iter(against_stage2.values()))
     print(f"\nheld-out samples: {first['n']}; 95% percentile bootstrap intervals, differences paired")
     print(f"{'':<24}" + "".join(f"{title:>30}" for title in METRICS.values()))
-    print(f"{'stage 2':<24}" + "".join(f"{_fmt(first['models']['stage2'][m]):>30}" for m in METRICS))
+    print(f"{'stage 2':<24}" + "".join(f"{format_metric(first['models']['stage2'][m]):>30}" for m in METRICS))
     for name, result in against_stage2.items():
-        print(f"{name:<24}" + "".join(f"{_fmt(result['models'][name][m]):>30}" for m in METRICS))
+        print(f"{name:<24}" + "".join(f"{format_metric(result['models'][name][m]):>30}" for m in METRICS))
     for name, result in against_stage2.items():
         diff = result["differences"][f"stage2 → {name}"]
-        print(f"{'Δ ' + name:<24}" + "".join(f"{_fmt(diff[m], signed=True):>30}" for m in METRICS))
+        print(f"{'Δ ' + name:<24}" + "".join(f"{format_metric(diff[m], signed=True):>30}" for m in METRICS))
     diff = head_to_head["differences"][f"stage3 → {label}"]
-    print(f"{label + ' − demo':<24}" + "".join(f"{_fmt(diff[m], signed=True):>30}" for m in METRICS))
+    print(f"{label + ' − demo':<24}" + "".join(f"{format_metric(diff[m], signed=True):>30}" for m in METRICS))
     print(f"\n{json.dumps(str(out / 'comparison.json'))}")
 
 

@@ -144,6 +144,14 @@ def paired_difference(
     return {"value": float(_difference(num_after, num_before, denominator)), "low": low, "high": high}
 
 
+def format_metric(value: dict[str, float | None], signed: bool = False) -> str:
+    """``0.803 [0.753, 0.848]`` (``+0.106 [+0.054, +0.160]`` signed) for a metric or difference; ``—`` when undefined."""
+    if value["value"] is None:
+        return "—"
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f"{f.format(value['value'])} [{f.format(value['low'])}, {f.format(value['high'])}]"
+
+
 def compare_stages(predictions: dict[str, str | Path], keep: Any = None, seed: int = 0) -> dict[str, Any]:
     """Every model's metrics on the samples all prediction files share, and each consecutive pair's difference.
 
@@ -180,6 +188,7 @@ __all__ = [
     "METRICS",
     "SampleScores",
     "compare_stages",
+    "format_metric",
     "metric_terms",
     "metric_with_interval",
     "paired_difference",
