@@ -224,7 +224,11 @@ def _reward_caption(rewards_path: str | None) -> str:
     ):
         if key in rows[0]:
             parts.append(f"{label} {mean(key, rows[:k]):.3f} → {mean(key, rows[-k:]):.3f}")
-    return f"Mean over the first and last {k} of {len(rows)} steps: " + "; ".join(parts) + "."
+    return (
+        f"Mean over the first and last {k} of {len(rows)} steps: " + "; ".join(parts) + ". These are the training "
+        "prompts' sampled completions, a few prompts per step, so the curves are noisy; what stage 3 changed on "
+        "held-out samples is in the table at the top."
+    )
 
 
 def _examples(predictions: dict[str, str], per_model: int = 2) -> list[dict[str, Any]]:
