@@ -149,6 +149,20 @@ def load_prompt_template(path: str | Path | PromptTemplate | None) -> PromptTemp
     return PromptTemplate(source, path.name, hashlib.sha256(data).hexdigest(), str(path))
 
 
+# A model trained on a reasoning prompt of its own keeps it beside its weights, so that whoever loads the folder
+# asks the way the model was taught (as the chat template travels in the tokenizer's files).
+MODEL_PROMPT_FILE = "reasoning_prompt.jinja"
+
+
+def model_prompt_template(model: str | Path | None) -> PromptTemplate | None:
+    """The reasoning prompt a model folder was trained on (``MODEL_PROMPT_FILE`` in it); None for a folder trained
+    on the built-in prompt, an embedded model's name or a hub id."""
+    if model is None:
+        return None
+    path = Path(str(model)) / MODEL_PROMPT_FILE
+    return load_prompt_template(path) if path.is_file() else None
+
+
 BUILTIN_REASONING_TEMPLATE = PromptTemplate(BUILTIN_REASONING_SOURCE, "builtin:grounded-reasoning")
 BUILTIN_PLAIN_TEMPLATE = PromptTemplate(BUILTIN_PLAIN_SOURCE, "builtin:plain")
 
@@ -358,6 +372,7 @@ __all__ = [
     "BUILTIN_PLAIN_TEMPLATE",
     "BUILTIN_REASONING_TEMPLATE",
     "LARGEST_NEW_TOKENS",
+    "MODEL_PROMPT_FILE",
     "REASONING_SUFFIX",
     "TASK_NEW_TOKENS",
     "TASK_PROMPTS",
@@ -377,6 +392,7 @@ __all__ = [
     "format_completion",
     "format_ok",
     "load_prompt_template",
+    "model_prompt_template",
     "new_token_budget",
     "normalize_tags",
     "parse_completion",

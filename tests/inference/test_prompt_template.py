@@ -161,3 +161,39 @@ def test_infer_prints_the_text_it_sent(template_file: Path, tmp_path: Path, caps
     body = json.loads(capsys.readouterr().out)
     assert body["prompt_text"] == _rendered("Write the FINDINGS section of the radiology report for this chest X-ray.")
     assert body["prompt_template"] == "format.jinja" and body["max_new_tokens"] == 2
+
+
+def test_a_model_folder_is_asked_with_the_template_it_was_trained_on(
+    template_file: Path, samples_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A trained model keeps its reasoning prompt as reasoning_prompt.jinja: predict, infer and the server ask with it
+    unless told otherwise; a folder without one gets the built-in prompt."""
+    import shutil
+
+    from deepmedix.models.registry import embedded_model_path
+    from deepmedix.protocol import MODEL_PROMPT_FILE
+
+    folder = tmp_path / "trained"
+    shutil.copytree(embedded_model_path("tiny"), folder)
+    (folder / MODEL_PROMPT_FILE).write_text(TEMPLATE, encoding="utf-8")
+    sha = load_prompt_template(template_file).sha256  # type: ignore[union-attr]
+
+    rows = read_jsonl(predict_file(ScriptedBackend(model_name=str(folder)), samples_file, tmp_path / "a.jsonl"))
+    assert {(r["prompt_template"], r["prompt_template_sha256"]) for r in rows} == {(MODEL_PROMPT_FILE, sha)}
+    assert rows[0]["prompt_text"] == _rendered(rows[0]["prompt"])
+    other = tmp_path / "other.jinja"
+    other.write_text("Q: {{ content }}", encoding="utf-8")  # a template given wins over the folder's
+    given = predict_file(
+        ScriptedBackend(model_name=str(folder)), samples_file, tmp_path / "b.jsonl", prompt_template=other
+    )
+    assert read_jsonl(given)[0]["prompt_text"] == f"Q: {rows[0]['prompt']}"
+    health = TestClient(create_app(GroundedAnswerer(ScriptedBackend(model_name=str(folder))))).get("/health").json()
+    assert health["prompt_template"] == {"name": MODEL_PROMPT_FILE, "sha256": sha}
+
+    image = tmp_path / "cxr.png"
+    grey_image(64, 64).save(image)
+    assert main(["infer", "--model", str(folder), str(image), "--question", "Effusion?", "--max-new-tokens", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["prompt_text"] == _rendered("Effusion?")
+    (folder / MODEL_PROMPT_FILE).unlink()  # trained on the built-in prompt
+    assert main(["infer", "--model", str(folder), str(image), "--question", "Effusion?", "--max-new-tokens", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["prompt_text"] == BUILTIN_REASONING_TEMPLATE.render("Effusion?")

@@ -12,9 +12,9 @@ import pytest
 from deepmedix.data.schema import load_samples
 from deepmedix.errors import RecipeError
 from deepmedix.models.loading import load_model_and_processor, processor_frame
-from deepmedix.protocol import BUILTIN_REASONING_TEMPLATE, load_prompt_template
+from deepmedix.protocol import BUILTIN_REASONING_TEMPLATE, MODEL_PROMPT_FILE, load_prompt_template
 from deepmedix.training import stages
-from deepmedix.training.config import build_stage_config
+from deepmedix.training.config import build_stage_config, load_stage_config
 from deepmedix.training.data import build_dataset
 
 from .conftest import CPU_ARGS
@@ -88,6 +88,22 @@ def test_a_stage_trains_on_the_rendered_text_and_records_the_template(
     assert info["prompt_template"] == "format.jinja"
     assert info["prompt_template_sha256"] == load_prompt_template(template_file).sha256
     assert info["config"]["prompt_template"] == str(template_file)
+    # the model keeps the template, byte for byte, so that whoever loads it asks the way it was trained
+    assert (final / MODEL_PROMPT_FILE).read_bytes() == template_file.read_bytes()
+
+    # The next stage, given no template, trains on the one its starting model keeps, and keeps it in turn.
+    fed.clear()
+    values.update(model=str(final), output_dir=str(tmp_path / "next"), prompt_template=None)
+    follow = stages.run_stage("sft", config=build_stage_config("sft", values))
+    prompts = [text for text in fed if "<|im_start|>user" in text]
+    assert prompts and all(any(_rendered(q) in text for q in questions) for text in prompts)
+    assert (follow / MODEL_PROMPT_FILE).read_bytes() == template_file.read_bytes()
+    assert (
+        json.loads((follow / "run_info.json").read_text())["prompt_template_sha256"] == info["prompt_template_sha256"]
+    )
+    # A stage on the built-in prompt leaves no file (the built-in one is every loader's default).
+    values.update(model="tiny", output_dir=str(tmp_path / "builtin"))
+    assert not (stages.run_stage("sft", config=build_stage_config("sft", values)) / MODEL_PROMPT_FILE).exists()
 
 
 def test_a_broken_or_misplaced_template_stops_the_recipe(template_file: Path, tmp_path: Path) -> None:
@@ -121,3 +137,16 @@ def test_the_command_lines_take_the_template(template_file: Path, tmp_path: Path
     assert main(["pipeline", "--recipes", str(recipes), "--prompt-template", str(template_file)]) == 0
     given = {"prompt_template": str(template_file)}
     assert seen["overrides"] == {"coldstart": given, "grpo": given}  # stage 1 asks with the question alone
+
+
+def test_a_recipe_reads_its_template_beside_it(template_file: Path, tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    (folder / "short.jinja").write_text(TEMPLATE, encoding="utf-8")
+    (folder / "grpo.yaml").write_text("stage: grpo\nprompt_template: short.jinja\nuse_cpu: true\nbf16: false\n")
+    monkeypatch.chdir(tmp_path)  # not the recipe's folder
+    config = load_stage_config("grpo", folder / "grpo.yaml", {"output_dir": str(tmp_path / "out")})
+    assert config.prompt_template == str(folder / "short.jinja")
+    # a path given on the command line is the user's: read from the working directory
+    given = load_stage_config("grpo", folder / "grpo.yaml", {"output_dir": "out", "prompt_template": "format.jinja"})
+    assert given.prompt_template == "format.jinja"

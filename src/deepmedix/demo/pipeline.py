@@ -239,8 +239,18 @@ class Demo:
             "batch_size": self.cfg.batch_size,
             "max_new_tokens": self.cfg.max_new_tokens or _prediction_budget(self.recipes),
             "reasoning": reasoning,
-            "prompt_template": self.cfg.prompt_template if reasoning else None,
+            "prompt_template": self.reasoning_template() if reasoning else None,
         }
+
+    def reasoning_template(self) -> Path | str | None:
+        """The reasoning prompt every reasoning model is asked with, the base model too: --prompt-template, else the
+        cold-start recipe's (the trained models keep it), else None (the built-in one)."""
+        if self.cfg.prompt_template is not None:
+            return self.cfg.prompt_template
+        from deepmedix.training.config import read_recipe  # imports transformers/TRL: only this path pays for it
+
+        template = read_recipe(self.recipes / "coldstart.yaml").get("prompt_template")
+        return str(template) if template else None
 
     def _prediction_workers(self) -> int:
         if self.cfg.prediction_workers is not None:

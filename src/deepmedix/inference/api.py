@@ -35,6 +35,7 @@ from deepmedix.protocol import (
     final_answer,
     find_boxes,
     load_prompt_template,
+    model_prompt_template,
     new_token_budget,
     parse_completion,
     task_prompt,
@@ -87,7 +88,7 @@ def build_backend(options: BackendOptions, **engine_kwargs: Any) -> Backend:
 def build_answerer(options: BackendOptions, **engine_kwargs: Any) -> GroundedAnswerer:
     """A :class:`GroundedAnswerer` on the backend ``options`` describe, asking with their prompt template. The
     template is read and checked before the model is loaded."""
-    template = load_prompt_template(options.prompt_template)
+    template = load_prompt_template(options.prompt_template) or model_prompt_template(options.model)
     return GroundedAnswerer(build_backend(options, **engine_kwargs), template)
 
 
@@ -168,12 +169,13 @@ class GroundedAnswerer:
     """Asks a backend and returns structured, grounded answers. Boxes refer to the first image.
 
     ``template`` is the grounded-reasoning prompt (a :class:`~deepmedix.protocol.PromptTemplate` or its ``.jinja``
-    file; default the built-in one); questions asked without reasoning are sent as they are. Each answer's budget of
+    file; default: the one the model folder was trained on, if it keeps one, else the built-in one); questions asked without reasoning are sent as they are. Each answer's budget of
     new tokens is the one the backend's settings give, else its task's."""
 
     def __init__(self, backend: Backend, template: PromptTemplate | str | Path | None = None):
         self.backend = backend
-        self.template = load_prompt_template(template)
+        # no template given: the one a model folder was trained on, if it keeps one
+        self.template = load_prompt_template(template) or model_prompt_template(backend.model_name)
 
     def budget(self, task: str, generation: GenerationConfig | None = None) -> int:
         """New tokens for an answer to ``task``: a budget set for every answer (``generation``'s, else the

@@ -52,7 +52,8 @@ class BackendOptions:
         metadata={
             "metavar": "FILE.jinja",
             "help": "Jinja template of the reasoning prompt's text, given the question as 'content' (e.g. a model "
-            "release's own template; default: the built-in one)",
+            "release's own template; default: the one a model folder was trained on, its reasoning_prompt.jinja, else "
+            "the built-in one)",
         },
     )
     cache_path: Path | None = field(

@@ -22,7 +22,7 @@ from deepmedix.inference.backends import Backend
 from deepmedix.inference.images import load_image
 from deepmedix.inference.options import BackendOptions
 from deepmedix.io import append_jsonl, atomic_write_jsonl, check_output, iter_jsonl_objects, read_jsonl
-from deepmedix.protocol import PromptTemplate, load_prompt_template, user_prompt_template
+from deepmedix.protocol import PromptTemplate, load_prompt_template, model_prompt_template, user_prompt_template
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,8 @@ def predict_file(
     else:
         model_name = str(model)
         model = BackendOptions(model=model_name, backend=backend, max_new_tokens=max_new_tokens, **backend_kwargs)
+    if template is None and reasoning:  # the prompt the model folder was trained on, if it keeps one
+        template = model_prompt_template(model_name)
     done = _resume(out, model_name, user_prompt_template(reasoning, template))
     todo = [s for s in samples if s.id not in done]
     if not todo:

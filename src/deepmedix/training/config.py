@@ -14,7 +14,7 @@ import trl
 
 from deepmedix.errors import InputFileError, OptionError, RecipeError
 from deepmedix.io import read_yaml
-from deepmedix.protocol import PromptTemplate, load_prompt_template
+from deepmedix.protocol import PromptTemplate, load_prompt_template, model_prompt_template
 from deepmedix.rewards.score import RewardMode, parse_reward_mode
 
 # LoRA on the language model only: bare "gate_proj|up_proj|down_proj" would also match the vision tower's MLP.
@@ -36,8 +36,9 @@ class StageFields:
     prompt_template: str | None = field(
         default=None,
         metadata={
-            "help": "Jinja template of the reasoning prompt's text, given the question as 'content' "
-            "(default: the built-in one); only for stages that reason"
+            "help": "Jinja template of the reasoning prompt's text, given the question as 'content' (in a recipe, "
+            "a relative path is read beside the recipe first; default: the one the starting model was trained on, "
+            "else the built-in one); only for stages that reason. The final model keeps it as reasoning_prompt.jinja"
         },
     )
     model_dtype: str = field(default="auto", metadata={"help": "dtype to load the weights in"})
@@ -107,6 +108,9 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
         raise RecipeError(f"recipe {e}") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"recipe {path}: expected a mapping of keys to values, got {type(raw).__name__}")
+    template = raw.get("prompt_template")
+    if isinstance(template, str) and not Path(template).is_absolute() and (path.parent / template).is_file():
+        raw["prompt_template"] = str(path.parent / template)  # a template shipped beside its recipe
     return raw
 
 
@@ -146,8 +150,12 @@ def build_stage_config(stage: str, recipe: dict[str, Any], source: str = "<recip
 
 
 def stage_prompt_template(config: Any) -> PromptTemplate | None:
-    """The template a stage's prompts are rendered with (None: the built-in one, or the question alone)."""
-    return load_prompt_template(getattr(config, "prompt_template", None))
+    """The template a stage's prompts are rendered with: the recipe's, else, for a reasoning stage, the one its
+    starting model was trained on (None: the built-in one, or the question alone)."""
+    given = load_prompt_template(getattr(config, "prompt_template", None))
+    if given is None and getattr(config, "reasoning", False):
+        return model_prompt_template(getattr(config, "model", None))
+    return given
 
 
 def _coerce(key: str, value: Any, default: Any, source: str) -> Any:

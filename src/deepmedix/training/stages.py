@@ -20,7 +20,15 @@ from typing import Any
 
 from deepmedix.data.frame import box_inside, iou
 from deepmedix.errors import OptionError
-from deepmedix.io import append_jsonl, atomic_write_json, check_output, make_parents, remove_created, sha256_file
+from deepmedix.io import (
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_json,
+    check_output,
+    make_parents,
+    remove_created,
+    sha256_file,
+)
 from deepmedix.models.loading import (
     ensure_suppressed_placeholders,
     load_model_and_processor,
@@ -28,7 +36,7 @@ from deepmedix.models.loading import (
     resolve_model_path,
 )
 from deepmedix.models.special_tokens import generation_defaults
-from deepmedix.protocol import parse_completion, user_prompt_template
+from deepmedix.protocol import MODEL_PROMPT_FILE, parse_completion, user_prompt_template
 from deepmedix.rewards.core import completion_text
 from deepmedix.rewards.grpo import TrlRewardFunc, make_trl_reward_funcs
 from deepmedix.rewards.score import Completion
@@ -169,6 +177,9 @@ def _finish_final(tmp: Path, out: Path, processor, config, stage: str, extra: di
         )
         gen["suppress_tokens"] = sorted(suppress)
         atomic_write_json(gen_path, gen)
+    template = stage_prompt_template(config) if config.reasoning else None
+    if template is not None:  # whoever loads the model asks it the way it was trained (inference reads it)
+        atomic_write_bytes(tmp / MODEL_PROMPT_FILE, template.source.encode("utf-8"))
     info = {
         "stage": stage,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
