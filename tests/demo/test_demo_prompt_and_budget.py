@@ -42,6 +42,16 @@ def test_real_recipes_answer_with_task_budgets_and_the_template_where_they_reaso
     assert [c["prompt_template"] for c in calls] == [template_file, None, template_file]
 
 
+def test_every_reasoning_model_is_asked_with_the_recipes_prompt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """The small recipes train on their own short prompt: the base model is asked with it too, so every model that
+    reasons gets the same question; stage 1 gets the question alone."""
+    calls = _predict_calls(monkeypatch, DemoConfig(out=tmp_path))  # the default: the small recipes
+    shipped = str(RECIPES / "small" / "reasoning_prompt.jinja")
+    assert [c["prompt_template"] for c in calls] == [shipped, None, shipped]
+    calls = _predict_calls(monkeypatch, DemoConfig(out=tmp_path, recipes=RECIPES / "tiny"))  # the built-in prompt
+    assert [c["prompt_template"] for c in calls] == [None, None, None]
+
+
 def test_embedded_recipes_keep_the_length_their_model_was_trained_to(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     for recipes in (None, RECIPES / "small", RECIPES / "tiny"):  # None: the demo's default, the small recipes
         trained = read_yaml((recipes or RECIPES / "small") / "grpo.yaml")["max_completion_length"]

@@ -150,3 +150,8 @@ def test_a_recipe_reads_its_template_beside_it(template_file: Path, tmp_path: Pa
     # a path given on the command line is the user's: read from the working directory
     given = load_stage_config("grpo", folder / "grpo.yaml", {"output_dir": "out", "prompt_template": "format.jinja"})
     assert given.prompt_template == "format.jinja"
+    # the small recipes' stage 2 and 3 ask with the prompt shipped beside them, from any working directory
+    small = Path(__file__).resolve().parents[2] / "recipes" / "small"
+    for stage in ("coldstart", "grpo"):
+        template = stages.stage_prompt_template(load_stage_config(stage, small / f"{stage}.yaml", {"output_dir": "o"}))
+        assert template is not None and Path(template.path) == small / "reasoning_prompt.jinja"
