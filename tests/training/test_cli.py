@@ -100,6 +100,12 @@ def _check_model_cards(root: Path, data: Path) -> None:
         assert card.data.deepmedix_stage == stage
         assert "tiny" in card.text  # the start of the chain, found through each stage's run_info
         assert "not be used for clinical decisions" in card.text
+    # how to ask it: the question alone after stage 1, the reasoning prompt it was trained on after stages 2 and 3
+    from deepmedix.protocol import REASONING_SUFFIX
+
+    assert "question (or task instruction) alone" in ModelCard.load(root / "sft" / "final" / "README.md").text
+    for stage in ("coldstart", "grpo"):
+        assert REASONING_SUFFIX in ModelCard.load(root / stage / "final" / "README.md").text
     grpo = ModelCard.load(root / "grpo" / "final" / "README.md")
     run = json.loads((root / "grpo" / "final" / "run_info.json").read_text())
     assert grpo.data.reward_mode == run["config"]["reward_mode"] and grpo.data.data_sha256 == sha256_file(data)

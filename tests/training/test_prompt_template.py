@@ -90,6 +90,8 @@ def test_a_stage_trains_on_the_rendered_text_and_records_the_template(
     assert info["config"]["prompt_template"] == str(template_file)
     # the model keeps the template, byte for byte, so that whoever loads it asks the way it was trained
     assert (final / MODEL_PROMPT_FILE).read_bytes() == template_file.read_bytes()
+    card = (final / "README.md").read_text(encoding="utf-8")  # and its card shows it to users of plain transformers
+    assert f"```jinja\n{TEMPLATE.strip()}\n```" in card and "internal monologue" not in card
 
     # The next stage, given no template, trains on the one its starting model keeps, and keeps it in turn.
     fed.clear()

@@ -17,6 +17,7 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from deepmedix import __version__
 from deepmedix.errors import EndpointError, ModelFileError
 from deepmedix.io import atomic_write_text, read_json, sha256_file
+from deepmedix.protocol import BUILTIN_REASONING_SOURCE, MODEL_PROMPT_FILE
 
 CARD_FILE = "README.md"
 RUN_INFO = "run_info.json"
@@ -147,6 +148,7 @@ def build_model_card(model_dir: str | Path, evaluation: dict[str, Any] | None = 
         ]
     versions = ", ".join(f"{k} {v}" for k, v in (info.get("versions") or {}).items())
     lines += ["", f"Software: {versions}.", "", "The full recipe is in `run_info.json` beside this card.", ""]
+    lines += _how_to_ask(Path(model_dir), bool(config.get("reasoning")))
     lines += ["## Evaluation", ""]
     if eval_rows:
         lines += ["| benchmark | metric | value |", "|---|---|---|"]
@@ -162,6 +164,28 @@ def build_model_card(model_dir: str | Path, evaluation: dict[str, Any] | None = 
         "",
     ]
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def _how_to_ask(model_dir: Path, reasoning: bool) -> list[str]:
+    """The user text the model was trained on, so that a user of plain transformers asks it the same way."""
+    lines = ["## How to ask it", ""]
+    if not reasoning:
+        return lines + ["It was trained on the question (or task instruction) alone, after the image.", ""]
+    kept = model_dir / MODEL_PROMPT_FILE
+    source = kept.read_text(encoding="utf-8") if kept.is_file() else BUILTIN_REASONING_SOURCE
+    where = (
+        f"kept beside the weights as `{MODEL_PROMPT_FILE}`, which deepmedix reads when it loads this folder"
+        if kept.is_file()
+        else "deepmedix's built-in reasoning prompt"
+    )
+    return lines + [
+        f"The user turn after the image is this Jinja template, `content` being the question ({where}):",
+        "",
+        "```jinja",
+        source.strip(),
+        "```",
+        "",
+    ]
 
 
 def write_model_card(model_dir: str | Path, evaluation: dict[str, Any] | None = None) -> Path:
