@@ -289,3 +289,48 @@ def test_preprocessing_once_builds_the_batches_trl_would_and_trains_the_same(pha
         trainer.train()
         losses.append([h["loss"] for h in trainer.state.log_history if "loss" in h])
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)  # same batches in the same order: the same training
+
+
+def test_grpo_loss_positions_match_the_ids_when_prompts_differ_in_length(tmp_path: Path, monkeypatch):
+    """GRPO re-processes a batch's prompts for the loss: the image-token types must line up with the left-padded ids
+    of every row, the shorter prompts too (a right-padding processor shifted them: wrong rope positions, or a shape
+    error once the padding ran past the image)."""
+    from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl
+
+    from deepmedix.data.phantom import make_phantom_samples
+    from deepmedix.data.schema import load_samples, sample_to_json
+    from deepmedix.io import atomic_write_jsonl
+
+    make_phantom_samples(tmp_path / "phantom", 2, seed=4, kinds=("grounding",))
+    short, long = load_samples(tmp_path / "phantom" / "samples.jsonl")
+    long.prompt = "Looking at both lungs from apex to base, zone by zone, " * 4 + long.prompt  # ~80 tokens longer
+    data = tmp_path / "two.jsonl"
+    atomic_write_jsonl(data, [sample_to_json(short), sample_to_json(long)])
+
+    image_pad = []
+    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    original = modeling_qwen2_5_vl.Qwen2_5_VLModel.get_rope_index
+
+    def recording(self, input_ids, mm_token_type_ids=None, *args, **kwargs):
+        if not image_pad:
+            image_pad.append(self.config.image_token_id)
+        seen.append((input_ids.clone(), mm_token_type_ids.clone(), kwargs.get("attention_mask")))
+        return original(self, input_ids, mm_token_type_ids, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_qwen2_5_vl.Qwen2_5_VLModel, "get_rope_index", recording)
+    values = {
+        **CPU_ARGS,
+        "model": "tiny",
+        "data": str(data),
+        "output_dir": str(tmp_path / "grpo"),
+        "max_steps": 1,
+        "num_generations": 2,
+        "per_device_train_batch_size": 4,  # both prompts in the one step
+        "max_completion_length": 8,
+        "beta": 0.0,
+        "logging_steps": 1,
+    }
+    run_stage("grpo", config=build_stage_config("grpo", values))
+    assert seen
+    for ids, types, _ in seen:
+        assert torch.equal(types == 1, ids == image_pad[0])  # every image token typed as one, and nothing else

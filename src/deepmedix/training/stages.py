@@ -356,6 +356,10 @@ def build_grpo_trainer(config, callbacks: list | None = None):
     funcs, weights = reward_functions(config)
     config.reward_weights = weights
     callbacks = [reward_log_callback(Path(config.output_dir) / "rewards.jsonl"), *(callbacks or [])]
+    # GRPOTrainer left-pads the prompt ids itself and re-runs the processor on the prompts for the loss's multimodal
+    # inputs; its own default processor pads left. A right-padding one shifts mm_token_type_ids against the ids of
+    # every shorter prompt in a batch: wrong rope positions in the loss, or a shape error when lengths differ a lot.
+    processor.tokenizer.padding_side = "left"
     original_path = model.config._name_or_path
     if config.ref_model and config.beta > 0:
         model.config._name_or_path = resolve_model_path(config.ref_model)
