@@ -169,8 +169,9 @@ class GroundedAnswerer:
     """Asks a backend and returns structured, grounded answers. Boxes refer to the first image.
 
     ``template`` is the grounded-reasoning prompt (a :class:`~deepmedix.protocol.PromptTemplate` or its ``.jinja``
-    file; default: the one the model folder was trained on, if it keeps one, else the built-in one); questions asked without reasoning are sent as they are. Each answer's budget of
-    new tokens is the one the backend's settings give, else its task's."""
+    file; default: the one the model folder was trained on, if it keeps one, else the built-in one); questions asked
+    without reasoning are sent as they are. Each answer's budget of new tokens is the one the backend's settings
+    give, else its task's."""
 
     def __init__(self, backend: Backend, template: PromptTemplate | str | Path | None = None):
         self.backend = backend

@@ -17,7 +17,7 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from deepmedix import __version__
 from deepmedix.errors import EndpointError, ModelFileError
 from deepmedix.io import atomic_write_text, read_json, sha256_file
-from deepmedix.protocol import BUILTIN_REASONING_SOURCE, MODEL_PROMPT_FILE
+from deepmedix.protocol import BUILTIN_REASONING_SOURCE, MODEL_PROMPT_FILE, model_prompt_template
 
 CARD_FILE = "README.md"
 RUN_INFO = "run_info.json"
@@ -171,11 +171,11 @@ def _how_to_ask(model_dir: Path, reasoning: bool) -> list[str]:
     lines = ["## How to ask it", ""]
     if not reasoning:
         return lines + ["It was trained on the question (or task instruction) alone, after the image.", ""]
-    kept = model_dir / MODEL_PROMPT_FILE
-    source = kept.read_text(encoding="utf-8") if kept.is_file() else BUILTIN_REASONING_SOURCE
+    kept = model_prompt_template(model_dir)
+    source = kept.source if kept is not None else BUILTIN_REASONING_SOURCE
     where = (
         f"kept beside the weights as `{MODEL_PROMPT_FILE}`, which deepmedix reads when it loads this folder"
-        if kept.is_file()
+        if kept is not None
         else "deepmedix's built-in reasoning prompt"
     )
     return lines + [
