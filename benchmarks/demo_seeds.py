@@ -1,9 +1,9 @@
-"""The demo under other draws of its training data: does stage 3 still beat stage 2?
+"""The demo under other draws of its training data: stage 2, stage 3, and what stage 3 changed, per draw.
 
 ``deepmedix demo --seed S`` draws the cold-start samples, the GRPO prompts and the real-image test samples with seed
 S; the phantom training and held-out sets, the base model and the training seeds stay the same, so every run is
-measured on the same 240 held-out phantoms. One draw of a cold start can change stage 2 a lot at this size
-(docs/demo.md), so a claim about what stage 3 does should hold on more than one.
+measured on the same 240 held-out phantoms. At this size one draw of a cold start trained at a constant rate
+changed stage 2 by up to 8 points (docs/demo.md), so a claim about what a stage does should hold on more than one.
 
     python benchmarks/demo_seeds.py --seeds 0 1 2 [--out runs/demo-seeds] [--parallel 2]
 

@@ -308,13 +308,13 @@ def test_grpo_loss_positions_match_the_ids_when_prompts_differ_in_length(tmp_pat
     atomic_write_jsonl(data, [sample_to_json(short), sample_to_json(long)])
 
     image_pad = []
-    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     original = modeling_qwen2_5_vl.Qwen2_5_VLModel.get_rope_index
 
     def recording(self, input_ids, mm_token_type_ids=None, *args, **kwargs):
         if not image_pad:
             image_pad.append(self.config.image_token_id)
-        seen.append((input_ids.clone(), mm_token_type_ids.clone(), kwargs.get("attention_mask")))
+        seen.append((input_ids.clone(), mm_token_type_ids.clone()))
         return original(self, input_ids, mm_token_type_ids, *args, **kwargs)
 
     monkeypatch.setattr(modeling_qwen2_5_vl.Qwen2_5_VLModel, "get_rope_index", recording)
@@ -332,5 +332,5 @@ def test_grpo_loss_positions_match_the_ids_when_prompts_differ_in_length(tmp_pat
     }
     run_stage("grpo", config=build_stage_config("grpo", values))
     assert seen
-    for ids, types, _ in seen:
+    for ids, types in seen:
         assert torch.equal(types == 1, ids == image_pad[0])  # every image token typed as one, and nothing else
