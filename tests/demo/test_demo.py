@@ -87,6 +87,8 @@ def test_demo_runs_every_stage_then_skips_them(tmp_path: Path) -> None:
         assert heading in html, heading
     assert html.count("data:image/png;base64,") >= 5  # stats, VQA, rewards, arena figures, examples
     assert "stage 3 · GRPO (DeepMedix-R1)" in html
+    # each stage-to-stage change read out in words from its interval
+    assert html.count("stage 3 · GRPO (DeepMedix-R1)</b>: ") == 1 and "What the 95% intervals say" in html
 
     # a rerun finds every stage complete and redoes nothing
     again = Demo(_config(out))

@@ -98,6 +98,17 @@ def _interval_cell(value: dict[str, float | None], signed: bool = False) -> dict
     }
 
 
+def _verdict(values: dict[str, dict], metrics: dict[str, str]) -> str:
+    """What a paired difference's intervals say, in words: the metrics whose interval lies above or below zero."""
+    up = [title for m, title in metrics.items() if (values[m].get("low") or 0) > 0]
+    down = [title for m, title in metrics.items() if (values[m].get("high") or 0) < 0]
+    parts = [f"higher: {', '.join(up)}"] if up else []
+    parts += [f"lower: {', '.join(down)}"] if down else []
+    if not parts:
+        return "every change within noise"
+    return "; ".join(parts) + ("; the rest within noise" if len(up) + len(down) < len(metrics) else "")
+
+
 def _stage_tables(path: str | None) -> dict[str, Any] | None:
     """The held-out comparison of the stages (``eval/stages.json``): per model and per consecutive pair."""
     if not path or not Path(path).is_file():
@@ -112,7 +123,13 @@ def _stage_tables(path: str | None) -> dict[str, Any] | None:
     for pair, values in comparison["differences"].items():
         before, after = pair.split(" → ")
         label = f"{MODEL_TITLES.get(before, before)} → {MODEL_TITLES.get(after, after)}"
-        differences.append({"model": label, "cells": [_interval_cell(values[m], signed=True) for m in metrics]})
+        differences.append(
+            {
+                "model": label,
+                "cells": [_interval_cell(values[m], signed=True) for m in metrics],
+                "verdict": _verdict(values, metrics),
+            }
+        )
     by_task = ", ".join(f"{n} {task}" for task, n in comparison["n_by_task"].items())
     return {
         "metrics": list(metrics.values()),
